@@ -1,4 +1,5 @@
 """Builds the Cython extensions in _ext/ into the gpuhil package (gpuhil._<name>)."""
+import os
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -24,6 +25,9 @@ setup(
     ext_modules=cythonize(
         extensions(),
         include_path=[str(EXT)],
+        # The lab builds the guest's extensions from the same tree with another Cython and
+        # Python; a separate build_dir keeps its generated C away from the host's.
+        build_dir=os.environ.get("GPUHIL_CYTHON_BUILD_DIR"),
         language_level=3,
         compiler_directives={"boundscheck": False, "wraparound": False, "cdivision": True},
     ),
