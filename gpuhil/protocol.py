@@ -82,12 +82,16 @@ def encode_into(msg: Message, buf, offset: int = 0) -> int:
     return _encode_parts(msg, view, offset, fields, tail)
 
 
+def _size(msg: Message, tail: bytes) -> int:
+    lay = _LAYOUTS[msg.TYPE]
+    return lay.size + (len(tail) if lay.tail_kind == "trailing" else 0)
+
+
 def encoded_size(msg: Message) -> int:
     """How many bytes encode(msg) produces."""
     if isinstance(msg, RawMessage):
         return HDR.size + len(msg.body)
-    lay = _LAYOUTS[msg.TYPE]
-    return lay.size + (len(msg.wire()[1]) if lay.tail_kind == "trailing" else 0)
+    return _size(msg, msg.wire()[1])
 
 
 def encode(msg: Message) -> bytes:
@@ -97,8 +101,7 @@ def encode(msg: Message) -> bytes:
         _encode_raw(msg, memoryview(buf), 0)
         return bytes(buf)
     fields, tail = msg.wire()
-    lay = _LAYOUTS[msg.TYPE]
-    buf = bytearray(lay.size + (len(tail) if lay.tail_kind == "trailing" else 0))
+    buf = bytearray(_size(msg, tail))
     _encode_parts(msg, memoryview(buf), 0, fields, tail)
     return bytes(buf)
 

@@ -128,7 +128,29 @@ class DisplayOne:
 
 _MEM_ENTRY = struct.Struct("<QII")
 _DISPLAY_ONE = struct.Struct("<IIIIII")
-_COMPOSITES = {"Rect": (Rect, 4), "Box": (Box, 6), "CursorPos": (CursorPos, 3)}
+_COMPOSITES = {c.__name__: c for c in (Rect, Box, CursorPos)}
+_PLANS: dict[type, tuple] = {}
+
+
+def _plan(cls: type) -> tuple[tuple[str, type | None, int, tuple[str, ...] | None], ...]:
+    """How a message class maps to scalar wire fields: (attribute, constructor or None for
+    an int, number of wire fields, sub-field names of a nested struct or None), cached."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        steps = []
+        for f in dataclasses.fields(cls):
+            if f.name == "hdr":
+                continue
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if kind in _COMPOSITES:
+                parts = tuple(x.name for x in dataclasses.fields(_COMPOSITES[kind]))
+                steps.append((f.name, _COMPOSITES[kind], len(parts), parts))
+            elif kind.startswith("tuple[int"):
+                steps.append((f.name, tuple, kind.count("int"), None))
+            else:
+                steps.append((f.name, None, 1, None))
+        plan = _PLANS[cls] = tuple(steps)
+    return plan
 
 
 def _pack_entries(entries: tuple[MemEntry, ...]) -> bytes:
@@ -167,16 +189,14 @@ class Message:
     def wire(self) -> tuple[tuple[int, ...], bytes]:
         """(scalar fields in layout order, tail bytes) as the C encoder takes them."""
         values: list[int] = []
-        for f in dataclasses.fields(self):
-            if f.name == "hdr":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, tuple):
-                values.extend(value)
-            elif dataclasses.is_dataclass(value):
-                values.extend(dataclasses.astuple(value))
-            else:
+        for name, ctor, _, parts in _plan(type(self)):
+            value = getattr(self, name)
+            if ctor is None:
                 values.append(value)
+            elif parts is None:
+                values.extend(value)
+            else:
+                values.extend([getattr(value, p) for p in parts])
         return tuple(values), b""
 
     @classmethod
@@ -184,21 +204,14 @@ class Message:
         """Build the message from what the C decoder returned."""
         kwargs = {}
         i = 0
-        for f in dataclasses.fields(cls):
-            if f.name == "hdr":
-                continue
-            kind = f.type if isinstance(f.type, str) else f.type.__name__
-            if kind in _COMPOSITES:
-                ctor, n = _COMPOSITES[kind]
-                kwargs[f.name] = ctor(*fields[i:i + n])
-                i += n
-            elif kind.startswith("tuple[int"):
-                n = kind.count("int")
-                kwargs[f.name] = tuple(fields[i:i + n])
-                i += n
+        for name, ctor, n, parts in _plan(cls):
+            if ctor is None:
+                kwargs[name] = fields[i]
+            elif parts is None:
+                kwargs[name] = tuple(fields[i:i + n])
             else:
-                kwargs[f.name] = fields[i]
-                i += 1
+                kwargs[name] = ctor(*fields[i:i + n])
+            i += n
         return cls(**kwargs, hdr=hdr)
 
     def encode(self) -> bytes:
