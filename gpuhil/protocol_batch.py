@@ -63,7 +63,7 @@ class CommandBatch:
         return self.count
 
     def clear(self) -> None:
-        """Forget every message (keeps the allocation)."""
+        """Forget every message (the rows keep their allocation)."""
         self.count = 0
         del self.payload[:]
 
@@ -117,10 +117,12 @@ class DecodedBatch:
 
     def type(self, i: int) -> int:
         """Control type of message i."""
-        return self.rows[i * ROW_WIDTH]
+        return self.row(i)[Column.TYPE]
 
     def row(self, i: int) -> tuple[int, ...]:
         """The ROW_WIDTH values of message i."""
+        if not 0 <= i < self.count:
+            raise IndexError(f"message {i} of a batch of {self.count}")
         return tuple(self.rows[i * ROW_WIDTH:(i + 1) * ROW_WIDTH])
 
     def message(self, i: int) -> Message:

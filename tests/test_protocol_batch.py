@@ -165,6 +165,8 @@ def test_decode_batch_errors():
     assert P.decode_batch(buf, [76], [33], strict=False).message(0) == P.ResourceUnref(1)
     with pytest.raises(IndexError):
         P.decode_batch(buf, [100], [32])
+    with pytest.raises(IndexError):
+        P.decode_batch(buf, [0], [32]).message(1)
     with pytest.raises(ValueError):
         P.decode_batch(buf, [0, 1], [32])
     with pytest.raises(ValueError):
