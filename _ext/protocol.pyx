@@ -573,7 +573,7 @@ cdef int _decode_row(const unsigned char* src, Py_ssize_t base, Py_ssize_t lengt
             row[COL_FIELDS + j] = _get32(p + L.off[j])
         else:
             row[COL_FIELDS + j] = _get64(p + L.off[j])
-    for j in range(L.nfields, MAX_FIELDS):
+    for j in range(L.nfields, <uint32_t>MAX_FIELDS):
         row[COL_FIELDS + j] = 0
     cdef uint64_t avail = <uint64_t>(length - L.size), need
     row[COL_TAIL_OFF] = <uint64_t>base + L.tail_offset
