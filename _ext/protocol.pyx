@@ -721,6 +721,29 @@ cdef int _count_index(const uint64_t* row) noexcept:
     return _layouts[idx].count_field
 
 
+def set_row(uint64_t[::1] rows, Py_ssize_t index, uint64_t type, uint64_t flags,
+            uint64_t fence_id, uint64_t ctx_id, uint64_t ring_idx, uint64_t tail_off,
+            uint64_t tail_len, fields) -> None:
+    """Fill row `index` of a flat rows buffer (the per-message path of CommandBatch)."""
+    cdef Py_ssize_t n = len(fields), i, base = index * ROW_WIDTH_
+    if index < 0 or base + ROW_WIDTH_ > rows.shape[0]:
+        raise IndexError(f"row {index} outside {rows.shape[0] // ROW_WIDTH_} rows")
+    if n > MAX_FIELDS:
+        raise ValueError(f"{n} fields, a row holds {MAX_FIELDS}")
+    cdef uint64_t* r = &rows[base]
+    for i in range(n):
+        r[COL_FIELDS + i] = <uint64_t>fields[i]
+    for i in range(n, MAX_FIELDS):
+        r[COL_FIELDS + i] = 0
+    r[COL_TYPE] = type
+    r[COL_FLAGS] = flags
+    r[COL_FENCE_ID] = fence_id
+    r[COL_CTX_ID] = ctx_id
+    r[COL_RING_IDX] = ring_idx
+    r[COL_TAIL_OFF] = tail_off
+    r[COL_TAIL_LEN] = tail_len
+
+
 def encode_batch(unsigned char[::1] out, const uint64_t[::1] rows,
                  const unsigned char[::1] payload=None, uint32_t[::1] offsets=None,
                  uint32_t[::1] lengths=None, Py_ssize_t start=0, Py_ssize_t align=8) -> int:

@@ -147,6 +147,14 @@ def decode_python(w: Workload) -> list:
     return out
 
 
+def encode_typed(w: Workload, msgs: list[P.Message]) -> None:
+    """The convenient path: typed dataclasses appended one by one, then one C encode."""
+    batch = P.CommandBatch(len(msgs))
+    for m in msgs:
+        batch.append(m)
+    batch.encode_into(w.out, align=ALIGN)
+
+
 def run_c(w: Workload) -> tuple[float, float] | None:
     """ns per command (encode, decode) of bench/c/protocol_ref.c, or None without gcc."""
     gcc = shutil.which("gcc")
@@ -183,9 +191,13 @@ def main() -> list[Result]:
     enc_py = best_time(lambda: encode_python(w)) * per
     dec = best_time(lambda: decode_gpuhil(w)) * per
     dec_py = best_time(lambda: decode_python(w)) * per
+    msgs = list(d.messages())
+    typed = best_time(lambda: encode_typed(w, msgs)) / CHUNK
     results = [
         Result("protocol", "encode_batch (1M mixed)", enc, enc_py, "struct.pack_into", 10.0),
         Result("protocol", "decode_batch (1M mixed)", dec, dec_py, "struct.unpack_from", 10.0),
+        # informative: per-message dataclass convenience, not the fast path
+        Result("protocol", "CommandBatch.append(dataclass)", typed, enc_py, "struct.pack_into"),
     ]
     c = run_c(w)
     if c:

@@ -17,6 +17,9 @@ from gpuhil.protocol_constants import (_LAYOUTS, ROW_WIDTH, Column, ProtocolErro
 from gpuhil.protocol_messages import _CLASSES, CtrlHdr, Message, RawMessage
 
 
+_NO_HDR = CtrlHdr()
+
+
 @dataclass(frozen=True)
 class BatchLayout:
     """Where encode placed each message: buf[offsets[i]:offsets[i]+lengths[i]]; end is the
@@ -75,13 +78,10 @@ class CommandBatch:
         if len(fields) > _protocol.MAX_SCALAR_FIELDS:
             raise ProtocolError(f"{len(fields)} fields, a row holds "
                                 f"{_protocol.MAX_SCALAR_FIELDS}", type=type)
-        h = hdr or CtrlHdr()
-        base = self.count * ROW_WIDTH
-        row = [type, h.flags, h.fence_id, h.ctx_id, h.ring_idx, len(self.payload), len(tail),
-               *fields]
-        row += [0] * (ROW_WIDTH - len(row))
+        h = hdr or _NO_HDR
         try:
-            self.rows[base:base + ROW_WIDTH] = array("Q", row)
+            _protocol.set_row(self.rows, self.count, type, h.flags, h.fence_id, h.ctx_id,
+                              h.ring_idx, len(self.payload), len(tail), fields)
         except OverflowError as e:
             raise ProtocolError(f"type {type:#06x}: a value is negative or over 64 bits ({e})",
                                 type=type) from None
