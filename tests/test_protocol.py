@@ -348,3 +348,32 @@ def test_enums_carry_uapi_names():
     assert P.Format.A8B8G8R8_UNORM == 121
     assert P.CapsetId(6).name == "DRM"
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(t=st.sampled_from(sorted(REF_TYPES.values())), body=st.binary(max_size=1200),
+       strict=st.booleans())
+def test_decoding_arbitrary_bytes_never_fails_otherwise(t, body, strict):
+    """Any bytes behind a valid type decode or raise ProtocolError; what decodes re-encodes
+    to the same length and decodes to the same message."""
+    wire = struct.pack("<I", t) + body
+    try:
+        msg = P.decode(wire, strict=strict)
+    except P.ProtocolError as e:
+        assert e.type == t and e.size == len(wire)
+        return
+    again = P.encode(msg)
+    assert P.decode(again, strict=False) == msg
+    if strict:
+        assert len(again) == len(wire)
+        assert P.decode(again) == msg
+
+
+@settings(max_examples=200, deadline=None)
+@given(wire=st.binary(max_size=200))
+def test_decoding_random_bytes_raises_only_protocol_error(wire):
+    """Random bytes never crash the decoder."""
+    try:
+        P.decode(wire)
+    except P.ProtocolError as e:
+        assert e.size == len(wire)

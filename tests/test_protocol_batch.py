@@ -171,3 +171,18 @@ def test_decode_batch_errors():
         P.decode_batch(buf, [0, 1], [32])
     with pytest.raises(ValueError):
         P.decode_batch(buf, [0], [32], rows=array("Q", [0] * 3))
+
+
+def test_add_rejects_too_many_fields_and_bad_rows():
+    """A row holds 17 scalar fields; set_row refuses more and out-of-range rows."""
+    with pytest.raises(P.ProtocolError, match="17"):
+        P.CommandBatch(1).add(P.CtrlType.CMD_SET_SCANOUT_BLOB, range(18))
+    batch = P.CommandBatch(1)
+    batch.add(P.CtrlType.CMD_SET_SCANOUT_BLOB, range(17))
+    buf = bytearray(96)
+    batch.encode_into(buf)
+    msg = P.decode(buf)
+    assert (msg.r, msg.strides, msg.offsets) == (P.Rect(0, 1, 2, 3), (9, 10, 11, 12),
+                                                 (13, 14, 15, 16))
+    with pytest.raises(IndexError):
+        P._protocol.set_row(batch.rows, 1, 0, 0, 0, 0, 0, 0, 0, ())
