@@ -22,12 +22,15 @@ ALL_CLASSES = sorted(STRATEGIES, key=lambda c: REF_TYPES[c])
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_round_trip_matches_reference_layout(cls, data):
-    """encode(m) equals the struct.pack layout of ABI.md and decode(encode(m)) == m."""
+    """encode(m) equals the struct.pack layout of ABI.md and decode(encode(m)) == m; the
+    message survives pickling (the lab agent returns them)."""
     msg = data.draw(STRATEGIES[cls])
     wire = P.encode(msg)
     assert wire == reference_encode(msg)
     assert P.decode(wire) == msg
     assert type(P.decode(wire)) is cls
+    assert msg.encode() == wire and P.encoded_size(msg) == len(wire)
+    assert pickle.loads(pickle.dumps(msg)) == msg
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES, ids=lambda c: c.__name__)
