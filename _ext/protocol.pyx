@@ -140,6 +140,7 @@ def _register(uint32_t t, str struct, Py_ssize_t size, list fields, int tail_kin
     L.nfields = len(fields)
     L.count_field = -1
     for i, (name, off, width) in enumerate(fields):
+        assert width in (4, 8), (struct, name, width)
         L.off[i] = off
         L.width[i] = width
         _abi_off(struct, name, off)
@@ -160,9 +161,10 @@ def _register(uint32_t t, str struct, Py_ssize_t size, list fields, int tail_kin
 
 
 cdef list _rect(str prefix, void* base, virtio_gpu_rect* r):
-    return [(f"{prefix}.x", _off(base, &r.x), 4), (f"{prefix}.y", _off(base, &r.y), 4),
-            (f"{prefix}.width", _off(base, &r.width), 4),
-            (f"{prefix}.height", _off(base, &r.height), 4)]
+    return [(f"{prefix}.x", _off(base, &r.x), sizeof(r.x)),
+            (f"{prefix}.y", _off(base, &r.y), sizeof(r.y)),
+            (f"{prefix}.width", _off(base, &r.width), sizeof(r.width)),
+            (f"{prefix}.height", _off(base, &r.height), sizeof(r.height))]
 
 
 cdef _build_tables():
@@ -253,126 +255,128 @@ cdef _build_tables():
     _register(VIRTIO_GPU_CMD_CTX_DESTROY, "virtio_gpu_ctx_destroy", sizeof(cd), [])
 
     _register(VIRTIO_GPU_CMD_RESOURCE_CREATE_2D, "virtio_gpu_resource_create_2d", sizeof(c2),
-              [("resource_id", _off(&c2, &c2.resource_id), 4),
-               ("format", _off(&c2, &c2.format), 4),
-               ("width", _off(&c2, &c2.width), 4),
-               ("height", _off(&c2, &c2.height), 4)])
+              [("resource_id", _off(&c2, &c2.resource_id), sizeof(c2.resource_id)),
+               ("format", _off(&c2, &c2.format), sizeof(c2.format)),
+               ("width", _off(&c2, &c2.width), sizeof(c2.width)),
+               ("height", _off(&c2, &c2.height), sizeof(c2.height))])
     _register(VIRTIO_GPU_CMD_RESOURCE_UNREF, "virtio_gpu_resource_unref", sizeof(ru),
-              [("resource_id", _off(&ru, &ru.resource_id), 4)])
+              [("resource_id", _off(&ru, &ru.resource_id), sizeof(ru.resource_id))])
     _abi_off("virtio_gpu_resource_unref", "padding", _off(&ru, &ru.padding))
     _register(VIRTIO_GPU_CMD_SET_SCANOUT, "virtio_gpu_set_scanout", sizeof(ss),
               _rect("r", &ss, &ss.r)
-              + [("scanout_id", _off(&ss, &ss.scanout_id), 4),
-                 ("resource_id", _off(&ss, &ss.resource_id), 4)])
+              + [("scanout_id", _off(&ss, &ss.scanout_id), sizeof(ss.scanout_id)),
+                 ("resource_id", _off(&ss, &ss.resource_id), sizeof(ss.resource_id))])
     _register(VIRTIO_GPU_CMD_RESOURCE_FLUSH, "virtio_gpu_resource_flush", sizeof(fl),
-              _rect("r", &fl, &fl.r) + [("resource_id", _off(&fl, &fl.resource_id), 4)])
+              _rect("r", &fl, &fl.r) + [("resource_id", _off(&fl, &fl.resource_id), sizeof(fl.resource_id))])
     _register(VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D, "virtio_gpu_transfer_to_host_2d", sizeof(t2),
               _rect("r", &t2, &t2.r)
-              + [("offset", _off(&t2, &t2.offset), 8),
-                 ("resource_id", _off(&t2, &t2.resource_id), 4)])
+              + [("offset", _off(&t2, &t2.offset), sizeof(t2.offset)),
+                 ("resource_id", _off(&t2, &t2.resource_id), sizeof(t2.resource_id))])
     _register(VIRTIO_GPU_CMD_RESOURCE_ATTACH_BACKING, "virtio_gpu_resource_attach_backing",
               sizeof(ab),
-              [("resource_id", _off(&ab, &ab.resource_id), 4),
-               ("nr_entries", _off(&ab, &ab.nr_entries), 4)],
+              [("resource_id", _off(&ab, &ab.resource_id), sizeof(ab.resource_id)),
+               ("nr_entries", _off(&ab, &ab.nr_entries), sizeof(ab.nr_entries))],
               TAIL_TRAILING_, "entries", count="nr_entries", unit=sizeof(me))
     _register(VIRTIO_GPU_CMD_RESOURCE_DETACH_BACKING, "virtio_gpu_resource_detach_backing",
-              sizeof(db), [("resource_id", _off(&db, &db.resource_id), 4)])
+              sizeof(db), [("resource_id", _off(&db, &db.resource_id), sizeof(db.resource_id))])
     _register(VIRTIO_GPU_CMD_GET_CAPSET_INFO, "virtio_gpu_get_capset_info", sizeof(gci),
-              [("capset_index", _off(&gci, &gci.capset_index), 4)])
+              [("capset_index", _off(&gci, &gci.capset_index), sizeof(gci.capset_index))])
     _register(VIRTIO_GPU_CMD_GET_CAPSET, "virtio_gpu_get_capset", sizeof(gc),
-              [("capset_id", _off(&gc, &gc.capset_id), 4),
-               ("capset_version", _off(&gc, &gc.capset_version), 4)])
+              [("capset_id", _off(&gc, &gc.capset_id), sizeof(gc.capset_id)),
+               ("capset_version", _off(&gc, &gc.capset_version), sizeof(gc.capset_version))])
     _register(VIRTIO_GPU_CMD_GET_EDID, "virtio_gpu_cmd_get_edid", sizeof(ge),
-              [("scanout", _off(&ge, &ge.scanout), 4)])
+              [("scanout", _off(&ge, &ge.scanout), sizeof(ge.scanout))])
     _register(VIRTIO_GPU_CMD_RESOURCE_ASSIGN_UUID, "virtio_gpu_resource_assign_uuid",
-              sizeof(au), [("resource_id", _off(&au, &au.resource_id), 4)])
+              sizeof(au), [("resource_id", _off(&au, &au.resource_id), sizeof(au.resource_id))])
     _register(VIRTIO_GPU_CMD_RESOURCE_CREATE_BLOB, "virtio_gpu_resource_create_blob",
               sizeof(cb),
-              [("resource_id", _off(&cb, &cb.resource_id), 4),
-               ("blob_mem", _off(&cb, &cb.blob_mem), 4),
-               ("blob_flags", _off(&cb, &cb.blob_flags), 4),
-               ("nr_entries", _off(&cb, &cb.nr_entries), 4),
-               ("blob_id", _off(&cb, &cb.blob_id), 8),
-               ("size", _off(&cb, &cb.size), 8)],
+              [("resource_id", _off(&cb, &cb.resource_id), sizeof(cb.resource_id)),
+               ("blob_mem", _off(&cb, &cb.blob_mem), sizeof(cb.blob_mem)),
+               ("blob_flags", _off(&cb, &cb.blob_flags), sizeof(cb.blob_flags)),
+               ("nr_entries", _off(&cb, &cb.nr_entries), sizeof(cb.nr_entries)),
+               ("blob_id", _off(&cb, &cb.blob_id), sizeof(cb.blob_id)),
+               ("size", _off(&cb, &cb.size), sizeof(cb.size))],
               TAIL_TRAILING_, "entries", count="nr_entries", unit=sizeof(me))
     _register(VIRTIO_GPU_CMD_SET_SCANOUT_BLOB, "virtio_gpu_set_scanout_blob", sizeof(sbl),
               _rect("r", &sbl, &sbl.r)
-              + [("scanout_id", _off(&sbl, &sbl.scanout_id), 4),
-                 ("resource_id", _off(&sbl, &sbl.resource_id), 4),
-                 ("width", _off(&sbl, &sbl.width), 4),
-                 ("height", _off(&sbl, &sbl.height), 4),
-                 ("format", _off(&sbl, &sbl.format), 4)]
-              + [(f"strides[{i}]", _off(&sbl, &sbl.strides[i]), 4) for i in range(4)]
-              + [(f"offsets[{i}]", _off(&sbl, &sbl.offsets[i]), 4) for i in range(4)])
+              + [("scanout_id", _off(&sbl, &sbl.scanout_id), sizeof(sbl.scanout_id)),
+                 ("resource_id", _off(&sbl, &sbl.resource_id), sizeof(sbl.resource_id)),
+                 ("width", _off(&sbl, &sbl.width), sizeof(sbl.width)),
+                 ("height", _off(&sbl, &sbl.height), sizeof(sbl.height)),
+                 ("format", _off(&sbl, &sbl.format), sizeof(sbl.format))]
+              + [(f"strides[{i}]", _off(&sbl, &sbl.strides[i]), sizeof(sbl.strides[0]))
+                 for i in range(4)]
+              + [(f"offsets[{i}]", _off(&sbl, &sbl.offsets[i]), sizeof(sbl.offsets[0]))
+                 for i in range(4)])
     _abi_off("virtio_gpu_set_scanout_blob", "padding", _off(&sbl, &sbl.padding))
     _register(VIRTIO_GPU_CMD_CTX_CREATE, "virtio_gpu_ctx_create", sizeof(cc),
-              [("nlen", _off(&cc, &cc.nlen), 4),
-               ("context_init", _off(&cc, &cc.context_init), 4)],
+              [("nlen", _off(&cc, &cc.nlen), sizeof(cc.nlen)),
+               ("context_init", _off(&cc, &cc.context_init), sizeof(cc.context_init))],
               TAIL_INLINE_, "debug_name", _off(&cc, &cc.debug_name), sizeof(cc.debug_name))
     for t in (VIRTIO_GPU_CMD_CTX_ATTACH_RESOURCE, VIRTIO_GPU_CMD_CTX_DETACH_RESOURCE):
         _register(t, "virtio_gpu_ctx_resource", sizeof(cr),
-                  [("resource_id", _off(&cr, &cr.resource_id), 4)])
+                  [("resource_id", _off(&cr, &cr.resource_id), sizeof(cr.resource_id))])
     _register(VIRTIO_GPU_CMD_RESOURCE_CREATE_3D, "virtio_gpu_resource_create_3d", sizeof(c3),
-              [("resource_id", _off(&c3, &c3.resource_id), 4),
-               ("target", _off(&c3, &c3.target), 4),
-               ("format", _off(&c3, &c3.format), 4),
-               ("bind", _off(&c3, &c3.bind), 4),
-               ("width", _off(&c3, &c3.width), 4),
-               ("height", _off(&c3, &c3.height), 4),
-               ("depth", _off(&c3, &c3.depth), 4),
-               ("array_size", _off(&c3, &c3.array_size), 4),
-               ("last_level", _off(&c3, &c3.last_level), 4),
-               ("nr_samples", _off(&c3, &c3.nr_samples), 4),
-               ("flags", _off(&c3, &c3.flags), 4)])
+              [("resource_id", _off(&c3, &c3.resource_id), sizeof(c3.resource_id)),
+               ("target", _off(&c3, &c3.target), sizeof(c3.target)),
+               ("format", _off(&c3, &c3.format), sizeof(c3.format)),
+               ("bind", _off(&c3, &c3.bind), sizeof(c3.bind)),
+               ("width", _off(&c3, &c3.width), sizeof(c3.width)),
+               ("height", _off(&c3, &c3.height), sizeof(c3.height)),
+               ("depth", _off(&c3, &c3.depth), sizeof(c3.depth)),
+               ("array_size", _off(&c3, &c3.array_size), sizeof(c3.array_size)),
+               ("last_level", _off(&c3, &c3.last_level), sizeof(c3.last_level)),
+               ("nr_samples", _off(&c3, &c3.nr_samples), sizeof(c3.nr_samples)),
+               ("flags", _off(&c3, &c3.flags), sizeof(c3.flags))])
     _abi_off("virtio_gpu_resource_create_3d", "padding", _off(&c3, &c3.padding))
     for t in (VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D, VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D):
         _register(t, "virtio_gpu_transfer_host_3d", sizeof(t3),
-                  [("box.x", _off(&t3, &t3.box.x), 4), ("box.y", _off(&t3, &t3.box.y), 4),
-                   ("box.z", _off(&t3, &t3.box.z), 4), ("box.w", _off(&t3, &t3.box.w), 4),
-                   ("box.h", _off(&t3, &t3.box.h), 4), ("box.d", _off(&t3, &t3.box.d), 4),
-                   ("offset", _off(&t3, &t3.offset), 8),
-                   ("resource_id", _off(&t3, &t3.resource_id), 4),
-                   ("level", _off(&t3, &t3.level), 4),
-                   ("stride", _off(&t3, &t3.stride), 4),
-                   ("layer_stride", _off(&t3, &t3.layer_stride), 4)])
+                  [("box.x", _off(&t3, &t3.box.x), sizeof(t3.box.x)), ("box.y", _off(&t3, &t3.box.y), sizeof(t3.box.y)),
+                   ("box.z", _off(&t3, &t3.box.z), sizeof(t3.box.z)), ("box.w", _off(&t3, &t3.box.w), sizeof(t3.box.w)),
+                   ("box.h", _off(&t3, &t3.box.h), sizeof(t3.box.h)), ("box.d", _off(&t3, &t3.box.d), sizeof(t3.box.d)),
+                   ("offset", _off(&t3, &t3.offset), sizeof(t3.offset)),
+                   ("resource_id", _off(&t3, &t3.resource_id), sizeof(t3.resource_id)),
+                   ("level", _off(&t3, &t3.level), sizeof(t3.level)),
+                   ("stride", _off(&t3, &t3.stride), sizeof(t3.stride)),
+                   ("layer_stride", _off(&t3, &t3.layer_stride), sizeof(t3.layer_stride))])
     _register(VIRTIO_GPU_CMD_SUBMIT_3D, "virtio_gpu_cmd_submit", sizeof(sb),
-              [("size", _off(&sb, &sb.size), 4)],
+              [("size", _off(&sb, &sb.size), sizeof(sb.size))],
               TAIL_TRAILING_, "command_stream", count="size", unit=1)
     _abi_off("virtio_gpu_cmd_submit", "padding", _off(&sb, &sb.padding))
     _register(VIRTIO_GPU_CMD_RESOURCE_MAP_BLOB, "virtio_gpu_resource_map_blob", sizeof(mb),
-              [("resource_id", _off(&mb, &mb.resource_id), 4),
-               ("offset", _off(&mb, &mb.offset), 8)])
+              [("resource_id", _off(&mb, &mb.resource_id), sizeof(mb.resource_id)),
+               ("offset", _off(&mb, &mb.offset), sizeof(mb.offset))])
     _register(VIRTIO_GPU_CMD_RESOURCE_UNMAP_BLOB, "virtio_gpu_resource_unmap_blob", sizeof(ub),
-              [("resource_id", _off(&ub, &ub.resource_id), 4)])
+              [("resource_id", _off(&ub, &ub.resource_id), sizeof(ub.resource_id))])
     for t in (VIRTIO_GPU_CMD_UPDATE_CURSOR, VIRTIO_GPU_CMD_MOVE_CURSOR):
         _register(t, "virtio_gpu_update_cursor", sizeof(uc),
-                  [("pos.scanout_id", _off(&uc, &uc.pos.scanout_id), 4),
-                   ("pos.x", _off(&uc, &uc.pos.x), 4),
-                   ("pos.y", _off(&uc, &uc.pos.y), 4),
-                   ("resource_id", _off(&uc, &uc.resource_id), 4),
-                   ("hot_x", _off(&uc, &uc.hot_x), 4),
-                   ("hot_y", _off(&uc, &uc.hot_y), 4)])
+                  [("pos.scanout_id", _off(&uc, &uc.pos.scanout_id), sizeof(uc.pos.scanout_id)),
+                   ("pos.x", _off(&uc, &uc.pos.x), sizeof(uc.pos.x)),
+                   ("pos.y", _off(&uc, &uc.pos.y), sizeof(uc.pos.y)),
+                   ("resource_id", _off(&uc, &uc.resource_id), sizeof(uc.resource_id)),
+                   ("hot_x", _off(&uc, &uc.hot_x), sizeof(uc.hot_x)),
+                   ("hot_y", _off(&uc, &uc.hot_y), sizeof(uc.hot_y))])
     _abi_off("virtio_gpu_update_cursor", "pos", _off(&uc, &uc.pos))
     _abi_off("virtio_gpu_update_cursor", "padding", _off(&uc, &uc.padding))
 
     _register(VIRTIO_GPU_RESP_OK_DISPLAY_INFO, "virtio_gpu_resp_display_info", sizeof(di), [],
               TAIL_INLINE_, "pmodes", _off(&di, &di.pmodes), sizeof(di.pmodes))
     _register(VIRTIO_GPU_RESP_OK_CAPSET_INFO, "virtio_gpu_resp_capset_info", sizeof(rci),
-              [("capset_id", _off(&rci, &rci.capset_id), 4),
-               ("capset_max_version", _off(&rci, &rci.capset_max_version), 4),
-               ("capset_max_size", _off(&rci, &rci.capset_max_size), 4)])
+              [("capset_id", _off(&rci, &rci.capset_id), sizeof(rci.capset_id)),
+               ("capset_max_version", _off(&rci, &rci.capset_max_version), sizeof(rci.capset_max_version)),
+               ("capset_max_size", _off(&rci, &rci.capset_max_size), sizeof(rci.capset_max_size))])
     _abi_off("virtio_gpu_resp_capset_info", "padding", _off(&rci, &rci.padding))
     # resp_capset is hdr + a flexible array: its C sizeof is the header size
     _register(VIRTIO_GPU_RESP_OK_CAPSET, "virtio_gpu_resp_capset", sizeof(rcs), [],
               TAIL_TRAILING_, "capset_data")
     _abi_off("virtio_gpu_resp_capset", "capset_data", _off(&rcs, &rcs.capset_data))
     _register(VIRTIO_GPU_RESP_OK_EDID, "virtio_gpu_resp_edid", sizeof(re),
-              [("size", _off(&re, &re.size), 4)],
+              [("size", _off(&re, &re.size), sizeof(re.size))],
               TAIL_INLINE_, "edid", _off(&re, &re.edid), sizeof(re.edid))
     _register(VIRTIO_GPU_RESP_OK_RESOURCE_UUID, "virtio_gpu_resp_resource_uuid", sizeof(ruu), [],
               TAIL_INLINE_, "uuid", _off(&ruu, &ruu.uuid), sizeof(ruu.uuid))
     _register(VIRTIO_GPU_RESP_OK_MAP_INFO, "virtio_gpu_resp_map_info", sizeof(mi),
-              [("map_info", _off(&mi, &mi.map_info), 4)])
+              [("map_info", _off(&mi, &mi.map_info), sizeof(mi.map_info))])
     _abi_off("virtio_gpu_resp_map_info", "padding", _off(&mi, &mi.padding))
 
     # every message starts with its header
@@ -499,6 +503,7 @@ cdef _build_tables():
 
 
 _build_tables()
+del _register   # the table is complete; nothing may change it afterwards
 
 
 # ---------------------------------------------------------------- nogil cores
