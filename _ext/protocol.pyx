@@ -267,7 +267,8 @@ cdef _build_tables():
               + [("scanout_id", _off(&ss, &ss.scanout_id), sizeof(ss.scanout_id)),
                  ("resource_id", _off(&ss, &ss.resource_id), sizeof(ss.resource_id))])
     _register(VIRTIO_GPU_CMD_RESOURCE_FLUSH, "virtio_gpu_resource_flush", sizeof(fl),
-              _rect("r", &fl, &fl.r) + [("resource_id", _off(&fl, &fl.resource_id), sizeof(fl.resource_id))])
+              _rect("r", &fl, &fl.r)
+              + [("resource_id", _off(&fl, &fl.resource_id), sizeof(fl.resource_id))])
     _register(VIRTIO_GPU_CMD_TRANSFER_TO_HOST_2D, "virtio_gpu_transfer_to_host_2d", sizeof(t2),
               _rect("r", &t2, &t2.r)
               + [("offset", _off(&t2, &t2.offset), sizeof(t2.offset)),
@@ -331,9 +332,12 @@ cdef _build_tables():
     _abi_off("virtio_gpu_resource_create_3d", "padding", _off(&c3, &c3.padding))
     for t in (VIRTIO_GPU_CMD_TRANSFER_TO_HOST_3D, VIRTIO_GPU_CMD_TRANSFER_FROM_HOST_3D):
         _register(t, "virtio_gpu_transfer_host_3d", sizeof(t3),
-                  [("box.x", _off(&t3, &t3.box.x), sizeof(t3.box.x)), ("box.y", _off(&t3, &t3.box.y), sizeof(t3.box.y)),
-                   ("box.z", _off(&t3, &t3.box.z), sizeof(t3.box.z)), ("box.w", _off(&t3, &t3.box.w), sizeof(t3.box.w)),
-                   ("box.h", _off(&t3, &t3.box.h), sizeof(t3.box.h)), ("box.d", _off(&t3, &t3.box.d), sizeof(t3.box.d)),
+                  [("box.x", _off(&t3, &t3.box.x), sizeof(t3.box.x)),
+                   ("box.y", _off(&t3, &t3.box.y), sizeof(t3.box.y)),
+                   ("box.z", _off(&t3, &t3.box.z), sizeof(t3.box.z)),
+                   ("box.w", _off(&t3, &t3.box.w), sizeof(t3.box.w)),
+                   ("box.h", _off(&t3, &t3.box.h), sizeof(t3.box.h)),
+                   ("box.d", _off(&t3, &t3.box.d), sizeof(t3.box.d)),
                    ("offset", _off(&t3, &t3.offset), sizeof(t3.offset)),
                    ("resource_id", _off(&t3, &t3.resource_id), sizeof(t3.resource_id)),
                    ("level", _off(&t3, &t3.level), sizeof(t3.level)),
@@ -363,7 +367,8 @@ cdef _build_tables():
               TAIL_INLINE_, "pmodes", _off(&di, &di.pmodes), sizeof(di.pmodes))
     _register(VIRTIO_GPU_RESP_OK_CAPSET_INFO, "virtio_gpu_resp_capset_info", sizeof(rci),
               [("capset_id", _off(&rci, &rci.capset_id), sizeof(rci.capset_id)),
-               ("capset_max_version", _off(&rci, &rci.capset_max_version), sizeof(rci.capset_max_version)),
+               ("capset_max_version", _off(&rci, &rci.capset_max_version),
+                sizeof(rci.capset_max_version)),
                ("capset_max_size", _off(&rci, &rci.capset_max_size), sizeof(rci.capset_max_size))])
     _abi_off("virtio_gpu_resp_capset_info", "padding", _off(&rci, &rci.padding))
     # resp_capset is hdr + a flexible array: its C sizeof is the header size
@@ -612,6 +617,8 @@ cdef str _type_name(uint64_t t):
 
 cdef _raise(int code, const uint64_t* row, Py_ssize_t length, Py_ssize_t index,
             Py_ssize_t extra=0):
+    """Raise the ProtocolError for a core's error code (extra: the count field or the size
+    needed); gpuhil.protocol is imported here because it imports this module."""
     from gpuhil.protocol import ProtocolError
     cdef uint64_t t = row[COL_TYPE]
     where = f"message {index}: " if index >= 0 else ""
@@ -622,7 +629,6 @@ cdef _raise(int code, const uint64_t* row, Py_ssize_t length, Py_ssize_t index,
     elif code == E_SHORT_HEADER:
         msg = f"{length} bytes: shorter than struct virtio_gpu_ctrl_hdr ({HDR_SIZE} bytes)"
         expected = HDR_SIZE
-        t = 0 if length < 4 else t
     elif code == E_SHORT:
         msg = f"{_type_name(t)}: {length} bytes, struct {layout[0]} needs {expected}"
     elif code == E_LENGTH:
@@ -631,7 +637,8 @@ cdef _raise(int code, const uint64_t* row, Py_ssize_t length, Py_ssize_t index,
                    f"means {expected + extra * layout[8]}")
             expected = expected + extra * layout[8]
         else:
-            msg = f"{_type_name(t)}: {length} bytes, struct {layout[0]} is {expected} (trailing bytes)"
+            msg = (f"{_type_name(t)}: {length} bytes, struct {layout[0]} is {expected} "
+                   f"(trailing bytes)")
     elif code == E_SPACE:
         msg = f"{_type_name(t)}: needs {extra} bytes, {length} left in the buffer"
         expected = extra
@@ -642,8 +649,10 @@ cdef _raise(int code, const uint64_t* row, Py_ssize_t length, Py_ssize_t index,
         cap = layout[6] if layout and layout[3] == TAIL_INLINE_ else 0
         msg = f"{_type_name(t)}: tail of {row[COL_TAIL_LEN]} bytes, room for {cap}"
     else:
-        msg = f"{_type_name(t)}: a value does not fit its field (u32/u8) in struct {layout[0] if layout else '?'}"
-    raise ProtocolError(where + msg, type=int(row[COL_TYPE]) if code != E_SHORT_HEADER or length >= 4 else None,
+        struct = layout[0] if layout else "?"
+        msg = f"{_type_name(t)}: a value does not fit its field (u32/u8) in struct {struct}"
+    known_type = code != E_SHORT_HEADER or length >= 4
+    raise ProtocolError(where + msg, type=int(row[COL_TYPE]) if known_type else None,
                         size=length, expected=expected, index=index if index >= 0 else None)
 
 
@@ -826,7 +835,8 @@ def decode_batch(const unsigned char[::1] src, const uint32_t[::1] offsets,
             if rc:
                 break
     if rc == -1:
-        raise IndexError(f"message {i}: [{offsets[i]}:+{lengths[i]}] outside a buffer of {size} bytes")
+        raise IndexError(f"message {i}: [{offsets[i]}:+{lengths[i]}] outside a buffer of "
+                         f"{size} bytes")
     if rc:
         _raise(rc, rp + i * ROW_WIDTH_, lengths[i], i,
                rp[i * ROW_WIDTH_ + COL_FIELDS + _count_index(rp + i * ROW_WIDTH_)])

@@ -42,7 +42,10 @@ __all__ = [
 
 
 def _message_name(msg: Message) -> str:
-    return CtrlType(msg.type).name if msg.type in CtrlType._value2member_map_ else f"{msg.type:#06x}"
+    try:
+        return CtrlType(msg.type).name
+    except ValueError:
+        return f"{msg.type:#06x}"
 
 
 def _encode_parts(msg: Message, view: memoryview, offset: int, fields, tail: bytes) -> int:
