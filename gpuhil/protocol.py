@@ -35,7 +35,8 @@ __all__ = [
     "BlobFlag", "MapCache", "Format", "ShmId", "Column", "Layout", "layout",
     "MAP_CACHE_MASK", "MAX_SCANOUTS", "RESOURCE_FLAG_Y_0_TOP", "CONTEXT_INIT_CAPSET_ID_MASK",
     "EVENT_DISPLAY", "VirtioGpuConfig",
-    "encode", "encode_into", "encoded_size", "decode", "malformed",
+    "encode", "encode_into", "encoded_size", "decode", "malformed", "ok_response",
+    "response_size",
     "CommandBatch", "BatchLayout", "DecodedBatch", "encode_batch", "decode_batch",
     *_MESSAGE_NAMES,
 ]
@@ -153,6 +154,37 @@ def malformed(msg: Message, *, type: int | None = None, length: int | None = Non
             out += bytes(off + len(data) - len(out))
         out[off:off + len(data)] = data
     return bytes(out)
+
+
+_OK_RESPONSES = {
+    CtrlType.CMD_GET_DISPLAY_INFO: CtrlType.RESP_OK_DISPLAY_INFO,
+    CtrlType.CMD_GET_CAPSET_INFO: CtrlType.RESP_OK_CAPSET_INFO,
+    CtrlType.CMD_GET_CAPSET: CtrlType.RESP_OK_CAPSET,
+    CtrlType.CMD_GET_EDID: CtrlType.RESP_OK_EDID,
+    CtrlType.CMD_RESOURCE_ASSIGN_UUID: CtrlType.RESP_OK_RESOURCE_UUID,
+    CtrlType.CMD_RESOURCE_MAP_BLOB: CtrlType.RESP_OK_MAP_INFO,
+}
+_CURSOR_COMMANDS = (CtrlType.CMD_UPDATE_CURSOR, CtrlType.CMD_MOVE_CURSOR)
+
+
+def ok_response(type: int) -> CtrlType | None:
+    """The response type a device sends when the command succeeds (RESP_OK_NODATA for
+    most), None for the cursor queue's commands, which get no response."""
+    layout(type)  # unknown types raise
+    if type in _CURSOR_COMMANDS:
+        return None
+    if type >= CtrlType.RESP_OK_NODATA:
+        raise ProtocolError(f"{CtrlType(type).name} is a response, not a command", type=type)
+    return _OK_RESPONSES.get(type, CtrlType.RESP_OK_NODATA)
+
+
+def response_size(type: int, capset_size: int = 0) -> int:
+    """Bytes to reserve for the success response of a command (0 for cursor commands);
+    GET_CAPSET's response carries capset_size bytes of data (the capset's max_size)."""
+    resp = ok_response(type)
+    if resp is None:
+        return 0
+    return _LAYOUTS[resp].size + (capset_size if resp == CtrlType.RESP_OK_CAPSET else 0)
 
 
 @dataclass

@@ -111,6 +111,25 @@ def test_map_info_cache_bits():
     assert P.RespOkMapInfo(map_info=0x33).cache == P.MapCache.WC
 
 
+def test_response_sizes_for_commands():
+    """Each command's success response and the room it needs (RAW-PATH.md: GET_CAPSET of
+    VIRGL v1 came back with used.len 332 = 24 + 308)."""
+    T = P.CtrlType
+    assert P.response_size(T.CMD_GET_DISPLAY_INFO) == 408
+    assert P.response_size(T.CMD_GET_CAPSET_INFO) == 40
+    assert P.response_size(T.CMD_GET_CAPSET, capset_size=308) == 332
+    assert P.response_size(T.CMD_GET_EDID) == 1056
+    assert P.response_size(T.CMD_RESOURCE_ASSIGN_UUID) == 40
+    assert P.response_size(T.CMD_RESOURCE_MAP_BLOB) == 32
+    assert P.ok_response(T.CMD_SUBMIT_3D) == T.RESP_OK_NODATA
+    assert P.response_size(T.CMD_RESOURCE_CREATE_BLOB) == 24
+    assert P.ok_response(T.CMD_MOVE_CURSOR) is None and P.response_size(T.CMD_UPDATE_CURSOR) == 0
+    with pytest.raises(P.ProtocolError, match="response"):
+        P.ok_response(T.RESP_OK_NODATA)
+    with pytest.raises(P.ProtocolError):
+        P.ok_response(0x01FF)
+
+
 # ---------------------------------------------------------------- malformed input
 
 @settings(max_examples=40, deadline=None)
