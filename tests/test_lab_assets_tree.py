@@ -145,7 +145,7 @@ def test_initramfs_holds_busybox_modules_in_order_and_init(assets, tmp_path):
 
 
 def test_initramfs_follows_the_init_script(assets, tmp_path, monkeypatch):
-    """A changed /init gives another initramfs file next to the tree; building one is quick."""
+    """A changed /init gives another initramfs file next to the tree, quickly; stale ones go."""
     init = tmp_path / "init"
     init.write_bytes(bootfiles.INIT_SCRIPT.read_bytes() + b"# changed\n")
     cache = tmp_path / "cache"
@@ -153,11 +153,16 @@ def test_initramfs_follows_the_init_script(assets, tmp_path, monkeypatch):
     entry_dir.mkdir(parents=True)
     (entry_dir / "rootfs").symlink_to(assets.root)
     first = ensure_assets(cache)
+    stale = entry_dir / "initramfs-000000000000.cpio"
+    stale.write_bytes(b"old")
+    os.utime(stale, (time.time() - 3 * 86400,) * 2)
     monkeypatch.setattr(bootfiles, "INIT_SCRIPT", init)
     start = time.perf_counter()
     second = ensure_assets(cache)
     assert time.perf_counter() - start < 1.0
-    assert second.initramfs != first.initramfs and not first.initramfs.exists()
+    # the previous one may still be booted by another worktree; only day-old ones are pruned
+    assert second.initramfs != first.initramfs and first.initramfs.exists()
+    assert not stale.exists()
     assert b"# changed" in second.initramfs.read_bytes()
 
 
@@ -256,6 +261,9 @@ def test_guest_extensions_build_for_the_trees_python(assets, tmp_path):
         ensure_guest_extensions(assets, project, messages.append)
         assert time.perf_counter() - start < 0.5 and messages == []
         assert built.stat().st_mtime_ns == mtime
+        (project / "_ext/probe.c").write_text("/* the host build's generated C */\n")
+        ensure_guest_extensions(assets, project, messages.append)
+        assert messages == []
         (project / "_ext/probe.pyx").write_text("def answer(int x):\n    return x * 3\n")
         ensure_guest_extensions(assets, project, messages.append)
         assert messages and _call_in_guest_python(assets, project, "p.answer(21)") == "63"

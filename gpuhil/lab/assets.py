@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,7 @@ class LabAssets:
 
 
 ASSETS_FILE = "assets.json"
+STALE_INITRAMFS_SECONDS = 24 * 3600
 VMLINUX_FILE = "vmlinux"
 
 
@@ -115,6 +117,8 @@ def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
     initramfs = _initramfs_file(entry, init_script)
     if not initramfs.is_file():
         return None
+    if time.time() - initramfs.stat().st_mtime > STALE_INITRAMFS_SECONDS / 2:
+        os.utime(initramfs)  # in use: keep it clear of the pruning of stale initramfs files
     data = json.loads((entry.dir / ASSETS_FILE).read_text())
     return LabAssets(root=entry.dir / "rootfs", kernel=entry.dir / VMLINUX_FILE,
                      initramfs=initramfs, kernel_release=data["kernel_release"],
@@ -129,7 +133,7 @@ def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
         # everything else in an unstamped entry is redone.
         entry.dir.mkdir(parents=True, exist_ok=True)
         for stale in entry.dir.iterdir():
-            if stale.name != "rootfs":
+            if stale.name not in ("rootfs", "rootfs.log"):
                 remove_tree(stale)
         if not tree.is_dir():
             say(f"building the lab tree (Debian {rootfs.packages.SUITE}, ~1-2 min) in {tree}")
@@ -149,8 +153,10 @@ def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
     if not initramfs.is_file():
         say("building the initramfs")
         write_atomic(initramfs, bootfiles.build_initramfs(tree, release, init_script))
+        # Other worktrees sharing the cache may boot other /init versions right now: only
+        # initramfs files nobody refreshed for a day are pruned.
         for old in entry.dir.glob("initramfs-*.cpio"):
-            if old != initramfs:
+            if old != initramfs and time.time() - old.stat().st_mtime > STALE_INITRAMFS_SECONDS:
                 old.unlink(missing_ok=True)
     loaded = _load(entry, init_script)
     assert loaded is not None
