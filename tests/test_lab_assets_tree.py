@@ -111,8 +111,10 @@ def test_racing_builders_build_once(assets, tmp_path):
     results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert results[0][:2] == results[1][:2]
-    builds = [r[2] for r in results if r[2]]
-    assert len(builds) == 1 and any("vmlinux" in line for line in builds[0])
+    builders = [r[2] for r in results if any("vmlinux" in line for line in r[2])]
+    others = [r[2] for r in results if not any("vmlinux" in line for line in r[2])]
+    assert len(builders) == 1 and len(others) == 1
+    assert all(line.startswith("waiting for another process") for line in others[0])
     assert Path(results[0][0]).read_bytes()[:4] == b"\x7fELF"
 
 

@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from gpuhil.lab import bootfiles, rootfs
+from filelock import Timeout
+
+from gpuhil.lab import bootfiles, packages, rootfs
 from gpuhil.lab.cache import AssetError, KeyedEntry, input_key, remove_tree, write_atomic
 from gpuhil.lab.cache import cache_dir as default_cache_dir
 
@@ -136,7 +138,7 @@ def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
             if stale.name not in ("rootfs", "rootfs.log"):
                 remove_tree(stale)
         if not tree.is_dir():
-            say(f"building the lab tree (Debian {rootfs.packages.SUITE}, ~1-2 min) in {tree}")
+            say(f"building the lab tree (Debian {packages.SUITE}, ~1-2 min) in {tree}")
             start = time.monotonic()
             rootfs.build_rootfs(tree, say)
             say(f"lab tree built in {time.monotonic() - start:.0f} s")
@@ -176,7 +178,15 @@ def ensure_assets(cache_dir: Path | None = None,
     assets = _load(entry, init_script)
     if assets is None:
         say = progress if progress is not None else (lambda _line: None)
-        with entry.lock():
+        lock = entry.lock()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            say(f"waiting for another process building the lab assets ({entry.lock_path})")
+            lock.acquire()
+        try:
             assets = _load(entry, init_script) or _build(entry, init_script, say)
+        finally:
+            lock.release()
     check_expectations(assets.manifest, assets.kernel_release)
     return assets
