@@ -83,14 +83,14 @@ def test_tree_is_slim_and_has_its_mount_points(assets):
         assert (assets.root / point).is_dir() and not any((assets.root / point).iterdir())
 
 
-def test_warm_ensure_is_fast_and_stable(assets):
-    """A warm ensure_assets returns the same assets without rebuilding, in well under a second."""
+def test_warm_ensure_rebuilds_nothing(assets):
+    """A warm ensure_assets returns the same assets without touching any of them."""
+    files = [assets.kernel, assets.initramfs, assets.root.parent / ".complete"]
+    before = [f.stat().st_mtime_ns for f in files]
     lines: list[str] = []
-    start = time.perf_counter()
     again = ensure_assets(progress=lines.append)
-    elapsed = time.perf_counter() - start
     assert again == assets and lines == []
-    assert elapsed < 0.5, f"warm ensure_assets took {elapsed:.3f} s"
+    assert [f.stat().st_mtime_ns for f in files] == before
 
 
 def test_racing_builders_build_once(assets, tmp_path):
@@ -147,7 +147,7 @@ def test_initramfs_holds_busybox_modules_in_order_and_init(assets, tmp_path):
 
 
 def test_initramfs_follows_the_init_script(assets, tmp_path, monkeypatch):
-    """A changed /init gives another initramfs file next to the tree, quickly; stale ones go."""
+    """A changed /init gives another initramfs file next to the tree; day-old ones go."""
     init = tmp_path / "init"
     init.write_bytes(bootfiles.INIT_SCRIPT.read_bytes() + b"# changed\n")
     cache = tmp_path / "cache"
@@ -159,9 +159,7 @@ def test_initramfs_follows_the_init_script(assets, tmp_path, monkeypatch):
     stale.write_bytes(b"old")
     os.utime(stale, (time.time() - 3 * 86400,) * 2)
     monkeypatch.setattr(bootfiles, "INIT_SCRIPT", init)
-    start = time.perf_counter()
     second = ensure_assets(cache)
-    assert time.perf_counter() - start < 1.0
     # the previous one may still be booted by another worktree; only day-old ones are pruned
     assert second.initramfs != first.initramfs and first.initramfs.exists()
     assert not stale.exists()
@@ -247,8 +245,8 @@ def _call_in_guest_python(assets: LabAssets, project: Path, expr: str) -> str:
 
 
 def test_guest_extensions_build_for_the_trees_python(assets, tmp_path):
-    """The .pyx becomes a cpython-314 module the tree's Python imports; a second call is free;
-    editing _ext/ rebuilds it."""
+    """The .pyx becomes a cpython-314 module the tree's Python imports; a second call does
+    nothing, nor does the host's generated C changing; editing _ext/ or losing the .so rebuilds."""
     project = _project(tmp_path, "def answer(int x):\n    return x * 2\n")
     try:
         messages: list[str] = []
@@ -259,9 +257,8 @@ def test_guest_extensions_build_for_the_trees_python(assets, tmp_path):
         assert _call_in_guest_python(assets, project, "p.answer(21)") == "42"
         mtime = built.stat().st_mtime_ns
         messages.clear()
-        start = time.perf_counter()
         ensure_guest_extensions(assets, project, messages.append)
-        assert time.perf_counter() - start < 0.5 and messages == []
+        assert messages == []
         assert built.stat().st_mtime_ns == mtime
         (project / "_ext/probe.c").write_text("/* the host build's generated C */\n")
         ensure_guest_extensions(assets, project, messages.append)
