@@ -16,7 +16,6 @@ import pytest
 
 from gpuhil.lab import bootfiles, rootfs
 from gpuhil.lab.assets import LabAssets, ensure_assets
-from gpuhil.lab.cache import input_key
 from gpuhil.lab.chroot import chroot_argv
 from gpuhil.lab.guest_build import ensure_guest_extensions, stamp_path
 
