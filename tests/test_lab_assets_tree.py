@@ -344,3 +344,27 @@ def test_initramfs_reports_a_missing_share(assets, tmp_path):
     console = _boot(assets, src, run, shares=("root", "src"))
     assert "GPUHIL-INIT-FAIL: mount 9p gpuhil.run" in console, console[-3000:]
     assert "STAGE2-REACHED" not in console
+
+
+def test_a_tree_deleted_under_its_stamp_is_rebuilt(assets, tmp_path, monkeypatch):
+    """If the tree vanished but its stamp stayed, ensure_assets rebuilds instead of returning it."""
+    cache = tmp_path / "cache"
+    entry_dir = cache / "lab" / assets.key
+    entry_dir.mkdir(parents=True)
+    (entry_dir / "rootfs").symlink_to(assets.root)
+    ensure_assets(cache)
+    (entry_dir / "rootfs").unlink()
+    (entry_dir / "rootfs").symlink_to(tmp_path / "gone")
+    builds: list[Path] = []
+
+    def no_network_build(dest: Path, progress=None) -> None:
+        builds.append(dest)
+        raise rootfs.RootfsBuildError("offline in this test")
+
+    monkeypatch.setattr(rootfs, "build_rootfs", no_network_build)
+    lines: list[str] = []
+    with pytest.raises(rootfs.RootfsBuildError):
+        ensure_assets(cache, progress=lines.append)
+    assert builds == [entry_dir / "rootfs"]
+    assert any("rebuilding" in line for line in lines)
+    assert not (entry_dir / ".complete").exists() and not (entry_dir / "vmlinux").exists()

@@ -99,6 +99,8 @@ class LabAssets:
 ASSETS_FILE = "assets.json"
 STALE_INITRAMFS_SECONDS = 24 * 3600
 VMLINUX_FILE = "vmlinux"
+#: A file every finished tree has; its absence means the tree was deleted under the stamp.
+TREE_SENTINEL = "usr/bin/qemu-system-x86_64"
 
 
 def _initramfs_file(entry: KeyedEntry, init_script: bytes) -> Path:
@@ -114,7 +116,7 @@ def bootfiles_inputs(init_script: bytes) -> dict[str, object]:
 
 def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
     """The finished assets of ``entry`` if they are all there (no tree walk: this is the warm path)."""
-    if not entry.is_complete():
+    if not entry.is_complete() or not (entry.dir / "rootfs" / TREE_SENTINEL).is_file():
         return None
     initramfs = _initramfs_file(entry, init_script)
     if not initramfs.is_file():
@@ -130,6 +132,11 @@ def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
 def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
     """Build whatever ``entry`` lacks; called with the entry's lock held."""
     tree = entry.dir / "rootfs"
+    if entry.is_complete() and not (tree / TREE_SENTINEL).is_file():
+        say(f"the lab tree in {entry.dir} is incomplete (deleted?): rebuilding it")
+        entry.stamp.unlink()
+        if tree.is_symlink() or tree.is_dir():
+            remove_tree(tree)
     if not entry.is_complete():
         # rootfs/ only ever appears by renaming a finished mmdebstrap tree, so it is whole;
         # everything else in an unstamped entry is redone.
