@@ -61,6 +61,18 @@ def test_tree_has_the_expected_stack(assets):
     assert assets.manifest == ensure_assets().manifest
 
 
+def test_guest_python_has_what_gpuhil_needs(assets):
+    """The tree's Python 3.14 imports pytest, filelock, pyudev and Cython, and has its headers."""
+    code = ("import json, sys, sysconfig, pytest, filelock, pyudev, Cython; "
+            "print(json.dumps([sys.version_info[:2], sysconfig.get_config_var('EXT_SUFFIX'), "
+            "sysconfig.get_path('include')]))")
+    result = run_in_tree(assets, ["python3", "-c", code], export_root_at=None)
+    assert result.returncode == 0, result.stderr
+    version, suffix, include = json.loads(result.stdout)
+    assert version == [3, 14] and suffix == ".cpython-314-x86_64-linux-gnu.so"
+    assert (assets.root / include.lstrip("/") / "Python.h").is_file()
+
+
 def test_manifest_matches_dpkg_in_the_tree(assets):
     """The recorded versions are what dpkg reports inside the tree."""
     assert rootfs.installed_packages(assets.root) == assets.manifest.packages
