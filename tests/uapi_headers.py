@@ -26,7 +26,7 @@ def header_version(include_dir: Path) -> tuple[int, int, int]:
 def _lab_trees() -> list[Path]:
     from gpuhil.lab.cache import cache_dir  # the lab's cache layout
 
-    return sorted((cache_dir() / "lab").glob("*/rootfs/usr/include"))
+    return sorted((cache_dir() / "lab").glob("*/rootfs/usr/include"), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def _download() -> Path:
