@@ -382,6 +382,18 @@ cdef object _sym(object enum_type, object value):
         return value
 
 
+cdef str _flag_names(object flag_type, uint32_t value):
+    """``READ|WRITE`` for a flag value; unknown bits are appended in hex."""
+    parts = []
+    for member in flag_type:
+        if value & member.value:
+            parts.append(member.name)
+            value &= ~member.value
+    if value or not parts:
+        parts.append(hex(value))
+    return "|".join(parts)
+
+
 def feature_name(uint32_t flags) -> str:
     """Symbolic form of VFIO_DEVICE_FEATURE flags, e.g. ``PROBE|GET|DMA_BUF``."""
     parts = [op.name for op in (FeatureOp.PROBE, FeatureOp.GET, FeatureOp.SET) if flags & op]
@@ -725,7 +737,7 @@ def iommu_map_dma(int fd, uint64_t vaddr, uint64_t iova, uint64_t size, uint32_t
     m.size = size
     with nogil:
         ret = ioctl(fd, VFIO_IOMMU_MAP_DMA, &m)
-    _check(ret, "IOMMU_MAP_DMA", {"iova": iova, "size": size, "flags": str(DmaFlag(flags))})
+    _check(ret, "IOMMU_MAP_DMA", {"iova": iova, "size": size, "flags": _flag_names(DmaFlag, flags)})
 
 
 def iommu_unmap_dma(int fd, uint64_t iova, uint64_t size, uint32_t flags=0) -> int:
@@ -812,7 +824,7 @@ def ioas_map(int iommufd, uint32_t ioas_id, uint64_t vaddr, uint64_t length, uin
     with nogil:
         ret = ioctl(iommufd, IOMMU_IOAS_MAP, &m)
     _check(ret, "IOMMU_IOAS_MAP", {"ioas": ioas_id, "iova": iova, "length": length,
-                                   "flags": str(IoasMapFlag(flags))})
+                                   "flags": _flag_names(IoasMapFlag, flags)})
     return m.iova
 
 
@@ -865,7 +877,7 @@ cdef class Mapping:
             addr = mmap(NULL, length, prot, MAP_SHARED, fd, <long>offset)
         if addr == MAP_FAILED:
             raise ioctl_error("MMAP", {"region": label or fd, "offset": offset, "length": length}, errno)
-        return Mapping._wrap(addr, length, label)
+        return Mapping._wrap(addr, length, label or f"fd {fd}")
 
     @staticmethod
     def anonymous(size_t length, bint lock=True, str label="") -> Mapping:
@@ -883,7 +895,7 @@ cdef class Mapping:
                 err = errno
                 munmap(addr, length)
                 raise ioctl_error("MLOCK", {"length": length}, err)
-        return Mapping._wrap(addr, length, label)
+        return Mapping._wrap(addr, length, label or "anonymous")
 
     @staticmethod
     cdef Mapping _wrap(void *addr, size_t length, str label):
@@ -895,10 +907,10 @@ cdef class Mapping:
 
     cdef inline char *_at(self, size_t offset, size_t width) except NULL:
         if self._addr == NULL:
-            raise ClosedError(f"mapping {self.label or hex(self._length)} is closed")
+            raise ClosedError(f"mapping {self.label} is closed")
         if offset > self._length or self._length - offset < width:
             raise IndexError(f"{width}-byte access at {offset:#x} is outside the {self._length:#x}-byte mapping")
-        if offset % width:
+        if width > 1 and offset % width:
             raise ValueError(f"{width}-byte access at {offset:#x} is not naturally aligned")
         return self._addr + offset
 
