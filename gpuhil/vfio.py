@@ -21,14 +21,15 @@ import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from gpuhil import _vfio
 from gpuhil._vfio import (
     ABI, DeviceFlag, DmaFlag, Extension, Feature, FeatureOp, GroupFlag, IoasMapFlag,
     IommuInfoFlag, IrqFlag, IrqIndex, Mapping, RegionCap, RegionFlag, RegionIndex, RegionType,
 )
-from gpuhil.errors import ClosedError, IoctlError, Unsupported, ioctl_error
+from gpuhil.dmabuf import DmaBuf
+from gpuhil.errors import ClosedError, Unsupported, ioctl_error
 from gpuhil.pci import PciDevice
 
 __all__ = [
@@ -525,10 +526,12 @@ class Device(_FdOwner):
 
     def export_dma_buf(self, region: RegionIndex | int,
                        ranges: Iterable[DmaRange | tuple[int, int]],
-                       open_flags: int = os.O_RDWR | os.O_CLOEXEC):
-        """Exports ``ranges`` of a BAR as one dma-buf (a :class:`gpuhil.dmabuf.DmaBuf`)."""
-        from gpuhil.dmabuf import DmaBuf
+                       open_flags: int = os.O_RDWR | os.O_CLOEXEC) -> DmaBuf:
+        """Exports ``ranges`` of a BAR as one dma-buf, owned by the returned DmaBuf.
 
+        The exporter (vfio_pci_core) has no mmap: the dma-buf is for peer-to-peer importers.
+        It is revoked when the device is reset, loses memory decode, or is closed.
+        """
         fd = self.export_dma_buf_fd(region, ranges, open_flags)
         try:
             return DmaBuf(fd)
