@@ -29,7 +29,7 @@ from gpuhil._vfio import (
     IommuInfoFlag, IrqFlag, IrqIndex, Mapping, RegionCap, RegionFlag, RegionIndex, RegionType,
 )
 from gpuhil.dmabuf import DmaBuf
-from gpuhil.errors import ClosedError, Unsupported, ioctl_error
+from gpuhil.errors import ClosedError, IoctlError, Unsupported, ioctl_error
 from gpuhil.pci import PciDevice
 
 __all__ = [
@@ -329,7 +329,7 @@ class Container(_FdOwner):
 
     def _close_children(self) -> None:
         for buffer in list(self._buffers):
-            buffer.close()
+            buffer._release(strict=False)
 
 
 class DmaBuffer:
@@ -351,11 +351,19 @@ class DmaBuffer:
 
     def close(self) -> None:
         """UNMAP_DMA, then release the memory; harmless twice."""
+        self._release(strict=True)
+
+    def _release(self, strict: bool) -> None:
         if self.memory.closed:
             return
         try:
             if not self.container.closed:
                 self.container.unmap_dma(self.iova, self.size)
+        except IoctlError:
+            # While the container closes, its IOMMU may already be gone with the last group
+            # (and the mapping with it); only an explicit close reports the failure.
+            if strict:
+                raise
         finally:
             self.container._forget(self)
             self.memory.close()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from gpuhil import _vfio
 from gpuhil.errors import ClosedError, IoctlError, Unsupported
 from gpuhil.vfio import (
-    ABI, CapHeader, Container, Device, DmaRange, Feature, Group, IommuFd, IrqIndex, Mapping,
+    ABI, CapHeader, Container, Device, DmaBuffer, DmaRange, Feature, Group, IommuFd, IrqIndex, Mapping,
     RegionCap, RegionIndex, RegionType, RegionTypeCap, SparseArea, decode_region_caps,
 )
 
@@ -342,6 +342,26 @@ class TestClosing:
             c.__enter__()
         with pytest.raises(ClosedError):
             c.api_version()
+
+    def test_explicit_dma_buffer_close_reports_a_failed_unmap(self):
+        """DmaBuffer.close() raises when UNMAP_DMA fails, and still frees its memory."""
+        with Container("/dev/null") as c:
+            buf = DmaBuffer(c, Mapping.anonymous(4096), 0x1000_0000)
+            c._buffers.append(buf)
+            with pytest.raises(Unsupported, match=r"^IOMMU_UNMAP_DMA\(iova=0x10000000, size=4096\)"):
+                buf.close()
+            assert buf.closed and buf.memory.closed and c._buffers == []
+            buf.close()
+
+    def test_container_close_releases_its_dma_buffers(self):
+        """Closing the container frees every DMA buffer, even if its IOMMU is already gone."""
+        c = Container("/dev/null")
+        bufs = [DmaBuffer(c, Mapping.anonymous(4096), iova) for iova in (0x1000, 0x2000)]
+        c._buffers.extend(bufs)
+        c.close()
+        assert c.closed and all(b.closed for b in bufs)
+        with pytest.raises(ClosedError):
+            bufs[0].__enter__()
 
     def test_group_close_closes_its_devices(self, devnull_fd):
         g = Group("/dev/null")
