@@ -285,9 +285,15 @@ def test_device_info_regions_and_irqs(guest):
     assert bar2.flags & (RegionFlag.READ | RegionFlag.WRITE | RegionFlag.MMAP) == (
         RegionFlag.READ | RegionFlag.WRITE | RegionFlag.MMAP)
     assert bar2.offset == RegionIndex.BAR2 << 40
+    assert regions[RegionIndex.BAR0].size == 256  # ivshmem's register BAR
+    assert regions[RegionIndex.BAR1].size == 0  # no MSI-X BAR on ivshmem-plain
     config = regions[RegionIndex.CONFIG]
     assert config.readable and config.writable and not config.mmappable and config.size >= 256
-    assert irqs[IrqIndex.INTX][1] == 1
+    assert regions[RegionIndex.VGA] == "EINVAL"  # not a VGA device
+    # ivshmem-plain has no interrupt pin, MSI or MSI-X; ERR needs PCIe AER; REQ is always there.
+    counts = {i: v[1] if isinstance(v, tuple) else v for i, v in irqs.items()}
+    assert counts == {IrqIndex.INTX: 0, IrqIndex.MSI: 0, IrqIndex.MSIX: 0,
+                      IrqIndex.ERR: "EINVAL", IrqIndex.REQ: 1}
 
 
 def test_bar2_mmap_write_read_back(guest):
