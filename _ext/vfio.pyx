@@ -873,28 +873,33 @@ cdef class Mapping:
         """``mmap(MAP_SHARED)`` of ``length`` bytes of ``fd`` at ``offset``."""
         cdef int prot = PROT_READ | (PROT_WRITE if writable else 0)
         cdef void *addr
+        cdef int err = 0
         with nogil:
             addr = mmap(NULL, length, prot, MAP_SHARED, fd, <long>offset)
+            if addr == MAP_FAILED:
+                err = errno
         if addr == MAP_FAILED:
-            raise ioctl_error("MMAP", {"region": label or fd, "offset": offset, "length": length}, errno)
+            raise ioctl_error("MMAP", {"region": label or fd, "offset": offset, "length": length}, err)
         return Mapping._wrap(addr, length, label or f"fd {fd}")
 
     @staticmethod
     def anonymous(size_t length, bint lock=True, str label="") -> Mapping:
         """Private anonymous memory of ``length`` bytes, locked in RAM when ``lock`` (for DMA)."""
         cdef void *addr
-        cdef int err
+        cdef int err = 0
+        cdef bint lock_failed = False
         with nogil:
             addr = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        if addr == MAP_FAILED:
-            raise ioctl_error("MMAP", {"anonymous": True, "length": length}, errno)
-        if lock:
-            with nogil:
-                err = mlock(addr, length)
-            if err != 0:
+            if addr == MAP_FAILED:
                 err = errno
+            elif lock and mlock(addr, length) != 0:
+                err = errno
+                lock_failed = True
                 munmap(addr, length)
-                raise ioctl_error("MLOCK", {"length": length}, err)
+        if lock_failed:
+            raise ioctl_error("MLOCK", {"length": length}, err)
+        if addr == MAP_FAILED:
+            raise ioctl_error("MMAP", {"anonymous": True, "length": length}, err)
         return Mapping._wrap(addr, length, label or "anonymous")
 
     @staticmethod

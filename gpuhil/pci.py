@@ -46,8 +46,7 @@ class PciDevice:
         self.sysfs = sysfs
         self.path = sysfs / "devices" / address
         if not self.path.is_dir():
-            raise ioctl_error("OPEN", {"path": str(self.path)}, errno.ENOENT,
-                              "no such PCI function", unsupported=frozenset())
+            raise ioctl_error("OPEN", {"path": str(self.path)}, errno.ENOENT, "no such PCI function")
 
     def __repr__(self) -> str:
         return f"PciDevice({self.address!r}, driver={self.driver!r})"
@@ -124,8 +123,7 @@ class PciDevice:
         group = self.iommu_group
         if group is None:
             raise ioctl_error("OPEN", {"path": str(self.path / "iommu_group")}, errno.ENOENT,
-                              "the function has no IOMMU group (no IOMMU, or intel_iommu=off)",
-                              unsupported=frozenset())
+                              "the function has no IOMMU group (no IOMMU, or intel_iommu=off)")
         return Path("/dev/vfio") / str(group)
 
     def vfio_cdev_name(self) -> str | None:

@@ -256,7 +256,10 @@ class _FdOwner:
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:
-            self.close()
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nowhere to report from a finalizer
+                pass
 
 
 # ---------------------------------------------------------------------------------------------
