@@ -430,10 +430,6 @@ class Group(_FdOwner):
 # Device
 # ---------------------------------------------------------------------------------------------
 
-def _region_index(region: RegionIndex | int) -> int:
-    return int(region)
-
-
 class Device(_FdOwner):
     """A VFIO device fd: info, regions (mmap, pread/pwrite, config space), IRQs, features."""
 
@@ -484,7 +480,7 @@ class Device(_FdOwner):
 
     def region_info(self, region: RegionIndex | int) -> RegionInfo:
         """VFIO_DEVICE_GET_REGION_INFO with its capability chain decoded."""
-        index = _region_index(region)
+        index = int(region)
         flags, cap_offset, size, offset, raw = _vfio.device_get_region_info(self.fd, index)
         caps = decode_region_caps(raw, cap_offset) if flags & RegionFlag.CAPS else RegionCaps()
         info = RegionInfo(index, RegionFlag(flags), size, offset, caps)
@@ -492,7 +488,7 @@ class Device(_FdOwner):
         return info
 
     def _region(self, region: RegionIndex | int) -> RegionInfo:
-        index = _region_index(region)
+        index = int(region)
         self.fd  # noqa: B018 - ClosedError before the cache is consulted
         return self._regions.get(index) or self.region_info(index)
 
@@ -533,7 +529,7 @@ class Device(_FdOwner):
         """VFIO_DEVICE_FEATURE(GET|DMA_BUF) returning the raw dma-buf fd (the caller owns it)."""
         pairs = [(r.offset, r.length) if isinstance(r, DmaRange) else (int(r[0]), int(r[1]))
                  for r in ranges]
-        return _vfio.device_feature_dma_buf(self.fd, _region_index(region), pairs, open_flags, flags)
+        return _vfio.device_feature_dma_buf(self.fd, int(region), pairs, open_flags, flags)
 
     def export_dma_buf(self, region: RegionIndex | int,
                        ranges: Iterable[DmaRange | tuple[int, int]],
