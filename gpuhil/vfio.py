@@ -37,7 +37,7 @@ __all__ = [
     "DmaBuffer", "DmaFlag", "DmaRange", "Extension", "Feature", "FeatureOp", "Group",
     "GroupFlag", "GroupStatus", "IoasMapFlag", "IommuFd", "IommuInfo", "IrqFlag", "IrqIndex",
     "IrqInfo", "Mapping", "RegionCap", "RegionCaps", "RegionFlag", "RegionIndex", "RegionInfo",
-    "RegionType", "RegionTypeCap", "SparseArea", "decode_region_caps",
+    "RegionType", "RegionTypeCap", "SparseArea", "decode_iova_ranges", "decode_region_caps",
 ]
 
 CONTAINER_PATH = "/dev/vfio/vfio"
@@ -204,6 +204,17 @@ def decode_region_caps(raw: bytes, cap_offset: int) -> RegionCaps:
     return RegionCaps(headers, sparse, rtype, msix)
 
 
+def decode_iova_ranges(raw: bytes, cap_offset: int) -> tuple[tuple[int, int], ...]:
+    """The usable IOVA ranges ``(start, end)`` (end inclusive) from a VFIO_IOMMU_GET_INFO buffer.
+
+    Empty when the chain has no IOVA_RANGE capability; ValueError for a malformed chain.
+    """
+    for cap in _headers(raw, cap_offset, _vfio.IOMMU_INFO_SIZE):
+        if cap.id == _vfio.IOMMU_CAP_IOVA_RANGE:
+            return tuple(_vfio.decode_iova_ranges(raw, cap.offset))
+    return ()
+
+
 def _open(path: str | os.PathLike, missing: str, unsupported_if_missing: bool = False) -> int:
     try:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)
@@ -292,12 +303,7 @@ class Container(_FdOwner):
     def iommu_info(self) -> IommuInfo:
         """VFIO_IOMMU_GET_INFO with its IOVA-range capability."""
         flags, pgsizes, cap_offset, raw = _vfio.iommu_get_info(self.fd)
-        ranges: tuple[tuple[int, int], ...] = ()
-        if flags & IommuInfoFlag.CAPS:
-            for cap in _headers(raw, cap_offset, _vfio.IOMMU_INFO_SIZE):
-                if cap.id == _vfio.IOMMU_CAP_IOVA_RANGE:
-                    ranges = tuple(_vfio.decode_iova_ranges(raw, cap.offset))
-                    break
+        ranges = decode_iova_ranges(raw, cap_offset) if flags & IommuInfoFlag.CAPS else ()
         return IommuInfo(IommuInfoFlag(flags), pgsizes, ranges)
 
     def map_dma(self, vaddr: int, iova: int, size: int,

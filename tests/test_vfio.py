@@ -13,11 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuhil import _vfio
+from gpuhil import _vfio, pci
 from gpuhil.errors import ClosedError, IoctlError, Unsupported
 from gpuhil.vfio import (
     ABI, CapHeader, Container, Device, DmaBuffer, DmaRange, Feature, Group, IommuFd, IrqIndex, Mapping,
-    RegionCap, RegionIndex, RegionType, RegionTypeCap, SparseArea, decode_region_caps,
+    RegionCap, RegionIndex, RegionType, RegionTypeCap, SparseArea, decode_iova_ranges,
+    decode_region_caps,
 )
 
 REGION_INFO = ABI["sizeof(struct vfio_region_info)"]
@@ -189,6 +190,35 @@ class TestRegionCaps:
             assert REGION_INFO <= h.offset <= len(buf) - HEADER
 
 
+class TestIovaRanges:
+    IOMMU_INFO = ABI["sizeof(struct vfio_iommu_type1_info)"]
+    RANGES = ABI["offsetof(struct vfio_iommu_type1_info_cap_iova_range, iova_ranges)"]
+    NR = ABI["offsetof(struct vfio_iommu_type1_info_cap_iova_range, nr_iovas)"]
+
+    def info_buffer(self, ranges: list[tuple[int, int]], cap_id: int = 1, declared: int | None = None):
+        cap = bytearray(self.RANGES)
+        cap[0:HEADER] = _vfio.encode_cap_header(cap_id, 1, 0)
+        struct.pack_into("<I", cap, self.NR, len(ranges) if declared is None else declared)
+        cap += b"".join(struct.pack("<QQ", a, b) for a, b in ranges)
+        return bytes(self.IOMMU_INFO) + bytes(cap), self.IOMMU_INFO
+
+    def test_decodes_the_ranges_vt_d_reports(self):
+        """Two ranges around the interrupt window, as VT-d gives them (end inclusive)."""
+        ranges = [(0, 0xFEDFFFFF), (0xFEF00000, 0xFFFFFFFFFFFF)]
+        buf, first = self.info_buffer(ranges)
+        assert decode_iova_ranges(buf, first) == tuple(ranges)
+
+    def test_other_capabilities_give_no_ranges(self):
+        buf, first = self.info_buffer([(0, 0xFFFF)], cap_id=2)
+        assert decode_iova_ranges(buf, first) == ()
+        assert decode_iova_ranges(buf, 0) == ()
+
+    def test_overlong_range_count_is_rejected(self):
+        buf, first = self.info_buffer([(0, 0xFFFF)], declared=3)
+        with pytest.raises(ValueError, match="IOVA_RANGE capability .* declares 3 entries"):
+            decode_iova_ranges(buf, first)
+
+
 class TestMissingNodes:
     def test_container_without_vfio_names_the_path(self):
         """No /dev/vfio/vfio: Unsupported that names the node."""
@@ -231,6 +261,27 @@ def devnull_fd():
         os.close(fd)
     except OSError:
         pass
+
+
+def test_group_of_a_function_without_iommu_group():
+    """Group.of() on a PCI function with no IOMMU group says so, naming the sysfs path."""
+    candidates = [d for d in pci.devices() if d.iommu_group is None]
+    if not candidates:
+        pytest.skip("every PCI function here has an IOMMU group")
+    with pytest.raises(IoctlError, match="no IOMMU group") as info:
+        Group.of(candidates[0].address)
+    assert f"{candidates[0].address}/iommu_group" in str(info.value)
+
+
+def test_cdev_open_without_vfio_cdev_is_unsupported():
+    """A function with no vfio-dev directory (not vfio-bound, or no cdev support): Unsupported."""
+    candidates = [d for d in pci.devices() if d.vfio_cdev_name() is None]
+    if not candidates:
+        pytest.skip("no PCI function without a VFIO cdev here")
+    with IommuFd("/dev/null") as iommufd:
+        with pytest.raises(Unsupported, match="CONFIG_VFIO_DEVICE_CDEV") as info:
+            Device.open_cdev(candidates[0].address, iommufd)
+    assert f"{candidates[0].address}/vfio-dev" in str(info.value)
 
 
 class TestWrongFdType:
