@@ -857,10 +857,12 @@ cdef class Mapping:
     cdef char *_addr
     cdef size_t _length
     cdef int _exports
+    cdef bint _writable
     cdef readonly str label
 
     def __cinit__(self):
         self._addr = NULL
+        self._writable = False
         self._length = 0
         self._exports = 0
         self.label = ""
@@ -880,7 +882,7 @@ cdef class Mapping:
                 err = errno
         if addr == MAP_FAILED:
             raise ioctl_error("MMAP", {"region": label or fd, "offset": offset, "length": length}, err)
-        return Mapping._wrap(addr, length, label or f"fd {fd}")
+        return Mapping._wrap(addr, length, writable, label or f"fd {fd}")
 
     @staticmethod
     def anonymous(size_t length, bint lock=True, str label="") -> Mapping:
@@ -900,13 +902,14 @@ cdef class Mapping:
             raise ioctl_error("MLOCK", {"length": length}, err)
         if addr == MAP_FAILED:
             raise ioctl_error("MMAP", {"anonymous": True, "length": length}, err)
-        return Mapping._wrap(addr, length, label or "anonymous")
+        return Mapping._wrap(addr, length, True, label or "anonymous")
 
     @staticmethod
-    cdef Mapping _wrap(void *addr, size_t length, str label):
+    cdef Mapping _wrap(void *addr, size_t length, bint writable, str label):
         cdef Mapping m = Mapping.__new__(Mapping)
         m._addr = <char *>addr
         m._length = length
+        m._writable = writable
         m.label = label
         return m
 
@@ -919,11 +922,22 @@ cdef class Mapping:
             raise ValueError(f"{width}-byte access at {offset:#x} is not naturally aligned")
         return self._addr + offset
 
+    cdef inline char *_at_w(self, size_t offset, size_t width) except NULL:
+        cdef char *p = self._at(offset, width)
+        if not self._writable:
+            raise TypeError(f"mapping {self.label} is read-only")
+        return p
+
     @property
     def address(self) -> int:
         """The mapping's process virtual address."""
         self._at(0, 0)
         return <size_t>self._addr
+
+    @property
+    def writable(self) -> bool:
+        """Whether the pages are mapped writable (stores on a read-only mapping raise TypeError)."""
+        return self._writable
 
     @property
     def length(self) -> int:
@@ -956,19 +970,19 @@ cdef class Mapping:
 
     def write8(self, size_t offset, uint8_t value) -> None:
         """One 8-bit store."""
-        gpuhil_mmio_write8(self._at(offset, 1), value)
+        gpuhil_mmio_write8(self._at_w(offset, 1), value)
 
     def write16(self, size_t offset, uint16_t value) -> None:
         """One 16-bit store."""
-        gpuhil_mmio_write16(self._at(offset, 2), value)
+        gpuhil_mmio_write16(self._at_w(offset, 2), value)
 
     def write32(self, size_t offset, uint32_t value) -> None:
         """One 32-bit store."""
-        gpuhil_mmio_write32(self._at(offset, 4), value)
+        gpuhil_mmio_write32(self._at_w(offset, 4), value)
 
     def write64(self, size_t offset, uint64_t value) -> None:
         """One 64-bit store."""
-        gpuhil_mmio_write64(self._at(offset, 8), value)
+        gpuhil_mmio_write64(self._at_w(offset, 8), value)
 
     def read(self, size_t offset, size_t length) -> bytes:
         """``length`` bytes from ``offset`` (a plain copy: use on memory, not registers)."""
@@ -980,7 +994,7 @@ cdef class Mapping:
     def write(self, size_t offset, const unsigned char[:] data) -> None:
         """Copies ``data`` to ``offset``."""
         cdef size_t n = data.shape[0]
-        cdef char *p = self._at(offset, 0)
+        cdef char *p = self._at_w(offset, 0)
         if self._length - offset < n:
             raise IndexError(f"{n}-byte write at {offset:#x} is outside the {self._length:#x}-byte mapping")
         if n:
@@ -988,7 +1002,7 @@ cdef class Mapping:
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         self._at(0, 0)
-        PyBuffer_FillInfo(view, self, self._addr, self._length, 0, flags)
+        PyBuffer_FillInfo(view, self, self._addr, self._length, not self._writable, flags)
         self._exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):

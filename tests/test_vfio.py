@@ -484,6 +484,24 @@ class TestMapping:
         finally:
             os.close(fd)
 
+    def test_read_only_mapping_refuses_stores(self):
+        """A mapping made without PROT_WRITE rejects stores and writable buffer exports."""
+        fd = os.memfd_create("gpuhil-test")
+        try:
+            os.ftruncate(fd, 4096)
+            os.pwrite(fd, b"\x2a", 0)
+            with Mapping.of_fd(fd, 0, 4096, False, "ro") as m:
+                assert not m.writable and m.read8(0) == 0x2A
+                with pytest.raises(TypeError, match="read-only"):
+                    m.write32(0, 1)
+                with pytest.raises(TypeError, match="read-only"):
+                    m.write(0, b"x")
+                view = memoryview(m)
+                assert view.readonly
+                view.release()
+        finally:
+            os.close(fd)
+
     def test_mmap_failure_names_the_region(self, devnull_fd):
         with pytest.raises(IoctlError, match=r"^MMAP\(region=BAR2, offset=0x20000000000, length=4096\)"):
             Mapping.of_fd(devnull_fd, 0x20000000000, 4096, True, "BAR2")
