@@ -1,0 +1,324 @@
+# Declarations of the VFIO and iommufd uapi used by gpuhil._vfio (see _ext/vfio.pyx).
+#
+# Everything comes from gpuhil_uapi.h (system headers + 7.2 supplements).  The block after it
+# fills what that header does not have yet: linux/iommufd.h (absent from Debian 12's 6.1
+# headers), the 7.2 layout of struct vfio_device_info (it gained a trailing pad: 20 -> 24
+# bytes), and a few 7.2 constants.  The lead may move it into gpuhil_uapi.h.
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+
+cdef extern from "gpuhil_uapi.h" nogil:
+    int ioctl(int fd, unsigned long request, ...)
+
+    # ---- container / group ----
+    const int VFIO_API_VERSION
+    const unsigned long VFIO_TYPE1_IOMMU
+    const unsigned long VFIO_SPAPR_TCE_IOMMU
+    const unsigned long VFIO_TYPE1v2_IOMMU
+    const unsigned long VFIO_DMA_CC_IOMMU
+    const unsigned long VFIO_EEH
+    const unsigned long VFIO_SPAPR_TCE_v2_IOMMU
+    const unsigned long VFIO_NOIOMMU_IOMMU
+    const unsigned long VFIO_UNMAP_ALL
+    const unsigned long VFIO_UPDATE_VADDR
+
+    const unsigned long VFIO_GET_API_VERSION
+    const unsigned long VFIO_CHECK_EXTENSION
+    const unsigned long VFIO_SET_IOMMU
+    const unsigned long VFIO_GROUP_GET_STATUS
+    const unsigned long VFIO_GROUP_SET_CONTAINER
+    const unsigned long VFIO_GROUP_UNSET_CONTAINER
+    const unsigned long VFIO_GROUP_GET_DEVICE_FD
+
+    const uint32_t VFIO_GROUP_FLAGS_VIABLE
+    const uint32_t VFIO_GROUP_FLAGS_CONTAINER_SET
+
+    struct vfio_group_status:
+        uint32_t argsz
+        uint32_t flags
+
+    # ---- capability chains ----
+    struct vfio_info_cap_header:
+        uint16_t id
+        uint16_t version
+        uint32_t next
+
+    # ---- device ----
+    const unsigned long VFIO_DEVICE_GET_INFO
+    const unsigned long VFIO_DEVICE_GET_REGION_INFO
+    const unsigned long VFIO_DEVICE_GET_IRQ_INFO
+    const unsigned long VFIO_DEVICE_RESET
+    const unsigned long VFIO_DEVICE_FEATURE
+
+    const uint32_t VFIO_DEVICE_FLAGS_RESET
+    const uint32_t VFIO_DEVICE_FLAGS_PCI
+    const uint32_t VFIO_DEVICE_FLAGS_PLATFORM
+    const uint32_t VFIO_DEVICE_FLAGS_AMBA
+    const uint32_t VFIO_DEVICE_FLAGS_CCW
+    const uint32_t VFIO_DEVICE_FLAGS_AP
+    const uint32_t VFIO_DEVICE_FLAGS_FSL_MC
+    const uint32_t VFIO_DEVICE_FLAGS_CAPS
+
+    const uint32_t VFIO_REGION_INFO_FLAG_READ
+    const uint32_t VFIO_REGION_INFO_FLAG_WRITE
+    const uint32_t VFIO_REGION_INFO_FLAG_MMAP
+    const uint32_t VFIO_REGION_INFO_FLAG_CAPS
+    const uint16_t VFIO_REGION_INFO_CAP_SPARSE_MMAP
+    const uint16_t VFIO_REGION_INFO_CAP_TYPE
+    const uint16_t VFIO_REGION_INFO_CAP_MSIX_MAPPABLE
+    const uint32_t VFIO_REGION_TYPE_PCI_VENDOR_TYPE
+    const uint32_t VFIO_REGION_TYPE_PCI_VENDOR_MASK
+    const uint32_t VFIO_REGION_TYPE_GFX
+    const uint32_t VFIO_REGION_TYPE_CCW
+    const uint32_t VFIO_REGION_TYPE_MIGRATION_DEPRECATED
+
+    struct vfio_region_info:
+        uint32_t argsz
+        uint32_t flags
+        uint32_t index
+        uint32_t cap_offset
+        uint64_t size
+        uint64_t offset
+
+    struct vfio_region_sparse_mmap_area:
+        uint64_t offset
+        uint64_t size
+
+    struct vfio_region_info_cap_sparse_mmap:
+        vfio_info_cap_header header
+        uint32_t nr_areas
+        uint32_t reserved
+        vfio_region_sparse_mmap_area areas[1]
+
+    struct vfio_region_info_cap_type:
+        vfio_info_cap_header header
+        uint32_t type
+        uint32_t subtype
+
+    const uint32_t VFIO_IRQ_INFO_EVENTFD
+    const uint32_t VFIO_IRQ_INFO_MASKABLE
+    const uint32_t VFIO_IRQ_INFO_AUTOMASKED
+    const uint32_t VFIO_IRQ_INFO_NORESIZE
+
+    struct vfio_irq_info:
+        uint32_t argsz
+        uint32_t flags
+        uint32_t index
+        uint32_t count
+
+    enum:
+        VFIO_PCI_BAR0_REGION_INDEX
+        VFIO_PCI_BAR1_REGION_INDEX
+        VFIO_PCI_BAR2_REGION_INDEX
+        VFIO_PCI_BAR3_REGION_INDEX
+        VFIO_PCI_BAR4_REGION_INDEX
+        VFIO_PCI_BAR5_REGION_INDEX
+        VFIO_PCI_ROM_REGION_INDEX
+        VFIO_PCI_CONFIG_REGION_INDEX
+        VFIO_PCI_VGA_REGION_INDEX
+        VFIO_PCI_NUM_REGIONS
+        VFIO_PCI_INTX_IRQ_INDEX
+        VFIO_PCI_MSI_IRQ_INDEX
+        VFIO_PCI_MSIX_IRQ_INDEX
+        VFIO_PCI_ERR_IRQ_INDEX
+        VFIO_PCI_REQ_IRQ_INDEX
+        VFIO_PCI_NUM_IRQS
+
+    # ---- device features ----
+    struct vfio_device_feature:
+        uint32_t argsz
+        uint32_t flags
+        uint8_t data[1]
+
+    const uint32_t VFIO_DEVICE_FEATURE_MASK
+    const uint32_t VFIO_DEVICE_FEATURE_GET
+    const uint32_t VFIO_DEVICE_FEATURE_SET
+    const uint32_t VFIO_DEVICE_FEATURE_PROBE
+    const uint32_t VFIO_DEVICE_FEATURE_PCI_VF_TOKEN
+    const uint32_t VFIO_DEVICE_FEATURE_MIGRATION
+    const uint32_t VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE
+    const uint32_t VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY
+    const uint32_t VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP
+    const uint32_t VFIO_DEVICE_FEATURE_LOW_POWER_EXIT
+    const uint32_t VFIO_DEVICE_FEATURE_DMA_LOGGING_START
+    const uint32_t VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP
+    const uint32_t VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT
+    const uint32_t VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
+    const uint32_t VFIO_DEVICE_FEATURE_BUS_MASTER
+    const uint32_t VFIO_DEVICE_FEATURE_DMA_BUF
+
+    struct vfio_region_dma_range:
+        uint64_t offset
+        uint64_t length
+
+    struct vfio_device_feature_dma_buf:
+        uint32_t region_index
+        uint32_t open_flags
+        uint32_t flags
+        uint32_t nr_ranges
+        vfio_region_dma_range dma_ranges[1]
+
+    # ---- type1 IOMMU ----
+    const unsigned long VFIO_IOMMU_GET_INFO
+    const unsigned long VFIO_IOMMU_MAP_DMA
+    const unsigned long VFIO_IOMMU_UNMAP_DMA
+    const uint32_t VFIO_IOMMU_INFO_PGSIZES
+    const uint32_t VFIO_IOMMU_INFO_CAPS
+    const uint16_t VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
+    const uint32_t VFIO_DMA_MAP_FLAG_READ
+    const uint32_t VFIO_DMA_MAP_FLAG_WRITE
+    const uint32_t VFIO_DMA_UNMAP_FLAG_ALL
+
+    struct vfio_iommu_type1_info:
+        uint32_t argsz
+        uint32_t flags
+        uint64_t iova_pgsizes
+        uint32_t cap_offset
+
+    struct vfio_iova_range:
+        uint64_t start
+        uint64_t end
+
+    struct vfio_iommu_type1_info_cap_iova_range:
+        vfio_info_cap_header header
+        uint32_t nr_iovas
+        uint32_t reserved
+        vfio_iova_range iova_ranges[1]
+
+    struct vfio_iommu_type1_dma_map:
+        uint32_t argsz
+        uint32_t flags
+        uint64_t vaddr
+        uint64_t iova
+        uint64_t size
+
+    struct vfio_iommu_type1_dma_unmap:
+        uint32_t argsz
+        uint32_t flags
+        uint64_t iova
+        uint64_t size
+
+    # ---- cdev + iommufd (vfio.h part, supplied by gpuhil_uapi.h on 6.1) ----
+    const unsigned long VFIO_DEVICE_BIND_IOMMUFD
+    const unsigned long VFIO_DEVICE_ATTACH_IOMMUFD_PT
+    const unsigned long VFIO_DEVICE_DETACH_IOMMUFD_PT
+
+    struct vfio_device_bind_iommufd:
+        uint32_t argsz
+        uint32_t flags
+        int32_t iommufd
+        uint32_t out_devid
+        uint64_t token_uuid_ptr
+
+    struct vfio_device_attach_iommufd_pt:
+        uint32_t argsz
+        uint32_t flags
+        uint32_t pt_id
+        uint32_t pasid
+
+    struct vfio_device_detach_iommufd_pt:
+        uint32_t argsz
+        uint32_t flags
+        uint32_t pasid
+
+
+cdef extern from *:
+    """
+    #if __has_include(<linux/iommufd.h>)
+    #include <linux/iommufd.h>
+    #else
+    #define IOMMUFD_TYPE (';')
+    #define IOMMU_DESTROY _IO(IOMMUFD_TYPE, 0x80)
+    #define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, 0x81)
+    #define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, 0x85)
+    #define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, 0x86)
+    enum iommufd_ioas_map_flags {
+        IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0,
+        IOMMU_IOAS_MAP_WRITEABLE = 1 << 1,
+        IOMMU_IOAS_MAP_READABLE = 1 << 2,
+    };
+    struct iommu_destroy { __u32 size; __u32 id; };
+    struct iommu_ioas_alloc { __u32 size; __u32 flags; __u32 out_ioas_id; };
+    struct iommu_ioas_map {
+        __u32 size; __u32 flags; __u32 ioas_id; __u32 __reserved;
+        __aligned_u64 user_va; __aligned_u64 length; __aligned_u64 iova;
+    };
+    struct iommu_ioas_unmap { __u32 size; __u32 ioas_id; __aligned_u64 iova; __aligned_u64 length; };
+    #endif
+
+    #ifndef VFIO_DEVICE_FLAGS_CDX
+    #define VFIO_DEVICE_FLAGS_CDX (1 << 8)
+    #endif
+    #ifndef VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2
+    #define VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 12
+    #endif
+
+    /* struct vfio_device_info as of 7.2 (6.1 lacks the trailing pad). */
+    typedef struct gpuhil_vfio_device_info {
+        __u32 argsz;
+        __u32 flags;
+        __u32 num_regions;
+        __u32 num_irqs;
+        __u32 cap_offset;
+        __u32 pad;
+    } gpuhil_vfio_device_info_t;
+
+    /* Single-width MMIO accesses: the compiler must neither split, merge nor elide them. */
+    static inline uint8_t gpuhil_mmio_read8(const void *p) { return *(const volatile uint8_t *)p; }
+    static inline uint16_t gpuhil_mmio_read16(const void *p) { return *(const volatile uint16_t *)p; }
+    static inline uint32_t gpuhil_mmio_read32(const void *p) { return *(const volatile uint32_t *)p; }
+    static inline uint64_t gpuhil_mmio_read64(const void *p) { return *(const volatile uint64_t *)p; }
+    static inline void gpuhil_mmio_write8(void *p, uint8_t v) { *(volatile uint8_t *)p = v; }
+    static inline void gpuhil_mmio_write16(void *p, uint16_t v) { *(volatile uint16_t *)p = v; }
+    static inline void gpuhil_mmio_write32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; }
+    static inline void gpuhil_mmio_write64(void *p, uint64_t v) { *(volatile uint64_t *)p = v; }
+    """
+    const unsigned long IOMMU_DESTROY
+    const unsigned long IOMMU_IOAS_ALLOC
+    const unsigned long IOMMU_IOAS_MAP
+    const unsigned long IOMMU_IOAS_UNMAP
+    const uint32_t IOMMU_IOAS_MAP_FIXED_IOVA
+    const uint32_t IOMMU_IOAS_MAP_WRITEABLE
+    const uint32_t IOMMU_IOAS_MAP_READABLE
+
+    struct iommu_destroy:
+        uint32_t size
+        uint32_t id
+
+    struct iommu_ioas_alloc:
+        uint32_t size
+        uint32_t flags
+        uint32_t out_ioas_id
+
+    struct iommu_ioas_map:
+        uint32_t size
+        uint32_t flags
+        uint32_t ioas_id
+        uint64_t user_va
+        uint64_t length
+        uint64_t iova
+
+    struct iommu_ioas_unmap:
+        uint32_t size
+        uint32_t ioas_id
+        uint64_t iova
+        uint64_t length
+
+    const uint32_t VFIO_DEVICE_FLAGS_CDX
+    const uint32_t VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2
+
+    ctypedef struct gpuhil_vfio_device_info_t:
+        uint32_t argsz
+        uint32_t flags
+        uint32_t num_regions
+        uint32_t num_irqs
+        uint32_t cap_offset
+        uint32_t pad
+
+    uint8_t gpuhil_mmio_read8(const void *p) nogil
+    uint16_t gpuhil_mmio_read16(const void *p) nogil
+    uint32_t gpuhil_mmio_read32(const void *p) nogil
+    uint64_t gpuhil_mmio_read64(const void *p) nogil
+    void gpuhil_mmio_write8(void *p, uint8_t v) nogil
+    void gpuhil_mmio_write16(void *p, uint16_t v) nogil
+    void gpuhil_mmio_write32(void *p, uint32_t v) nogil
+    void gpuhil_mmio_write64(void *p, uint64_t v) nogil
