@@ -223,45 +223,6 @@ cdef extern from "gpuhil_uapi.h" nogil:
 
 cdef extern from *:
     """
-    #if __has_include(<linux/iommufd.h>)
-    #include <linux/iommufd.h>
-    #else
-    #define IOMMUFD_TYPE (';')
-    #define IOMMU_DESTROY _IO(IOMMUFD_TYPE, 0x80)
-    #define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, 0x81)
-    #define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, 0x85)
-    #define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, 0x86)
-    enum iommufd_ioas_map_flags {
-        IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0,
-        IOMMU_IOAS_MAP_WRITEABLE = 1 << 1,
-        IOMMU_IOAS_MAP_READABLE = 1 << 2,
-    };
-    struct iommu_destroy { __u32 size; __u32 id; };
-    struct iommu_ioas_alloc { __u32 size; __u32 flags; __u32 out_ioas_id; };
-    struct iommu_ioas_map {
-        __u32 size; __u32 flags; __u32 ioas_id; __u32 __reserved;
-        __aligned_u64 user_va; __aligned_u64 length; __aligned_u64 iova;
-    };
-    struct iommu_ioas_unmap { __u32 size; __u32 ioas_id; __aligned_u64 iova; __aligned_u64 length; };
-    #endif
-
-    #ifndef VFIO_DEVICE_FLAGS_CDX
-    #define VFIO_DEVICE_FLAGS_CDX (1 << 8)
-    #endif
-    #ifndef VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2
-    #define VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2 12
-    #endif
-
-    /* struct vfio_device_info as of 7.2 (6.1 lacks the trailing pad). */
-    typedef struct gpuhil_vfio_device_info {
-        __u32 argsz;
-        __u32 flags;
-        __u32 num_regions;
-        __u32 num_irqs;
-        __u32 cap_offset;
-        __u32 pad;
-    } gpuhil_vfio_device_info_t;
-
     /* Single-width MMIO accesses: the compiler must neither split, merge nor elide them. */
     static inline uint8_t gpuhil_mmio_read8(const void *p) { return *(const volatile uint8_t *)p; }
     static inline uint16_t gpuhil_mmio_read16(const void *p) { return *(const volatile uint16_t *)p; }
