@@ -141,9 +141,14 @@ class RenderNode(_virtgpu.RenderNodeFd):
         bo, res, _, out_stride = self._resource_create(target, format, bind, width, height, depth,
                                                        array_size, last_level, nr_samples, flags,
                                                        size, stride)
-        resource = Resource(self, bo, res, size)
+        resource = self._adopt(Resource(self, bo, res, size))
         resource.stride = out_stride
-        return self._adopt(resource)
+        try:
+            resource.size = self._resource_info(bo)[2]   # the kernel rounds/fills the size
+        except BaseException:
+            resource.close()
+            raise
+        return resource
 
     def import_dmabuf(self, dmabuf: DmaBuf | int) -> "Resource":
         """PRIME_FD_TO_HANDLE.  Importing a buffer this node already holds returns the same
