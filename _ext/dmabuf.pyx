@@ -143,7 +143,7 @@ DMA_BUF_NAME_MAX = DMA_BUF_NAME_LEN
 UDMABUF_CLOEXEC = UDMABUF_FLAGS_CLOEXEC
 
 
-def flag_names(value: int, flag_type) -> str:
+def flag_names(value, flag_type) -> str:
     """``value`` as ``A|B`` using the single-bit members of ``flag_type`` ("0" when empty)."""
     parts = []
     rest = int(value)
@@ -157,7 +157,7 @@ def flag_names(value: int, flag_type) -> str:
     return "|".join(parts) if parts else "0"
 
 
-def sync_flag_names(flags: int) -> str:
+def sync_flag_names(flags) -> str:
     """dma_buf_sync flags as ``START|READ``, ``END|RW`` ..."""
     cdef uint64_t f = flags
     phase = "END" if f & DMA_BUF_SYNC_END else "START"

@@ -72,14 +72,6 @@ def find_render_nodes(dri: Path = DRI) -> list[Path]:
     return sorted(nodes, key=lambda p: int(p.name[len("renderD"):] or 0))
 
 
-def _driver_of(node: Path) -> str | None:
-    link = Path("/sys/class/drm") / node.name / "device" / "driver"
-    try:
-        return link.resolve().name
-    except OSError:
-        return None
-
-
 class RenderNode(_virtgpu.RenderNodeFd):
     """An open virtio-gpu render node; ``RenderNode.open()`` finds it, ``RenderNode(path)``
     opens a given path (IoctlError naming the path when it is missing)."""
@@ -90,16 +82,19 @@ class RenderNode(_virtgpu.RenderNodeFd):
     @classmethod
     def open(cls, path: str | Path | None = None, driver: str = VIRTIO_GPU_DRIVER,
              dri: Path = DRI) -> "RenderNode":
-        """Open ``path``, or the first render node under ``dri`` bound to ``driver``."""
+        """Open ``path``, or the first render node under ``dri`` whose DRM driver (VERSION name)
+        is ``driver``."""
         if path is not None:
             return cls(str(path))
         nodes = find_render_nodes(dri)
         for node in nodes:
-            if _driver_of(node) in (driver, None):
-                opened = cls(str(node))
+            opened = cls(str(node))
+            try:
                 if opened.version().name == driver:
                     return opened
-                opened.close()
+            except IoctlError:
+                pass
+            opened.close()
         found = ", ".join(n.name for n in nodes) or "none"
         raise IoctlError("open", {"path": f"{dri}/renderD*", "driver": driver}, errno.ENOENT,
                          f"no {driver} render node (found: {found}); is the driver loaded?")
@@ -347,8 +342,8 @@ VIRGL_PIPE_RES_CREATE_SIZE = 11
 PIPE_BUFFER = 0
 VIRGL_FORMAT_R8_UNORM = 64
 VIRGL_BIND_VERTEX_BUFFER = 1 << 4
-VIRGL_RESOURCE_FLAG_MAP_PERSISTENT = 1 << 0
-VIRGL_RESOURCE_FLAG_MAP_COHERENT = 1 << 1
+VIRGL_RESOURCE_FLAG_MAP_PERSISTENT = 1 << 1
+VIRGL_RESOURCE_FLAG_MAP_COHERENT = 1 << 2
 
 
 def virgl_pipe_resource_create(width: int, blob_id: int, *, target: int = PIPE_BUFFER,

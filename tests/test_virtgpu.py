@@ -166,5 +166,5 @@ def test_virgl_pipe_resource_create_layout():
     target, fmt, bind, width, height, depth, array_size = words[1:8]
     assert (target, fmt, width, height, depth, array_size) == (0, 64, 65536, 1, 1, 1)
     assert bind != 0
-    assert words[10] == 3          # MAP_PERSISTENT | MAP_COHERENT
+    assert words[10] == 6          # MAP_PERSISTENT (1 << 1) | MAP_COHERENT (1 << 2)
     assert words[11] == 9          # blob_id last

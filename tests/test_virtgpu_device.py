@@ -145,8 +145,10 @@ def host3d_without_cmd_payload(size: int = 65536) -> None:
                 pass
 
 
-def resource_3d_payload() -> dict:
-    """Classic RESOURCE_CREATE (2D texture) + backing mmap + TRANSFER_TO/FROM_HOST + WAIT."""
+def resource_3d_payload(stride: int = 0) -> dict:
+    """Classic RESOURCE_CREATE (2D texture) + backing mmap + TRANSFER_TO/FROM_HOST + WAIT.
+
+    ``stride`` is passed to the transfers (the kernel takes it only for HOST3D blobs)."""
     out: dict = {}
     width = height = 64
     with RenderNode.open() as node:
@@ -156,9 +158,9 @@ def resource_3d_payload() -> dict:
             with res.mmap() as mapping:
                 mapping.write(_pattern(width * height * 4, 5), 0)
             box = (0, 0, 0, width, height, 1)
-            res.transfer_to_host(box, stride=width * 4)
+            res.transfer_to_host(box, stride=stride)
             out["idle_after_to"] = res.wait()
-            res.transfer_from_host(box, stride=width * 4)
+            res.transfer_from_host(box, stride=stride)
             out["idle_after_from"] = res.wait()
             with res.mmap() as mapping:
                 out["roundtrip"] = mapping.read(0, 256) == _pattern(width * height * 4, 5)[:256]
@@ -166,7 +168,10 @@ def resource_3d_payload() -> dict:
 
 
 def execbuffer_payload() -> dict:
-    """EXECBUFFER with out-fence, in-fence, out-syncobj, bo list and ring index."""
+    """EXECBUFFER with out-fence, in-fence, out-syncobj, bo list and ring index.
+
+    Ring 0 only: virglrenderer's virgl contexts have one timeline (a fence on ring 1 of a
+    VIRGL2 context never signals in the lab)."""
     out: dict = {}
     with RenderNode.open() as node:
         node.context_init(capset_id=Capset.VIRGL2, num_rings=2, poll_rings_mask=0)
@@ -174,7 +179,7 @@ def execbuffer_payload() -> dict:
                 node.syncobj() as done:
             with node.execbuffer(VIRGL_NOP, [blob], fence_out=True) as fence:
                 out["fence_signals"] = fence.wait(10)
-                with node.execbuffer(VIRGL_NOP, fence_in=fence, ring_idx=1, fence_out=True,
+                with node.execbuffer(VIRGL_NOP, fence_in=fence, ring_idx=0, fence_out=True,
                                      out_syncobjs=[ExecSyncobj(done)]) as fence2:
                     out["fence2_signals"] = fence2.wait(10)
             out["syncobj_signalled"] = done.wait(10)
@@ -369,6 +374,13 @@ def test_classic_resource_transfers_round_trip(gl_guest):
     out = gl_guest.call(resource_3d_payload)
     assert out["info"].res_handle > 0 and out["info"].size >= 64 * 64 * 4
     assert out["idle_after_to"] and out["idle_after_from"] and out["roundtrip"]
+
+
+def test_transfer_with_stride_on_a_classic_resource_is_einval(gl_guest):
+    with pytest.raises(IoctlError) as exc:
+        gl_guest.call(resource_3d_payload, 256)
+    assert exc.value.op == "TRANSFER_TO_HOST" and exc.value.errno == errno.EINVAL
+    assert exc.value.args_["stride"] == 256
 
 
 def test_execbuffer_fences_syncobjs_and_sync_file_import(gl_guest):
