@@ -1,4 +1,4 @@
-# cython: freethreading_compatible = False
+# cython: binding=False
 """dma-buf, udmabuf and memfd system calls (gpuhil._dmabuf), plus the shared ``Mapping``.
 
 Thin, exact wrappers over the kernel calls; the typed objects that own the file descriptors are

@@ -77,7 +77,9 @@ class RenderNode(_virtgpu.RenderNodeFd):
     opens a given path (IoctlError naming the path when it is missing)."""
 
     def __init__(self, path: str) -> None:
-        self._objects: weakref.WeakValueDictionary[int, Resource] = weakref.WeakValueDictionary()
+        # bo handle -> weak reference to its live Resource (PRIME imports of our own buffers
+        # return the same handle, hence the same object)
+        self._objects: dict[int, weakref.ref[Resource]] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, driver: str = VIRTIO_GPU_DRIVER,
@@ -114,7 +116,7 @@ class RenderNode(_virtgpu.RenderNodeFd):
     # ---- buffer objects ----
 
     def _adopt(self, resource: "Resource") -> "Resource":
-        self._objects[resource.bo_handle] = resource
+        self._objects[resource.bo_handle] = weakref.ref(resource)
         return resource
 
     def create_blob(self, blob_mem: BlobMem | int, size: int, flags: BlobFlag | int = 0, *,
@@ -150,7 +152,8 @@ class RenderNode(_virtgpu.RenderNodeFd):
         object (the kernel hands back the same GEM handle)."""
         fd = dmabuf.fd if isinstance(dmabuf, DmaBuf) else int(dmabuf)
         handle = self.prime_fd_to_handle(fd)
-        existing = self._objects.get(handle)
+        ref = self._objects.get(handle)
+        existing = ref() if ref is not None else None
         if existing is not None and not existing.closed:
             return existing
         _, res, size, _ = self._resource_info(handle)
@@ -204,6 +207,8 @@ class RenderNode(_virtgpu.RenderNodeFd):
 class Resource:
     """A GEM buffer object on a render node (RESOURCE_CREATE, blob, or PRIME import)."""
 
+    __slots__ = ("node", "bo_handle", "res_handle", "size", "stride", "_closed", "__weakref__")
+
     def __init__(self, node: RenderNode, bo_handle: int, res_handle: int, size: int) -> None:
         self.node = node
         self.bo_handle = bo_handle
@@ -234,9 +239,12 @@ class Resource:
 
     def mmap(self, length: int | None = None, writable: bool = True) -> Mapping:
         """MAP + mmap of the whole object (or its first ``length`` bytes)."""
-        offset = self.node.map_offset(self._handle())
-        return Mapping.map(self.node.fd, self.size if length is None else length, offset,
-                           writable, "mmap", {"bo_handle": self.bo_handle})
+        if self._closed:
+            raise ClosedError(f"buffer object {self.bo_handle} is closed")
+        node = self.node
+        return Mapping.map(node.fd, self.size if length is None else length,
+                           node.map_offset(self.bo_handle), writable, "mmap",
+                           {"bo_handle": self.bo_handle})
 
     def wait(self, nowait: bool = False) -> bool:
         """WAIT: True if idle; False if busy (NOWAIT) or still busy after the kernel's timeout."""
@@ -265,8 +273,10 @@ class Resource:
         if self._closed:
             return
         self._closed = True
-        if not self.node.closed:
-            self.node.gem_close(self.bo_handle)
+        node = self.node
+        if not node.closed:
+            node._objects.pop(self.bo_handle, None)
+            node.gem_close(self.bo_handle)
 
     def __enter__(self):
         return self
@@ -282,9 +292,16 @@ class Resource:
 class Blob(Resource):
     """A blob resource (RESOURCE_CREATE_BLOB) with the parameters it was created with."""
 
+    __slots__ = ("blob_mem", "blob_flags", "blob_id")
+
     def __init__(self, node: RenderNode, bo_handle: int, res_handle: int, size: int,
                  blob_mem: BlobMem | int, blob_flags: BlobFlag | int, blob_id: int) -> None:
-        super().__init__(node, bo_handle, res_handle, size)
+        self.node = node
+        self.bo_handle = bo_handle
+        self.res_handle = res_handle
+        self.size = size
+        self.stride = 0
+        self._closed = False
         self.blob_mem = blob_mem
         self.blob_flags = blob_flags
         self.blob_id = blob_id
