@@ -197,10 +197,11 @@ def _timing(samples: dict[str, list[float]]) -> Timing:
                   median("gpuhil"), median("c"), median("fcntl"))
 
 
-def run(getparam_iterations: int = 5_000, blob_iterations: int = 25, rounds: int = 20,
+def run(getparam_iterations: int = 10_000, blob_iterations: int = 25, rounds: int = 20,
         node_path: str | None = None) -> IoctlBench:
     """Time the three implementations in ``rounds`` interleaved rounds of ``*_iterations``
-    operations each; per implementation keep the fastest and the median round."""
+    operations each (all GETPARAM rounds first, then the blob rounds, each after one warm-up
+    round); per implementation keep the fastest and the median round."""
     getparam: dict[str, list[float]] = {"gpuhil": [], "c": [], "fcntl": []}
     blob: dict[str, list[float]] = {"gpuhil": [], "c": [], "fcntl": []}
     param = int(Param.FEATURES_3D)
@@ -209,16 +210,27 @@ def run(getparam_iterations: int = 5_000, blob_iterations: int = 25, rounds: int
         binary = _reference_binary(Path(tmp))
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
-            for _ in range(rounds):
-                getparam["gpuhil"].append(_gpuhil_getparam(node, getparam_iterations))
-                getparam["fcntl"].append(_fcntl_getparam(fd, getparam_iterations))
-                blob["gpuhil"].append(_gpuhil_blob_cycle(node, blob_iterations, BLOB_SIZE))
-                blob["fcntl"].append(_fcntl_blob_cycle(fd, blob_iterations, BLOB_SIZE))
+            for i in range(rounds + 1):
+                samples = {
+                    "gpuhil": _gpuhil_getparam(node, getparam_iterations),
+                    "fcntl": _fcntl_getparam(fd, getparam_iterations),
+                }
                 if binary is not None:
-                    getparam["c"].append(_run_c(binary, "getparam", getparam_iterations, path,
-                                                str(param)))
-                    blob["c"].append(_run_c(binary, "blob", blob_iterations, path,
-                                            str(BLOB_SIZE)))
+                    samples["c"] = _run_c(binary, "getparam", getparam_iterations, path,
+                                          str(param))
+                for key, value in samples.items():
+                    if i:
+                        getparam[key].append(value)
+            for i in range(rounds + 1):
+                samples = {
+                    "gpuhil": _gpuhil_blob_cycle(node, blob_iterations, BLOB_SIZE),
+                    "fcntl": _fcntl_blob_cycle(fd, blob_iterations, BLOB_SIZE),
+                }
+                if binary is not None:
+                    samples["c"] = _run_c(binary, "blob", blob_iterations, path, str(BLOB_SIZE))
+                for key, value in samples.items():
+                    if i:
+                        blob[key].append(value)
         finally:
             os.close(fd)
     return IoctlBench(
