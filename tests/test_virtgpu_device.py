@@ -13,7 +13,7 @@ import pytest
 
 from gpuhil.errors import IoctlError, Unsupported
 from gpuhil.dmabuf import SyncFlag
-from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, ExecSyncobj, Param, RenderNode,
+from gpuhil.virtgpu import (BlobFlag, BlobHint, BlobMem, Capset, ExecSyncobj, Param, RenderNode,
                             virgl_pipe_resource_create)
 
 pytestmark = pytest.mark.lab
@@ -112,15 +112,16 @@ def blob_error_payload(blob_mem: int, size: int, flags: int = 0, blob_id: int = 
         node.create_blob(blob_mem, size, flags, blob_id=blob_id, cmd=cmd).close()
 
 
-def host3d_blob_payload(size: int = GUEST_SIZE) -> dict:
-    """HOST3D|MAPPABLE blob made by an inline VIRGL_CCMD_PIPE_RESOURCE_CREATE on a VIRGL2
-    context, mapped through the hostmem BAR."""
+def host3d_blob_payload(size: int = GUEST_SIZE, blob_mem: int = BlobMem.HOST3D,
+                        hints: int = 0) -> dict:
+    """HOST3D(_GUEST)|MAPPABLE blob made by an inline VIRGL_CCMD_PIPE_RESOURCE_CREATE on a
+    VIRGL2 context, mapped through the hostmem BAR."""
     out: dict = {}
     with RenderNode.open() as node:
         node.context_init(capset_id=Capset.VIRGL2, debug_name="gpuhil-host3d")
         cmd = virgl_pipe_resource_create(size, blob_id=1)
-        with node.create_blob(BlobMem.HOST3D, size, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE,
-                              blob_id=1, cmd=cmd) as blob:
+        with node.create_blob(blob_mem, size, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE,
+                              blob_id=1, cmd=cmd, hints=hints) as blob:
             out["idle"] = blob.wait()
             out["info"] = blob.info()
             with blob.mmap() as mapping:
@@ -133,6 +134,40 @@ def host3d_blob_payload(size: int = GUEST_SIZE) -> dict:
                         out["dmabuf_sees_blob"] = dmap.read(0, size) == pattern
                 view.release()
     return out
+
+
+def guest_blob_info_payload(size: int) -> tuple:
+    with RenderNode.open() as node, node.create_blob(BlobMem.GUEST, size, BlobFlag.MAPPABLE) as b:
+        with b.mmap() as mapping:
+            return b.info(), len(mapping)
+
+
+def unknown_handle_payload() -> dict[str, str]:
+    """errno of each per-handle ioctl for a handle the fd does not have."""
+    out: dict[str, str] = {}
+    with RenderNode.open() as node:
+        for op, call in (("RESOURCE_INFO", lambda: node._resource_info(999)),
+                         ("MAP", lambda: node.map_offset(999)),
+                         ("WAIT", lambda: node.wait(999)),
+                         ("GEM_CLOSE", lambda: node.gem_close(999)),
+                         ("PRIME_HANDLE_TO_FD", lambda: node.prime_handle_to_fd(999))):
+            try:
+                call()
+                out[op] = "ok"
+            except IoctlError as exc:
+                out[op] = errno.errorcode[exc.errno]
+    return out
+
+
+def wait_after_execbuffer_payload() -> tuple[bool, bool]:
+    """WAIT on a blob a submitted command references: blocking, then NOWAIT once idle."""
+    with RenderNode.open() as node:
+        node.context_init(capset_id=Capset.VIRGL2)
+        with node.create_blob(BlobMem.GUEST, 4096, BlobFlag.MAPPABLE) as blob:
+            with node.execbuffer(VIRGL_NOP, [blob], fence_out=True) as fence:
+                idle = blob.wait()
+                fence.wait(10)
+                return idle, blob.wait(nowait=True)
 
 
 def host3d_without_cmd_payload(size: int = 65536) -> None:
@@ -383,6 +418,7 @@ def test_guest_blob_map_prime_and_dmabuf_are_coherent(gl_guest):
     assert out["idle"] is True
     assert out["readback"] and out["dmabuf_sees_blob"] and out["blob_sees_dmabuf"]
     assert out["dmabuf_size"] == GUEST_SIZE and out["fdinfo"].size == GUEST_SIZE
+    assert out["fdinfo"].exp_name == "virtio_gpu"
     assert out["reimport_same_object"]
     assert out["after_close"]
 
@@ -404,11 +440,36 @@ def test_invalid_blobs_are_einval_with_symbolic_arguments(gl_guest, kwargs, mess
     assert message in str(exc.value)
 
 
-def test_host3d_blob_from_inline_pipe_resource_is_mappable(gl_guest):
-    out = gl_guest.call(host3d_blob_payload)
+@pytest.mark.parametrize("blob_mem, hints", [
+    (BlobMem.HOST3D, 0), (BlobMem.HOST3D, BlobHint.DEFER_MAPPING), (BlobMem.HOST3D_GUEST, 0),
+], ids=["host3d", "host3d-defer-mapping", "host3d-guest"])
+def test_host3d_blob_from_inline_pipe_resource_is_mappable(gl_guest, blob_mem, hints):
+    out = gl_guest.call(host3d_blob_payload, GUEST_SIZE, blob_mem, hints)
     assert out["idle"]
-    assert out["info"].blob_mem == BlobMem.HOST3D and out["info"].size == GUEST_SIZE
+    assert out["info"].blob_mem == blob_mem and out["info"].size == GUEST_SIZE
     assert out["readback"] and out["dmabuf_sees_blob"]
+
+
+def test_guest_blob_size_is_rounded_to_pages(gl_guest):
+    info, mapped = gl_guest.call(guest_blob_info_payload, 100)
+    assert info.size == 4096      # the kernel's object is page-sized
+    assert mapped == 100          # Blob.mmap() maps the size that was asked for
+
+
+def test_empty_guest_blob_is_enospc(gl_guest):
+    with pytest.raises(IoctlError) as exc:
+        gl_guest.call(guest_blob_info_payload, 0)
+    assert exc.value.errno == errno.ENOSPC and exc.value.op == "RESOURCE_CREATE_BLOB"
+
+
+def test_unknown_handles_are_refused(gl_guest):
+    assert gl_guest.call(unknown_handle_payload) == {
+        "RESOURCE_INFO": "ENOENT", "MAP": "ENOENT", "WAIT": "ENOENT", "GEM_CLOSE": "EINVAL",
+        "PRIME_HANDLE_TO_FD": "ENOENT"}
+
+
+def test_wait_on_a_submitted_blob(gl_guest):
+    assert gl_guest.call(wait_after_execbuffer_payload) == (True, True)
 
 
 def test_host3d_blob_without_a_host_object_fails_at_mmap(gl_guest):
