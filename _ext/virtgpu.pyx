@@ -1,4 +1,4 @@
-# cython: binding=False
+# cython: binding=False, always_allow_keywords=False
 """Render-node ioctls of the virtio-gpu DRM driver and the DRM core (gpuhil._virtgpu).
 
 ``RenderNodeFd`` owns an open ``/dev/dri/renderD*`` descriptor and issues every ioctl as one

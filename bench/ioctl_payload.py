@@ -197,40 +197,38 @@ def _timing(samples: dict[str, list[float]]) -> Timing:
                   median("gpuhil"), median("c"), median("fcntl"))
 
 
-def run(getparam_iterations: int = 10_000, blob_iterations: int = 25, rounds: int = 20,
-        node_path: str | None = None) -> IoctlBench:
-    """Time the three implementations in ``rounds`` interleaved rounds of ``*_iterations``
-    operations each (all GETPARAM rounds first, then the blob rounds, each after one warm-up
-    round); per implementation keep the fastest and the median round."""
+def run(getparam_iterations: int = 10_000, blob_iterations: int = 40, rounds: int = 8,
+        sets: int = 3, node_path: str | None = None) -> IoctlBench:
+    """Time the three implementations: ``sets`` times, each implementation runs ``rounds``
+    consecutive rounds of ``*_iterations`` operations (GETPARAM first, then the blob cycle;
+    one warm-up round each).  Per implementation the fastest and the median round are kept."""
     getparam: dict[str, list[float]] = {"gpuhil": [], "c": [], "fcntl": []}
     blob: dict[str, list[float]] = {"gpuhil": [], "c": [], "fcntl": []}
-    param = int(Param.FEATURES_3D)
+    param = str(int(Param.FEATURES_3D))
     with RenderNode.open(node_path) as node, tempfile.TemporaryDirectory() as tmp:
         path = node.path
         binary = _reference_binary(Path(tmp))
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
-            for i in range(rounds + 1):
-                samples = {
-                    "gpuhil": _gpuhil_getparam(node, getparam_iterations),
-                    "fcntl": _fcntl_getparam(fd, getparam_iterations),
-                }
-                if binary is not None:
-                    samples["c"] = _run_c(binary, "getparam", getparam_iterations, path,
-                                          str(param))
-                for key, value in samples.items():
-                    if i:
-                        getparam[key].append(value)
-            for i in range(rounds + 1):
-                samples = {
-                    "gpuhil": _gpuhil_blob_cycle(node, blob_iterations, BLOB_SIZE),
-                    "fcntl": _fcntl_blob_cycle(fd, blob_iterations, BLOB_SIZE),
-                }
-                if binary is not None:
-                    samples["c"] = _run_c(binary, "blob", blob_iterations, path, str(BLOB_SIZE))
-                for key, value in samples.items():
-                    if i:
-                        blob[key].append(value)
+            workloads = (
+                (getparam, {
+                    "gpuhil": lambda: _gpuhil_getparam(node, getparam_iterations),
+                    "fcntl": lambda: _fcntl_getparam(fd, getparam_iterations),
+                    "c": lambda: _run_c(binary, "getparam", getparam_iterations, path, param),
+                }),
+                (blob, {
+                    "gpuhil": lambda: _gpuhil_blob_cycle(node, blob_iterations, BLOB_SIZE),
+                    "fcntl": lambda: _fcntl_blob_cycle(fd, blob_iterations, BLOB_SIZE),
+                    "c": lambda: _run_c(binary, "blob", blob_iterations, path, str(BLOB_SIZE)),
+                }),
+            )
+            for samples, implementations in workloads:
+                for _ in range(sets):
+                    for name, measure in implementations.items():
+                        if name == "c" and binary is None:
+                            continue
+                        measure()
+                        samples[name].extend(measure() for _ in range(rounds))
         finally:
             os.close(fd)
     return IoctlBench(
@@ -239,6 +237,6 @@ def run(getparam_iterations: int = 10_000, blob_iterations: int = 25, rounds: in
         blob_cycle=_timing(blob),
         getparam_iterations=getparam_iterations,
         blob_iterations=blob_iterations,
-        rounds=rounds,
+        rounds=rounds * sets,
         c_binary=str(binary) if binary else None,
     )

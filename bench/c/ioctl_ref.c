@@ -19,6 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* untimed iterations first, as the Python side has a warm-up round */
+#define WARMUP 2
+
 static long long now_ns(void)
 {
     struct timespec ts;
@@ -39,8 +42,10 @@ static int xioctl(int fd, unsigned long request, void *arg)
 static int bench_getparam(int fd, long iterations, int param)
 {
     volatile long sink = 0;
-    long long start = now_ns();
-    for (long i = 0; i < iterations; i++) {
+    long long start = 0;
+    for (long i = -WARMUP; i < iterations; i++) {
+        if (i == 0)
+            start = now_ns();
         int value = 0;
         struct drm_virtgpu_getparam gp = { .param = (uint64_t)param, .value = (uintptr_t)&value };
         if (xioctl(fd, DRM_IOCTL_VIRTGPU_GETPARAM, &gp)) {
@@ -55,8 +60,10 @@ static int bench_getparam(int fd, long iterations, int param)
 
 static int bench_blob(int fd, long iterations, uint64_t size)
 {
-    long long start = now_ns();
-    for (long i = 0; i < iterations; i++) {
+    long long start = 0;
+    for (long i = -WARMUP; i < iterations; i++) {
+        if (i == 0)
+            start = now_ns();
         gpuhil_virtgpu_resource_create_blob_t blob;
         memset(&blob, 0, sizeof(blob));
         blob.blob_mem = VIRTGPU_BLOB_MEM_GUEST;
