@@ -62,6 +62,7 @@ class ExecSyncobj:
     point: int = 0
 
     def raw(self) -> tuple[int, int, int]:
+        """``(handle, flags, point)`` as the ioctl takes it."""
         handle = self.syncobj.handle if isinstance(self.syncobj, SyncObj) else int(self.syncobj)
         return (handle, int(self.flags), self.point)
 
@@ -317,6 +318,7 @@ class SyncObj:
 
     @property
     def closed(self) -> bool:
+        """True after close() or once the node is closed."""
         return self._closed or self.node.closed
 
     def _handle(self) -> int:
