@@ -1,4 +1,4 @@
-# cython: freethreading_compatible = False
+# cython: binding=False
 """dma-buf, udmabuf and memfd system calls (gpuhil._dmabuf), plus the shared ``Mapping``.
 
 Thin, exact wrappers over the kernel calls; the typed objects that own the file descriptors are
@@ -7,7 +7,7 @@ in gpuhil.dmabuf, gpuhil.memfd and gpuhil.udmabuf.  Every failure raises
 """
 import enum
 
-from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_SIMPLE
 from libc.errno cimport errno
 from libc.stdint cimport uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport malloc, free
@@ -143,7 +143,7 @@ DMA_BUF_NAME_MAX = DMA_BUF_NAME_LEN
 UDMABUF_CLOEXEC = UDMABUF_FLAGS_CLOEXEC
 
 
-def flag_names(value: int, flag_type) -> str:
+def flag_names(value, flag_type) -> str:
     """``value`` as ``A|B`` using the single-bit members of ``flag_type`` ("0" when empty)."""
     parts = []
     rest = int(value)
@@ -157,7 +157,7 @@ def flag_names(value: int, flag_type) -> str:
     return "|".join(parts) if parts else "0"
 
 
-def sync_flag_names(flags: int) -> str:
+def sync_flag_names(flags) -> str:
     """dma_buf_sync flags as ``START|READ``, ``END|RW`` ..."""
     cdef uint64_t f = flags
     phase = "END" if f & DMA_BUF_SYNC_END else "START"
@@ -287,14 +287,18 @@ cdef class Mapping:
         self._check_range(offset, size)
         return (<char *>self._addr)[offset:offset + size]
 
-    def write(self, const unsigned char[::1] data, Py_ssize_t offset=0) -> None:
-        """Copy ``data`` into the mapping at ``offset``."""
-        cdef Py_ssize_t n = data.shape[0]
-        self._check_range(offset, n)
-        if not self._writable:
-            raise PermissionError("mapping is read-only")
-        if n:
-            memcpy(self._addr + offset, &data[0], <size_t>n)
+    def write(self, data, Py_ssize_t offset=0) -> None:
+        """Copy ``data`` (any bytes-like object) into the mapping at ``offset``."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            self._check_range(offset, view.len)
+            if not self._writable:
+                raise PermissionError("mapping is read-only")
+            if view.len:
+                memcpy(self._addr + offset, view.buf, <size_t>view.len)
+        finally:
+            PyBuffer_Release(&view)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{self._length} bytes"

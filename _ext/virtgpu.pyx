@@ -1,3 +1,4 @@
+# cython: binding=False, always_allow_keywords=False
 """Render-node ioctls of the virtio-gpu DRM driver and the DRM core (gpuhil._virtgpu).
 
 ``RenderNodeFd`` owns an open ``/dev/dri/renderD*`` descriptor and issues every ioctl as one
@@ -10,6 +11,7 @@ import enum
 
 from libc.errno cimport errno
 from libc.stdint cimport uint32_t, int32_t, uint64_t, int64_t, uintptr_t, INT64_MAX
+from cpython.buffer cimport PyBuffer_Release, PyObject_GetBuffer, PyBUF_SIMPLE
 from libc.stdlib cimport malloc, free
 from posix.fcntl cimport open as c_open, O_RDWR, O_CLOEXEC
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
@@ -719,10 +721,12 @@ cdef class RenderNodeFd:
         return (arg.bo_handle, arg.res_handle, arg.size, arg.stride)
 
     def _create_blob(self, uint32_t blob_mem, uint64_t size, uint32_t blob_flags=0,
-                     uint64_t blob_id=0, const unsigned char[::1] cmd=None,
-                     uint32_t blob_hints=0) -> tuple:
-        """DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB (56-byte struct) -> (bo_handle, res_handle)."""
+                     uint64_t blob_id=0, cmd=None, uint32_t blob_hints=0) -> tuple:
+        """DRM_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB (56-byte struct) -> (bo_handle, res_handle).
+
+        ``cmd`` (bytes-like or None) is the inline context command."""
         cdef gpuhil_virtgpu_resource_create_blob_t arg
+        cdef Py_buffer view
         cdef int r
         self._check()
         arg.blob_mem = blob_mem
@@ -731,17 +735,21 @@ cdef class RenderNodeFd:
         arg.res_handle = 0
         arg.size = size
         arg.pad = 0
-        if cmd is not None and cmd.shape[0] > 0:
-            arg.cmd_size = <uint32_t>cmd.shape[0]
-            arg.cmd = <uintptr_t>&cmd[0]
-        else:
-            arg.cmd_size = 0
-            arg.cmd = 0
+        arg.cmd_size = 0
+        arg.cmd = 0
         arg.blob_id = blob_id
         arg.blob_hints = blob_hints
         arg.pad2 = 0
-        with nogil:
-            r = gpuhil_drm_ioctl(self.fd, GPUHIL_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &arg)
+        if cmd is None:
+            with nogil:
+                r = gpuhil_drm_ioctl(self.fd, GPUHIL_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &arg)
+        else:
+            PyObject_GetBuffer(cmd, &view, PyBUF_SIMPLE)
+            arg.cmd_size = <uint32_t>view.len
+            arg.cmd = <uintptr_t>view.buf if view.len else 0
+            with nogil:
+                r = gpuhil_drm_ioctl(self.fd, GPUHIL_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &arg)
+            PyBuffer_Release(&view)
         if r < 0:
             _fail("RESOURCE_CREATE_BLOB", {
                 "blob_mem": _name(blob_mem, BlobMem), "size": size,
@@ -830,7 +838,7 @@ cdef class RenderNodeFd:
                                          "offset": offset, "stride": stride,
                                          "layer_stride": layer_stride}, -r)
 
-    def _execbuffer(self, const unsigned char[::1] command, bo_handles=(), uint32_t flags=0,
+    def _execbuffer(self, command, bo_handles=(), uint32_t flags=0,
                     int fence_fd=-1, uint32_t ring_idx=0, list in_syncobjs=None,
                     list out_syncobjs=None) -> int:
         """DRM_IOCTL_VIRTGPU_EXECBUFFER; returns the out-fence fd (or -1 without FENCE_FD_OUT).
@@ -838,6 +846,7 @@ cdef class RenderNodeFd:
         ``flags`` is sent as given; syncobj lists hold ``(handle, flags, point)``.
         """
         cdef drm_virtgpu_execbuffer arg
+        cdef Py_buffer view
         cdef Py_ssize_t nbo = 0
         cdef uint32_t *bos = NULL
         cdef drm_virtgpu_execbuffer_syncobj *ins = NULL
@@ -846,13 +855,14 @@ cdef class RenderNodeFd:
         self._check()
         in_syncobjs = in_syncobjs or []
         out_syncobjs = out_syncobjs or []
+        PyObject_GetBuffer(command, &view, PyBUF_SIMPLE)
         try:
             bos = _u32_array(bo_handles, &nbo)
             ins = _syncobj_array(in_syncobjs)
             outs = _syncobj_array(out_syncobjs)
             arg.flags = flags
-            arg.size = <uint32_t>command.shape[0]
-            arg.command = <uintptr_t>&command[0] if command.shape[0] else 0
+            arg.size = <uint32_t>view.len
+            arg.command = <uintptr_t>view.buf if view.len else 0
             arg.bo_handles = <uintptr_t>bos
             arg.num_bo_handles = <uint32_t>nbo
             arg.fence_fd = fence_fd
@@ -865,11 +875,12 @@ cdef class RenderNodeFd:
             with nogil:
                 r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_EXECBUFFER, &arg)
         finally:
+            PyBuffer_Release(&view)
             free(bos)
             free(ins)
             free(outs)
         if r < 0:
-            _fail("EXECBUFFER", {"size": command.shape[0], "flags": _flags(flags, ExecFlag),
+            _fail("EXECBUFFER", {"size": len(command), "flags": _flags(flags, ExecFlag),
                                  "bo_handles": list(bo_handles), "fence_fd": fence_fd,
                                  "ring_idx": ring_idx, "in_syncobjs": len(in_syncobjs),
                                  "out_syncobjs": len(out_syncobjs)}, -r)

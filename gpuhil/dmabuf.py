@@ -17,7 +17,7 @@ from gpuhil import _dmabuf
 from gpuhil._dmabuf import Mapping, SyncFlag
 from gpuhil.errors import ClosedError, IoctlError
 
-__all__ = ["DmaBuf", "DmaBufInfo", "Mapping", "SyncFile", "SyncFlag", "parse_fdinfo"]
+__all__ = ["DmaBuf", "DmaBufInfo", "Mapping", "OwnedFd", "SyncFile", "SyncFlag", "parse_fdinfo"]
 
 #: longest name DMA_BUF_SET_NAME accepts, NUL included
 NAME_LEN = _dmabuf.DMA_BUF_NAME_MAX
@@ -57,7 +57,7 @@ def parse_fdinfo(text: str) -> DmaBufInfo:
     )
 
 
-class _OwnedFd:
+class OwnedFd:
     """A file descriptor owned by one object: closed exactly once, then ClosedError."""
 
     _kind = "fd"
@@ -73,10 +73,12 @@ class _OwnedFd:
         return self._fd
 
     def fileno(self) -> int:
+        """The descriptor, for APIs that take file-like objects."""
         return self.fd
 
     @property
     def closed(self) -> bool:
+        """True once closed (or detached)."""
         return self._fd < 0
 
     def close(self) -> None:
@@ -106,7 +108,7 @@ class _OwnedFd:
         return f"<{type(self).__name__} fd={self._fd}>"
 
 
-class SyncFile(_OwnedFd):
+class SyncFile(OwnedFd):
     """A sync_file fd: a fence that signals once the work it stands for has finished."""
 
     _kind = "sync_file"
@@ -124,7 +126,7 @@ class SyncFile(_OwnedFd):
         return self.wait(0)
 
 
-class DmaBuf(_OwnedFd):
+class DmaBuf(OwnedFd):
     """One dma-buf fd; takes ownership of ``fd``.  Use as a context manager."""
 
     _kind = "dma-buf"

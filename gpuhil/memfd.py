@@ -5,13 +5,13 @@ import os
 
 from gpuhil import _dmabuf
 from gpuhil._dmabuf import MemfdFlag, Seal
-from gpuhil.dmabuf import Mapping, _OwnedFd
+from gpuhil.dmabuf import Mapping, OwnedFd
 from gpuhil.errors import IoctlError
 
 __all__ = ["Memfd", "MemfdFlag", "Seal"]
 
 
-class Memfd(_OwnedFd):
+class Memfd(OwnedFd):
     """An anonymous shared-memory file (memfd_create), owning its fd."""
 
     _kind = "memfd"

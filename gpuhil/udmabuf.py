@@ -26,6 +26,7 @@ class UdmabufRange:
     size: int
 
     def raw(self) -> tuple[int, int, int]:
+        """``(memfd fd, offset, size)`` as the ioctl takes it."""
         fd = self.memfd.fd if isinstance(self.memfd, Memfd) else int(self.memfd)
         return (fd, self.offset, self.size)
 
@@ -64,18 +65,22 @@ class Udmabuf:
 
     @property
     def fd(self) -> int:
+        """The device descriptor (ClosedError once closed)."""
         if self._fd < 0:
             raise ClosedError(f"{self.path} is closed")
         return self._fd
 
     def fileno(self) -> int:
+        """The device descriptor."""
         return self.fd
 
     @property
     def closed(self) -> bool:
+        """True once closed."""
         return self._fd < 0
 
     def close(self) -> None:
+        """Close the device (idempotent); dma-bufs made from it stay valid."""
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)

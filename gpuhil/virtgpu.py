@@ -62,6 +62,7 @@ class ExecSyncobj:
     point: int = 0
 
     def raw(self) -> tuple[int, int, int]:
+        """``(handle, flags, point)`` as the ioctl takes it."""
         handle = self.syncobj.handle if isinstance(self.syncobj, SyncObj) else int(self.syncobj)
         return (handle, int(self.flags), self.point)
 
@@ -72,34 +73,31 @@ def find_render_nodes(dri: Path = DRI) -> list[Path]:
     return sorted(nodes, key=lambda p: int(p.name[len("renderD"):] or 0))
 
 
-def _driver_of(node: Path) -> str | None:
-    link = Path("/sys/class/drm") / node.name / "device" / "driver"
-    try:
-        return link.resolve().name
-    except OSError:
-        return None
-
-
 class RenderNode(_virtgpu.RenderNodeFd):
     """An open virtio-gpu render node; ``RenderNode.open()`` finds it, ``RenderNode(path)``
     opens a given path (IoctlError naming the path when it is missing)."""
 
     def __init__(self, path: str) -> None:
-        self._objects: weakref.WeakValueDictionary[int, Resource] = weakref.WeakValueDictionary()
+        # bo handle -> weak reference to its live Resource (PRIME imports of our own buffers
+        # return the same handle, hence the same object)
+        self._objects: dict[int, weakref.ref[Resource]] = {}
 
     @classmethod
     def open(cls, path: str | Path | None = None, driver: str = VIRTIO_GPU_DRIVER,
              dri: Path = DRI) -> "RenderNode":
-        """Open ``path``, or the first render node under ``dri`` bound to ``driver``."""
+        """Open ``path``, or the first render node under ``dri`` whose DRM driver (VERSION name)
+        is ``driver``."""
         if path is not None:
             return cls(str(path))
         nodes = find_render_nodes(dri)
         for node in nodes:
-            if _driver_of(node) in (driver, None):
-                opened = cls(str(node))
+            opened = cls(str(node))
+            try:
                 if opened.version().name == driver:
                     return opened
-                opened.close()
+            except IoctlError:
+                pass
+            opened.close()
         found = ", ".join(n.name for n in nodes) or "none"
         raise IoctlError("open", {"path": f"{dri}/renderD*", "driver": driver}, errno.ENOENT,
                          f"no {driver} render node (found: {found}); is the driver loaded?")
@@ -119,7 +117,7 @@ class RenderNode(_virtgpu.RenderNodeFd):
     # ---- buffer objects ----
 
     def _adopt(self, resource: "Resource") -> "Resource":
-        self._objects[resource.bo_handle] = resource
+        self._objects[resource.bo_handle] = weakref.ref(resource)
         return resource
 
     def create_blob(self, blob_mem: BlobMem | int, size: int, flags: BlobFlag | int = 0, *,
@@ -141,16 +139,22 @@ class RenderNode(_virtgpu.RenderNodeFd):
         bo, res, _, out_stride = self._resource_create(target, format, bind, width, height, depth,
                                                        array_size, last_level, nr_samples, flags,
                                                        size, stride)
-        resource = Resource(self, bo, res, size)
+        resource = self._adopt(Resource(self, bo, res, size))
         resource.stride = out_stride
-        return self._adopt(resource)
+        try:
+            resource.size = self._resource_info(bo)[2]   # the kernel rounds/fills the size
+        except BaseException:
+            resource.close()
+            raise
+        return resource
 
     def import_dmabuf(self, dmabuf: DmaBuf | int) -> "Resource":
         """PRIME_FD_TO_HANDLE.  Importing a buffer this node already holds returns the same
         object (the kernel hands back the same GEM handle)."""
         fd = dmabuf.fd if isinstance(dmabuf, DmaBuf) else int(dmabuf)
         handle = self.prime_fd_to_handle(fd)
-        existing = self._objects.get(handle)
+        ref = self._objects.get(handle)
+        existing = ref() if ref is not None else None
         if existing is not None and not existing.closed:
             return existing
         _, res, size, _ = self._resource_info(handle)
@@ -204,6 +208,8 @@ class RenderNode(_virtgpu.RenderNodeFd):
 class Resource:
     """A GEM buffer object on a render node (RESOURCE_CREATE, blob, or PRIME import)."""
 
+    __slots__ = ("node", "bo_handle", "res_handle", "size", "stride", "_closed", "__weakref__")
+
     def __init__(self, node: RenderNode, bo_handle: int, res_handle: int, size: int) -> None:
         self.node = node
         self.bo_handle = bo_handle
@@ -234,9 +240,12 @@ class Resource:
 
     def mmap(self, length: int | None = None, writable: bool = True) -> Mapping:
         """MAP + mmap of the whole object (or its first ``length`` bytes)."""
-        offset = self.node.map_offset(self._handle())
-        return Mapping.map(self.node.fd, self.size if length is None else length, offset,
-                           writable, "mmap", {"bo_handle": self.bo_handle})
+        if self._closed:
+            raise ClosedError(f"buffer object {self.bo_handle} is closed")
+        node = self.node
+        return Mapping.map(node.fd, self.size if length is None else length,
+                           node.map_offset(self.bo_handle), writable, "mmap",
+                           {"bo_handle": self.bo_handle})
 
     def wait(self, nowait: bool = False) -> bool:
         """WAIT: True if idle; False if busy (NOWAIT) or still busy after the kernel's timeout."""
@@ -265,8 +274,10 @@ class Resource:
         if self._closed:
             return
         self._closed = True
-        if not self.node.closed:
-            self.node.gem_close(self.bo_handle)
+        node = self.node
+        if not node.closed:
+            node._objects.pop(self.bo_handle, None)
+            node.gem_close(self.bo_handle)
 
     def __enter__(self):
         return self
@@ -282,9 +293,16 @@ class Resource:
 class Blob(Resource):
     """A blob resource (RESOURCE_CREATE_BLOB) with the parameters it was created with."""
 
+    __slots__ = ("blob_mem", "blob_flags", "blob_id")
+
     def __init__(self, node: RenderNode, bo_handle: int, res_handle: int, size: int,
                  blob_mem: BlobMem | int, blob_flags: BlobFlag | int, blob_id: int) -> None:
-        super().__init__(node, bo_handle, res_handle, size)
+        self.node = node
+        self.bo_handle = bo_handle
+        self.res_handle = res_handle
+        self.size = size
+        self.stride = 0
+        self._closed = False
         self.blob_mem = blob_mem
         self.blob_flags = blob_flags
         self.blob_id = blob_id
@@ -300,6 +318,7 @@ class SyncObj:
 
     @property
     def closed(self) -> bool:
+        """True after close() or once the node is closed."""
         return self._closed or self.node.closed
 
     def _handle(self) -> int:
@@ -342,8 +361,8 @@ VIRGL_PIPE_RES_CREATE_SIZE = 11
 PIPE_BUFFER = 0
 VIRGL_FORMAT_R8_UNORM = 64
 VIRGL_BIND_VERTEX_BUFFER = 1 << 4
-VIRGL_RESOURCE_FLAG_MAP_PERSISTENT = 1 << 0
-VIRGL_RESOURCE_FLAG_MAP_COHERENT = 1 << 1
+VIRGL_RESOURCE_FLAG_MAP_PERSISTENT = 1 << 1
+VIRGL_RESOURCE_FLAG_MAP_COHERENT = 1 << 2
 
 
 def virgl_pipe_resource_create(width: int, blob_id: int, *, target: int = PIPE_BUFFER,
