@@ -18,7 +18,8 @@ import gpuhil
 from tests.uapi_headers import header_version, newest_uapi_include
 
 HEADERS = [
-    "stddef.h", "stdio.h", "fcntl.h", "sys/mman.h", "linux/types.h", "linux/virtio_gpu.h",
+    "stddef.h", "stdio.h", "fcntl.h", "sys/mman.h", "linux/types.h", "linux/memfd.h",
+    "linux/virtio_gpu.h",
     "linux/dma-buf.h", "linux/udmabuf.h", "linux/vfio.h", "linux/iommufd.h", "drm/drm.h",
     "drm/virtgpu_drm.h",
 ]
