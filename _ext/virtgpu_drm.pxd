@@ -213,24 +213,7 @@ cdef extern from "gpuhil_uapi.h" nogil:
 
 # drm_syncobj_wait grew deadline_nsec (32 -> 40 bytes, new ioctl number) in Linux 6.4; the 6.1
 # drm.h of the build host lacks it, so the 7.2 layout is supplied here when missing.
-cdef extern from *:
-    """
-    #ifdef DRM_SYNCOBJ_WAIT_FLAGS_WAIT_DEADLINE
-    typedef struct drm_syncobj_wait gpuhil_drm_syncobj_wait_t;
-    #define GPUHIL_IOCTL_SYNCOBJ_WAIT DRM_IOCTL_SYNCOBJ_WAIT
-    #else
-    typedef struct gpuhil_drm_syncobj_wait {
-        __u64 handles;
-        __s64 timeout_nsec;
-        __u32 count_handles;
-        __u32 flags;
-        __u32 first_signaled;
-        __u32 pad;
-        __u64 deadline_nsec;
-    } gpuhil_drm_syncobj_wait_t;
-    #define GPUHIL_IOCTL_SYNCOBJ_WAIT DRM_IOWR(0xC3, gpuhil_drm_syncobj_wait_t)
-    #endif
-    """
+cdef extern from "gpuhil_uapi.h":
     ctypedef struct gpuhil_drm_syncobj_wait_t:
         uint64_t handles
         int64_t timeout_nsec

@@ -108,6 +108,23 @@ typedef struct gpuhil_virtgpu_resource_create_blob {
     DRM_IOWR(DRM_COMMAND_BASE + DRM_VIRTGPU_RESOURCE_CREATE_BLOB, gpuhil_virtgpu_resource_create_blob_t)
 #endif
 
+/* ---- drm.h: drm_syncobj_wait gained deadline_nsec in 6.4 (32 -> 40 bytes) ---- */
+#ifdef DRM_SYNCOBJ_WAIT_FLAGS_WAIT_DEADLINE
+typedef struct drm_syncobj_wait gpuhil_drm_syncobj_wait_t;
+#define GPUHIL_IOCTL_SYNCOBJ_WAIT DRM_IOCTL_SYNCOBJ_WAIT
+#else
+typedef struct gpuhil_drm_syncobj_wait {
+    __u64 handles;
+    __s64 timeout_nsec;
+    __u32 count_handles;
+    __u32 flags;
+    __u32 first_signaled;
+    __u32 pad;
+    __u64 deadline_nsec;
+} gpuhil_drm_syncobj_wait_t;
+#define GPUHIL_IOCTL_SYNCOBJ_WAIT DRM_IOWR(0xC3, gpuhil_drm_syncobj_wait_t)
+#endif
+
 /* ---- vfio.h ---- */
 #ifndef VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
 #define VFIO_DEVICE_FEATURE_MIG_DATA_SIZE 9
