@@ -1,0 +1,180 @@
+"""The lab's assets (the sid tree, the guest kernel and initramfs, the version manifest), built
+once into the cache and found again in well under a second.
+
+``ensure_assets()`` is the entry point: it returns :class:`LabAssets`, building what is missing
+under an inter-process lock and checking the installed versions against what gpuhil expects.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from gpuhil.lab import bootfiles, rootfs
+from gpuhil.lab.cache import KeyedEntry, input_key, remove_tree, write_atomic
+from gpuhil.lab.cache import cache_dir as default_cache_dir
+
+Progress = Callable[[str], None]
+
+
+class AssetError(RuntimeError):
+    """The lab's assets could not be built or do not match what gpuhil expects."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Versions installed in the tree: the stack under test picked out, and every package."""
+
+    qemu: str
+    virglrenderer: str
+    mesa: str
+    kernel: str
+    python: str
+    linux_libc_dev: str
+    packages: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_packages(cls, packages: dict[str, str], kernel_release: str) -> "Manifest":
+        """Pick the stack's versions out of ``dpkg-query -W`` (raises AssetError if one is missing)."""
+        wanted = {
+            "qemu": "qemu-system-x86",
+            "virglrenderer": "libvirglrenderer1",
+            "mesa": "libgl1-mesa-dri",
+            "kernel": f"linux-image-{kernel_release}",
+            "python": "python3",
+            "linux_libc_dev": "linux-libc-dev",
+        }
+        missing = sorted(pkg for pkg in wanted.values() if pkg not in packages)
+        if missing:
+            raise AssetError(f"the lab tree lacks {', '.join(missing)}")
+        return cls(**{k: packages[pkg] for k, pkg in wanted.items()}, packages=dict(packages))
+
+    def summary(self) -> str:
+        """One line for reports: the stack under test."""
+        return (f"QEMU {self.qemu}, virglrenderer {self.virglrenderer}, Mesa {self.mesa}, "
+                f"kernel {self.kernel}, Python {self.python}, linux-libc-dev {self.linux_libc_dev}")
+
+
+def upstream_version(debian_version: str) -> tuple[int, ...]:
+    """The leading numeric components of a Debian version: '1:11.1.3+ds-1' -> (11, 1, 3)."""
+    version = debian_version.split(":", 1)[-1]
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    if not match:
+        raise AssetError(f"cannot read a version number from {debian_version!r}")
+    return tuple(int(x) for x in match.group().split("."))
+
+
+def check_expectations(manifest: Manifest, kernel_release: str) -> None:
+    """Fail loudly when sid moved the stack to versions gpuhil was not written for."""
+    problems = []
+    qemu = upstream_version(manifest.qemu)
+    if qemu[0] != 11:
+        problems.append(f"QEMU {manifest.qemu} (expected major 11)")
+    virgl = upstream_version(manifest.virglrenderer)
+    if virgl[0] != 1 or virgl[1:2] < (3,):
+        problems.append(f"virglrenderer {manifest.virglrenderer} (expected 1.x with x >= 3)")
+    for what, version in (("kernel package", manifest.kernel), ("kernel release", kernel_release)):
+        if upstream_version(version)[0] != 7:
+            problems.append(f"{what} {version} (expected major 7)")
+    if problems:
+        raise AssetError("the lab tree's versions changed: " + "; ".join(problems)
+                         + ". Update gpuhil's expectations (gpuhil/lab/assets.py) deliberately.")
+
+
+@dataclass(frozen=True)
+class LabAssets:
+    """Everything a lab guest boots from; paths are inside the cache entry ``key``."""
+
+    root: Path            # the Debian sid tree: host-side QEMU stack (via chroot) and guest root
+    kernel: Path          # uncompressed vmlinux (QEMU boots it through the PVH entry)
+    initramfs: Path       # newc cpio: static busybox + modules + /init
+    kernel_release: str
+    manifest: Manifest
+    key: str              # hash of the tree's inputs
+
+
+ASSETS_FILE = "assets.json"
+VMLINUX_FILE = "vmlinux"
+
+
+def _initramfs_file(entry: KeyedEntry, init_script: bytes) -> Path:
+    key = input_key({"init": bootfiles_inputs(init_script)}, 12)
+    return entry.dir / f"initramfs-{key}.cpio"
+
+
+def bootfiles_inputs(init_script: bytes) -> dict[str, object]:
+    """What the initramfs depends on besides the tree (the tree is covered by the entry key)."""
+    return {"init": hashlib.sha256(init_script).hexdigest(),
+            "modules": list(bootfiles.INITRAMFS_MODULES), "version": bootfiles.VERSION}
+
+
+def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
+    """The finished assets of ``entry`` if they are all there (no tree walk: this is the warm path)."""
+    if not entry.is_complete():
+        return None
+    initramfs = _initramfs_file(entry, init_script)
+    if not initramfs.is_file():
+        return None
+    data = json.loads((entry.dir / ASSETS_FILE).read_text())
+    return LabAssets(root=entry.dir / "rootfs", kernel=entry.dir / VMLINUX_FILE,
+                     initramfs=initramfs, kernel_release=data["kernel_release"],
+                     manifest=Manifest(**data["manifest"]), key=entry.key)
+
+
+def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
+    """Build whatever ``entry`` lacks; called with the entry's lock held."""
+    tree = entry.dir / "rootfs"
+    if not entry.is_complete():
+        # rootfs/ only ever appears by renaming a finished mmdebstrap tree, so it is whole;
+        # everything else in an unstamped entry is redone.
+        entry.dir.mkdir(parents=True, exist_ok=True)
+        for stale in entry.dir.iterdir():
+            if stale.name != "rootfs":
+                remove_tree(stale)
+        if not tree.is_dir():
+            say(f"building the lab tree (Debian {rootfs.packages.SUITE}, ~1-2 min) in {tree}")
+            start = time.monotonic()
+            rootfs.build_rootfs(tree, say)
+            say(f"lab tree built in {time.monotonic() - start:.0f} s")
+        release = rootfs.kernel_release(tree)
+        manifest = Manifest.from_packages(rootfs.installed_packages(tree), release)
+        say("extracting the uncompressed kernel (vmlinux)")
+        image = (tree / "boot" / f"vmlinuz-{release}").read_bytes()
+        write_atomic(entry.dir / VMLINUX_FILE, bootfiles.extract_vmlinux(image))
+        write_atomic(entry.dir / ASSETS_FILE, json.dumps(
+            {"kernel_release": release, "manifest": asdict(manifest)}, indent=1).encode())
+        entry.mark_complete(manifest.summary() + "\n")
+    release = json.loads((entry.dir / ASSETS_FILE).read_text())["kernel_release"]
+    initramfs = _initramfs_file(entry, init_script)
+    if not initramfs.is_file():
+        say("building the initramfs")
+        write_atomic(initramfs, bootfiles.build_initramfs(tree, release, init_script))
+        for old in entry.dir.glob("initramfs-*.cpio"):
+            if old != initramfs:
+                old.unlink(missing_ok=True)
+    loaded = _load(entry, init_script)
+    assert loaded is not None
+    return loaded
+
+
+def ensure_assets(cache_dir: Path | None = None,
+                  progress: Progress | None = None) -> LabAssets:
+    """The lab's assets, built into the cache first if needed (safe against concurrent builders).
+
+    A warm call reads two small files and costs milliseconds.  Raises :class:`AssetError` when
+    the tree's QEMU, virglrenderer or kernel are not the versions gpuhil expects.
+    """
+    base = (cache_dir if cache_dir is not None else default_cache_dir()) / "lab"
+    entry = KeyedEntry(base, input_key(rootfs.build_inputs()))
+    init_script = bootfiles.INIT_SCRIPT.read_bytes()
+    assets = _load(entry, init_script)
+    if assets is None:
+        say = progress if progress is not None else (lambda _line: None)
+        with entry.lock():
+            assets = _load(entry, init_script) or _build(entry, init_script, say)
+    check_expectations(assets.manifest, assets.kernel_release)
+    return assets

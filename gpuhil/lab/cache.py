@@ -1,0 +1,106 @@
+"""Where the lab's built assets live and how they are keyed, locked and completed.
+
+Layout under ``<cache>/lab``::
+
+    <key>.lock          filelock serialising builders of one key
+    <key>/rootfs/       the Debian sid tree
+    <key>/manifest.json installed versions (written before the stamp)
+    <key>/.complete     stamp, written last: its presence means everything above is whole
+    <key>/vmlinux-*, <key>/initramfs-*.cpio   boot files, each replaced atomically
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+STAMP_NAME = ".complete"
+
+
+def cache_dir() -> Path:
+    """The user cache directory: $GPUHIL_CACHE, else $XDG_CACHE_HOME/gpuhil, else ~/.cache/gpuhil."""
+    explicit = os.environ.get("GPUHIL_CACHE")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg) / "gpuhil"
+    return Path.home() / ".cache" / "gpuhil"
+
+
+def input_key(inputs: Any, length: int = 16) -> str:
+    """A short stable hash of JSON-serialisable build inputs (key order does not matter)."""
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class KeyedEntry:
+    """One keyed cache entry: its directory, its lock and its completion stamp."""
+
+    base: Path
+    key: str
+
+    @property
+    def dir(self) -> Path:
+        return self.base / self.key
+
+    @property
+    def lock_path(self) -> Path:
+        return self.base / f"{self.key}.lock"
+
+    @property
+    def stamp(self) -> Path:
+        return self.dir / STAMP_NAME
+
+    def is_complete(self) -> bool:
+        return self.stamp.is_file()
+
+    def lock(self, timeout: float = -1) -> FileLock:
+        """The inter-process lock of this entry (a context manager; waits by default)."""
+        self.base.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.lock_path), timeout=timeout)
+
+    def mark_complete(self, text: str = "") -> None:
+        write_atomic(self.stamp, text.encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a (possibly root-owned, partially built) tree without crossing into other mounts."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir() and not path.is_symlink():
+        subprocess.run(["rm", "-rf", "--one-file-system", "--", str(path)], check=True)
+    else:
+        path.unlink()
+    if path.exists():
+        raise RuntimeError(f"could not remove {path}")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+__all__ = ["KeyedEntry", "cache_dir", "input_key", "remove_tree", "sha256_file", "write_atomic",
+           "STAMP_NAME"]

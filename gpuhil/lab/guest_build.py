@@ -1,0 +1,104 @@
+"""Builds gpuhil's Cython extensions for the guest's Python (the tree's python3) in the chroot.
+
+The live project tree is bound at /gpuhil/src and ``setup.py build_ext --inplace`` puts the
+``.cpython-3XY-*.so`` files next to the host's in ``gpuhil/``; the guest imports them from the
+same tree over 9p.  A stamp (hash of ``_ext/**`` and ``setup.py``) in the cache, keyed by the
+project path, makes the call free when nothing changed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from gpuhil.lab.assets import LabAssets, upstream_version
+from gpuhil.lab.cache import write_atomic
+from gpuhil.lab.chroot import chroot_argv
+from filelock import FileLock
+
+GUEST_SRC = "/gpuhil/src"
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class GuestBuildError(RuntimeError):
+    """Building the guest's extensions failed; the message carries the build's output."""
+
+
+def extension_sources(project_root: Path) -> list[Path]:
+    """The .pyx files that become extensions (``_ext/<name>.pyx`` -> ``gpuhil._<name>``)."""
+    return sorted((project_root / "_ext").glob("*.pyx"))
+
+
+def inputs_digest(project_root: Path, assets_key: str) -> str:
+    """Hash of everything the guest extensions are built from: _ext/**, setup.py, the tree."""
+    h = hashlib.sha256(assets_key.encode())
+    files = [p for p in (project_root / "_ext").rglob("*") if p.is_file()]
+    files.append(project_root / "setup.py")
+    for path in sorted(files):
+        rel = path.relative_to(project_root).as_posix()
+        if rel.endswith((".c", ".cpp", ".html")) and rel.startswith("_ext/"):
+            continue  # the host build's generated output, not an input
+        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def guest_ext_suffix(assets: LabAssets) -> str:
+    """The extension filename suffix of the tree's Python, e.g. '.cpython-314-x86_64-linux-gnu.so'."""
+    major, minor = upstream_version(assets.manifest.python)[:2]
+    return f".cpython-{major}{minor}-x86_64-linux-gnu.so"
+
+
+def expected_modules(project_root: Path, assets: LabAssets) -> list[Path]:
+    suffix = guest_ext_suffix(assets)
+    return [project_root / "gpuhil" / f"_{pyx.stem}{suffix}" for pyx in extension_sources(project_root)]
+
+
+def build_argv(assets: LabAssets, project_root: Path) -> list[str]:
+    """The chrooted command that builds the extensions in place for the tree's Python."""
+    return chroot_argv(
+        assets.root,
+        ["/usr/bin/env", "-i", "-C", GUEST_SRC, f"PATH={GUEST_PATH}", "HOME=/tmp",
+         "GPUHIL_CYTHON_BUILD_DIR=/tmp/gpuhil-cython", "PYTHONDONTWRITEBYTECODE=1",
+         "python3", "setup.py", "-q", "build_ext", "--inplace", "--build-temp", "/tmp/gpuhil-build",
+         "--build-lib", "/tmp/gpuhil-build/lib"],
+        binds={GUEST_SRC: project_root}, export_root_at=None)
+
+
+def ensure_guest_extensions(assets: LabAssets, project_root: Path,
+                            progress: Callable[[str], None] | None = None) -> None:
+    """Build the guest's extensions unless they are up to date with _ext/ and setup.py."""
+    project_root = Path(project_root).resolve()
+    if not extension_sources(project_root):
+        return
+    stamp_dir = assets.root.parent.parent / "guest-ext"
+    stamp_dir.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(project_root).encode()).hexdigest()[:16]
+    stamp = stamp_dir / f"{name}.json"
+
+    def up_to_date() -> bool:
+        try:
+            recorded = json.loads(stamp.read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        return (recorded.get("digest") == inputs_digest(project_root, assets.key)
+                and all(p.is_file() for p in expected_modules(project_root, assets)))
+
+    if up_to_date():
+        return
+    with FileLock(str(stamp_dir / f"{name}.lock")):
+        if up_to_date():
+            return
+        digest = inputs_digest(project_root, assets.key)
+        if progress is not None:
+            progress(f"building gpuhil's extensions for the guest's Python {assets.manifest.python}")
+        proc = subprocess.run(build_argv(assets, project_root), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, errors="replace")
+        if proc.returncode != 0:
+            raise GuestBuildError(f"guest extension build failed (status {proc.returncode}):\n"
+                                  + (proc.stdout + proc.stderr)[-4000:])
+        missing = [str(p) for p in expected_modules(project_root, assets) if not p.is_file()]
+        if missing:
+            raise GuestBuildError(f"guest extension build did not produce {', '.join(missing)}")
+        write_atomic(stamp, json.dumps({"project": str(project_root), "digest": digest}).encode())

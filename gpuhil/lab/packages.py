@@ -1,0 +1,93 @@
+"""The lab tree's inputs as data: Debian suite and mirror, the pinned package list, the
+mmdebstrap options and the customize hook that slims the tree (LAB.md §1, ``SLIM=1``)."""
+from __future__ import annotations
+
+import os
+
+SUITE = "sid"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+#: The host-side QEMU stack and the guest userland (LAB.md's slim list).
+LAB_PACKAGES: tuple[str, ...] = (
+    "qemu-system-x86", "qemu-system-modules-opengl", "libvirglrenderer1", "virgl-server",
+    "libgl1-mesa-dri", "libegl1", "libegl-mesa0", "libgbm1", "mesa-vulkan-drivers",
+    "mesa-utils", "vulkan-tools", "linux-image-amd64", "linux-libc-dev", "python3",
+    "python3-pyudev", "kmod", "udev", "busybox-static", "pciutils", "strace",
+)
+
+#: What gpuhil needs in the guest and to build the guest's Cython extensions in the chroot.
+GPUHIL_PACKAGES: tuple[str, ...] = (
+    "python3-dev", "cython3", "python3-setuptools", "gcc", "libc6-dev", "python3-pytest",
+    "python3-filelock",
+)
+
+PACKAGES: tuple[str, ...] = LAB_PACKAGES + GPUHIL_PACKAGES
+
+#: Empty directories used as mount points by the chroot and the guest.
+MOUNT_POINTS: tuple[str, ...] = ("/srv/guestroot", "/gpuhil/src", "/gpuhil/run")
+
+#: Kernel module subtrees (under /usr/lib/modules/<release>/kernel) the lab never loads.
+TRIMMED_MODULE_TREES: tuple[str, ...] = (
+    "drivers/net/wireless", "net/wireless", "net/mac80211", "net/bluetooth",
+    "drivers/bluetooth", "drivers/media", "drivers/infiniband", "drivers/gpu/drm/amd",
+    "drivers/gpu/drm/radeon", "drivers/gpu/drm/i915", "drivers/gpu/drm/nouveau",
+    "drivers/gpu/drm/xe", "drivers/usb", "sound", "drivers/staging", "drivers/net/ethernet",
+    "drivers/isdn", "drivers/net/can",
+)
+
+#: Vulkan ICDs kept (by prefix of the icd.d json and of libvulkan_<name>.so).
+KEPT_VULKAN_ICDS: tuple[str, ...] = ("lvp", "virtio")
+
+DPKG_OPTIONS: tuple[str, ...] = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/doc/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+)
+
+APT_OPTIONS: tuple[str, ...] = ('Acquire::Check-Valid-Until "false"',)
+
+
+def mirror() -> str:
+    """The Debian mirror ($GPUHIL_DEBIAN_MIRROR overrides deb.debian.org)."""
+    return os.environ.get("GPUHIL_DEBIAN_MIRROR", DEFAULT_MIRROR)
+
+
+def customize_hook() -> str:
+    """The mmdebstrap customize hook (sh, target in $1): slim the tree, then make mount points."""
+    trees = " ".join(TRIMMED_MODULE_TREES)
+    keep = "|".join(f"{name}_*" for name in KEPT_VULKAN_ICDS)
+    keep_libs = "|".join(f"libvulkan_{name}.so*" for name in KEPT_VULKAN_ICDS)
+    points = " ".join(f'"$1{p}"' for p in MOUNT_POINTS)
+    return f"""set -e
+for moddir in "$1"/usr/lib/modules/*; do
+  rel=${{moddir##*/}}
+  for t in {trees}; do rm -rf "$moddir/kernel/$t"; done
+  chroot "$1" depmod -a "$rel"
+done
+rm -f "$1"/boot/initrd.img-*
+for f in "$1"/usr/share/vulkan/icd.d/*.json; do
+  [ -e "$f" ] || continue
+  case ${{f##*/}} in {keep}) ;; *) rm -f "$f" ;; esac
+done
+for f in "$1"/usr/lib/*-linux-gnu/libvulkan_*.so*; do
+  [ -e "$f" ] || continue
+  case ${{f##*/}} in {keep_libs}) ;; *) rm -f "$f" ;; esac
+done
+mkdir -p {points}
+"""
+
+
+def mmdebstrap_argv(target: str, *extra: str) -> list[str]:
+    """The mmdebstrap command that builds the tree into ``target`` (root mode).
+
+    ``extra`` options (e.g. ``--verbose``) must not change the tree: they are not in the key.
+    """
+    return [
+        "mmdebstrap", *extra, "--variant=apt", "--mode=root",
+        *(f"--aptopt={o}" for o in APT_OPTIONS),
+        *(f"--dpkgopt={o}" for o in DPKG_OPTIONS),
+        "--include=" + ",".join(PACKAGES),
+        "--customize-hook=" + customize_hook(),
+        SUITE, target, mirror(),
+    ]

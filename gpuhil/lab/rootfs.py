@@ -1,0 +1,90 @@
+"""Builds the Debian sid tree with mmdebstrap and reads what got installed in it."""
+from __future__ import annotations
+
+import collections
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from gpuhil.lab import packages
+from gpuhil.lab.cache import remove_tree
+
+#: Bump when the way the tree is built changes in a way the package list does not show.
+BUILDER_VERSION = 1
+
+
+class RootfsBuildError(RuntimeError):
+    """mmdebstrap failed; the message carries its exit status and the tail of its output."""
+
+
+def build_inputs() -> dict[str, object]:
+    """Everything the tree depends on, for the cache key."""
+    return {
+        "builder": BUILDER_VERSION,
+        "suite": packages.SUITE,
+        "mirror": packages.mirror(),
+        "argv": packages.mmdebstrap_argv("TARGET"),
+    }
+
+
+def build_rootfs(dest: Path, progress: Callable[[str], None] | None = None) -> None:
+    """Build the tree into ``dest`` (which must not exist) via ``dest.partial`` + rename.
+
+    mmdebstrap runs in a private mount namespace so no mount it makes can outlive it; on
+    failure the partial tree is removed and :class:`RootfsBuildError` is raised.
+    """
+    if dest.exists():
+        raise FileExistsError(dest)
+    partial = dest.with_name(dest.name + ".partial")
+    remove_tree(partial)
+    argv = ["unshare", "--mount", "--propagation", "private", "--",
+            *packages.mmdebstrap_argv(str(partial), "--verbose")]
+    tail: collections.deque[str] = collections.deque(maxlen=40)
+    try:
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                tail.append(line)
+                if progress is not None:
+                    progress(line)
+            rc = proc.wait()
+        if rc != 0:
+            raise RootfsBuildError(
+                f"mmdebstrap exited with status {rc} building {dest}:\n" + "\n".join(tail))
+        partial.rename(dest)
+    except BaseException:
+        remove_tree(partial)
+        raise
+
+
+def installed_packages(root: Path) -> dict[str, str]:
+    """Package name -> version of every package installed in the tree (dpkg-query -W)."""
+    out = subprocess.run(
+        ["dpkg-query", f"--admindir={root / 'var/lib/dpkg'}", "-W",
+         "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\n"],
+        check=True, capture_output=True, text=True).stdout
+    return parse_dpkg_query(out)
+
+
+def parse_dpkg_query(text: str) -> dict[str, str]:
+    """Parse ``status<TAB>package<TAB>version`` lines, keeping installed packages only."""
+    result: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3:
+            continue
+        status, name, version = parts
+        if status.startswith("ii") and version:
+            result[name] = version
+    return result
+
+
+def kernel_release(root: Path) -> str:
+    """The release of the tree's kernel (the one that has both /boot/vmlinuz-* and modules)."""
+    releases = sorted(p.name[len("vmlinuz-"):] for p in (root / "boot").glob("vmlinuz-*")
+                      if (root / "usr/lib/modules" / p.name[len("vmlinuz-"):]).is_dir())
+    if len(releases) != 1:
+        raise RuntimeError(f"expected one kernel in {root}/boot with modules, found {releases}")
+    return releases[0]
