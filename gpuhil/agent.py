@@ -11,18 +11,12 @@ protocol is also exercised on the host over a socketpair.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import pickle
-import platform
-import subprocess
 import sys
 import time
-import traceback
-import uuid
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
 #: Bumped whenever a message changes shape; the handshake refuses a mismatch.
 PROTOCOL = 1
@@ -101,6 +95,8 @@ class RunResult:
     def check(self) -> "RunResult":
         """Raise :class:`subprocess.CalledProcessError` unless the command succeeded."""
         if self.returncode != 0:
+            import subprocess
+
             raise subprocess.CalledProcessError(self.returncode, list(self.argv), self.stdout, self.stderr)
         return self
 
@@ -119,18 +115,19 @@ class Failure:
 class Reply:
     """The answer to one request: ``value`` when ``failure`` is None."""
 
-    value: Any = None
+    value: object = None
     failure: Failure | None = None
 
 
 # --- the serving side -------------------------------------------------------------------------
 
-def resolve(target: str) -> Any:
+def resolve(target: str) -> object:
     """Import ``module:qualname`` and return the object it names."""
     module_name, sep, qualname = target.partition(":")
     if not sep or not module_name or not qualname:
         raise ValueError(f"target must be 'module:qualname', not {target!r}")
-    obj: Any = importlib.import_module(module_name)
+    __import__(module_name)
+    obj = sys.modules[module_name]
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
@@ -138,6 +135,8 @@ def resolve(target: str) -> Any:
 
 def describe(exc: BaseException) -> Failure:
     """Turn an exception into a :class:`Failure` that survives any unpicklable payload."""
+    import traceback  # imported on first use: the agent's startup is on the boot's critical path
+
     text = "".join(traceback.format_exception(exc))
     try:
         pickled = pickle.dumps(exc)
@@ -148,7 +147,7 @@ def describe(exc: BaseException) -> Failure:
 
 
 def _kmsg_mark(label: str) -> str:
-    marker = f"{KMSG_MARK_PREFIX}{uuid.uuid4().hex}"
+    marker = f"{KMSG_MARK_PREFIX}{os.urandom(16).hex()}"
     line = f"{marker} {label}".rstrip()
     fd = os.open("/dev/kmsg", os.O_WRONLY)
     try:
@@ -189,11 +188,31 @@ def _kmsg_read(marker: str) -> list[str]:
     raise LookupError(f"kernel log marker {marker} not found (overwritten or never written)")
 
 
-def handle(request: Any) -> Any:
+_site_loaded = False
+
+
+def _load_site() -> None:
+    """Add the site directories (pytest, pyudev live there) before the first payload request.
+
+    The agent starts with ``-S`` because processing site costs a noticeable part of the boot.
+    """
+    global _site_loaded
+    if not _site_loaded and sys.flags.no_site:
+        import site
+
+        site.main()
+    _site_loaded = True
+
+
+def handle(request: object) -> object:
     """Carry out one request and return its value (raises what the request raised)."""
+    if isinstance(request, (Call, Run)):
+        _load_site()
     if isinstance(request, Call):
         return resolve(request.target)(*request.args, **request.kwargs)
     if isinstance(request, Run):
+        import subprocess
+
         proc = subprocess.run(list(request.argv), input=request.input, capture_output=True,
                               timeout=request.timeout, check=False)
         return RunResult(tuple(request.argv), proc.returncode, proc.stdout, proc.stderr)
@@ -206,7 +225,7 @@ def handle(request: Any) -> Any:
     if isinstance(request, Hello):
         if request.protocol != PROTOCOL:
             raise RuntimeError(f"agent protocol {PROTOCOL}, host speaks {request.protocol}")
-        return AgentInfo(PROTOCOL, os.getpid(), sys.version.split()[0], platform.release(),
+        return AgentInfo(PROTOCOL, os.getpid(), sys.version.split()[0], os.uname().release,
                          time.clock_gettime(time.CLOCK_BOOTTIME))
     raise TypeError(f"unknown request {type(request).__name__}")
 
@@ -269,4 +288,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main so that pickled classes are gpuhil.agent.*, not __main__.*
+    from gpuhil.agent import main as _main
+
+    sys.exit(_main())

@@ -252,7 +252,7 @@ def qemu_argv(spec: GuestSpec, where: Placement, channels: Channels) -> list[str
         "-machine", machine, "-cpu", "host" if spec.accel is Accel.KVM else "max",
         "-smp", str(spec.cpus), "-m", f"{spec.memory_mib}M",
         "-kernel", where.kernel, "-initrd", where.initramfs, "-append", spec.kernel_cmdline(),
-        "-chardev", f"socket,id=qmp,fd={channels.qmp_fd}", "-mon", "chardev=qmp,mode=control",
+        "-chardev", f"socket,id=qmp,fd={channels.qmp_fd}", "-object", "monitor-qmp,id=qmpmon,chardev=qmp",
         "-chardev", f"socket,id=con,fd={channels.console_fd}", "-serial", "chardev:con",
         "-monitor", "none",
     ]

@@ -1,38 +1,42 @@
 #!/bin/sh
 # gpuhil guest stage 2 (PID 1 after the initramfs's switch_root; /dev, /proc and /sys are already
-# mounted).  Mounts the rest, loads virtio_console and runs the gpuhil agent on the virtio-serial
-# port; the guest powers off when the agent exits.  With gpuhil.shell=1 on the kernel command
-# line the agent runs in the background and a shell owns the serial console instead.
+# mounted).  Mounts the rest and runs the gpuhil agent on the virtio-serial port; the guest powers
+# off when the agent exits.  With gpuhil.shell=1 on the kernel command line the agent runs in the
+# background and a shell owns the serial console instead.
+# Kept lean: every command here is on the boot's critical path (busybox is static, so its applets
+# start faster than the dynamically linked tools over 9p).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PYTHONPATH=/gpuhil/src
-export PYTHONDONTWRITEBYTECODE=
 export HOME=/root LANG=C.UTF-8
+bb=/bin/busybox
+[ -n "$GPUHIL_TRACE" ] && echo "T stage2 $(cat /proc/uptime)"
 
-poweroff_now() {
-    sync
-    echo o > /proc/sysrq-trigger
-    sleep 5
-}
-
-[ -e /proc/self ] || mount -t proc proc /proc
-[ -d /sys/class ] || mount -t sysfs sysfs /sys
-mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
-mkdir -p /dev/pts /dev/shm
-mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
-mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+$bb mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /run
+$bb mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+$bb mkdir -p /dev/pts /dev/shm
+$bb mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+$bb mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
 [ -d /sys/class/virtio-ports ] || modprobe virtio_console
+
+# -I -S: no site processing and the project tree last on sys.path, so that stdlib imports do not
+# probe the uncached 9p project mount (the agent adds site itself before the first payload).
+agent() {
+    [ -n "$GPUHIL_TRACE" ] && echo "T agent $(cat /proc/uptime)"
+    python3 -I -S -c 'import sys; sys.path.append("/gpuhil/src"); from gpuhil.agent import main; sys.exit(main())'
+}
 
 case " $(cat /proc/cmdline) " in
 *" gpuhil.shell=1 "*)
-    python3 -m gpuhil.agent &
-    echo "gpuhil lab guest: shell on the serial console; exit to power off"
+    agent &
+    echo "gpuhil lab guest: a shell on the serial console; exit it to power off"
     setsid -c /bin/sh -l </dev/ttyS0 >/dev/ttyS0 2>&1
     ;;
 *)
-    python3 -m gpuhil.agent
+    agent
     rc=$?
     [ "$rc" = 0 ] || echo "GPUHIL-AGENT-EXIT: rc=$rc"
     ;;
 esac
-poweroff_now
+sync
+echo o > /proc/sysrq-trigger
+sleep 5
