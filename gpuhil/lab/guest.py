@@ -249,7 +249,7 @@ class Guest:
 
     @property
     def pid(self) -> int | None:
-        """QEMU's PID while it runs."""
+        """QEMU's PID once launched (kept after it exited)."""
         return self._process.pid if self._process is not None else None
 
     @property

@@ -92,6 +92,7 @@ class QemuProcess:
         self.agent: Connection | None = None
         self.returncode: int | None = None
         self._console: Console | None = None
+        self._pid: int | None = None
         self.killed = False  # whether stop() had to SIGKILL it
         self.stop_seconds = 0.0
 
@@ -114,8 +115,8 @@ class QemuProcess:
 
     @property
     def pid(self) -> int | None:
-        popen = self._res.popen
-        return popen.pid if popen is not None else None
+        """QEMU's PID once launched (kept after it exited, like Popen.pid)."""
+        return self._pid
 
     def launch(self, qmp_timeout: float = 60.0) -> None:
         """Start QEMU and connect QMP; raises :class:`QemuLaunchError` if QEMU does not come up."""
@@ -136,6 +137,7 @@ class QemuProcess:
                 full, stdin=subprocess.DEVNULL, stdout=self._res.log_file,
                 stderr=subprocess.STDOUT, pass_fds=[pairs[w][1].fileno() for w in pairs],
                 preexec_fn=_die_with_parent, start_new_session=True)
+            self._pid = self._res.popen.pid
             for _ours, theirs in pairs.values():  # QEMU holds these now; EOF must reach us
                 self._res.sockets.remove(theirs)
                 theirs.close()

@@ -1,0 +1,49 @@
+"""Functions the lab's own tests run inside the guest (stdlib and gpuhil only: the guest has no
+qemu.qmp, so nothing here imports the host-side lab modules)."""
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from gpuhil.errors import ioctl_error
+
+
+def boot_id() -> str:
+    """This kernel's random boot id (differs between guests)."""
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
+
+
+def write_run_file(name: str, text: str) -> str:
+    """Write a file into the guest's run share (/gpuhil/run) and return its guest path."""
+    path = os.path.join("/gpuhil/run", name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def failing_ioctl() -> None:
+    """Raise the error a failing blob create would raise."""
+    raise ioctl_error("RESOURCE_CREATE_BLOB", {"blob_mem": "HOST3D", "size": 0}, errno.EINVAL)
+
+
+def sleep(seconds: float) -> float:
+    """Sleep in the guest (a long agent call to interrupt)."""
+    time.sleep(seconds)
+    return seconds
+
+
+def pci_ids() -> list[str]:
+    """vendor:device of every PCI function, as hex strings."""
+    ids = []
+    for dev in sorted(os.listdir("/sys/bus/pci/devices")):
+        base = os.path.join("/sys/bus/pci/devices", dev)
+        with open(os.path.join(base, "vendor")) as v, open(os.path.join(base, "device")) as d:
+            ids.append(f"{v.read().strip()[2:]}:{d.read().strip()[2:]}")
+    return ids
+
+
+def iommu_groups() -> list[str]:
+    """The IOMMU groups the guest kernel created."""
+    return sorted(os.listdir("/sys/kernel/iommu_groups"))
