@@ -44,6 +44,17 @@ def pci_ids() -> list[str]:
     return ids
 
 
-def iommu_groups() -> list[str]:
-    """The IOMMU groups the guest kernel created."""
-    return sorted(os.listdir("/sys/kernel/iommu_groups"))
+def iommu_group_of(pci_id: str) -> list[str]:
+    """The vendor:device ids of every PCI function in the IOMMU group of device ``pci_id``."""
+    devices = "/sys/bus/pci/devices"
+    for dev in sorted(os.listdir(devices)):
+        with open(f"{devices}/{dev}/vendor") as v, open(f"{devices}/{dev}/device") as d:
+            if f"{v.read().strip()[2:]}:{d.read().strip()[2:]}" != pci_id:
+                continue
+        members = os.listdir(f"{devices}/{dev}/iommu_group/devices")
+        ids = []
+        for member in sorted(members):
+            with open(f"{devices}/{member}/vendor") as v, open(f"{devices}/{member}/device") as d:
+                ids.append(f"{v.read().strip()[2:]}:{d.read().strip()[2:]}")
+        return ids
+    raise LookupError(f"no PCI device {pci_id}")

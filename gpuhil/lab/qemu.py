@@ -150,9 +150,10 @@ class QemuProcess:
             try:
                 self._res.qmp = Qmp(pairs["qmp"][0], self.name, qmp_timeout)
             except Exception as exc:
-                self.wait(5)
-                raise QemuLaunchError(f"no QMP greeting ({type(exc).__name__}: {exc})",
-                                      self._res.popen.poll(), self.argv, self.stderr_text()) from exc
+                status = self.wait(5)
+                reason = ("QEMU exited during startup" if status is not None else
+                          f"no QMP greeting ({type(exc).__name__}: {exc})")
+                raise QemuLaunchError(reason, status, self.argv, self.stderr_text()) from exc
         except BaseException:
             self.stop(grace=0)
             raise

@@ -1,0 +1,28 @@
+"""The device fixtures hold what their contract promises."""
+from __future__ import annotations
+
+import pytest
+
+from gpuhil.lab.guest import Guest
+from tests import lab_payloads
+
+pytestmark = pytest.mark.lab
+
+VIRTIO_GPU = "1af4:1050"
+IVSHMEM = "1af4:1110"
+EDU = "1234:11e8"
+
+
+def test_gl_guest_has_the_3d_gpu_and_its_render_node(gl_guest: Guest):
+    assert VIRTIO_GPU in gl_guest.call(lab_payloads.pci_ids)
+    assert gl_guest.run(["test", "-c", "/dev/dri/renderD128"]).returncode == 0
+    features = "\n".join(gl_guest.kmsg_read())
+    assert "+virgl" in features and "+resource_blob" in features and "+host_visible" in features
+
+
+def test_vfio_guest_has_vtd_groups_ivshmem_and_edu(vfio_guest: Guest):
+    ids = vfio_guest.call(lab_payloads.pci_ids)
+    assert IVSHMEM in ids and EDU in ids
+    assert vfio_guest.call(lab_payloads.iommu_group_of, IVSHMEM) == [IVSHMEM]
+    assert vfio_guest.call(lab_payloads.iommu_group_of, EDU) == [EDU]
+    assert "intel_iommu=on" in vfio_guest.run(["cat", "/proc/cmdline"]).stdout.decode()
