@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 from gpuhil.lab import bootfiles, rootfs
-from gpuhil.lab.cache import KeyedEntry, input_key, remove_tree, write_atomic
+from gpuhil.lab.cache import AssetError, KeyedEntry, input_key, remove_tree, write_atomic
 from gpuhil.lab.cache import cache_dir as default_cache_dir
 
 Progress = Callable[[str], None]
-
-
-class AssetError(RuntimeError):
-    """The lab's assets could not be built or do not match what gpuhil expects."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from gpuhil.lab.cache import AssetError
+
 #: Bump when the initramfs layout changes.
 VERSION = 1
 
@@ -27,7 +29,7 @@ ELF_MAGIC = b"\x7fELF"
 _MODULE_SUFFIXES = (".ko.xz", ".ko.zst", ".ko.gz", ".ko")
 
 
-class BootFilesError(RuntimeError):
+class BootFilesError(AssetError):
     """The kernel or the initramfs could not be made from the tree."""
 
 

@@ -20,7 +20,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from gpuhil.errors import GpuhilError
+
 STAMP_NAME = ".complete"
+
+
+class AssetError(GpuhilError, RuntimeError):
+    """The lab's assets could not be built, or do not match what gpuhil expects."""
 
 
 def cache_dir() -> Path:
@@ -102,5 +108,5 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-__all__ = ["KeyedEntry", "cache_dir", "input_key", "remove_tree", "sha256_file", "write_atomic",
+__all__ = ["AssetError", "KeyedEntry", "cache_dir", "input_key", "remove_tree", "sha256_file", "write_atomic",
            "STAMP_NAME"]

@@ -13,16 +13,17 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from gpuhil.lab.assets import LabAssets, upstream_version
-from gpuhil.lab.cache import write_atomic
-from gpuhil.lab.chroot import chroot_argv
 from filelock import FileLock
+
+from gpuhil.lab.assets import LabAssets, upstream_version
+from gpuhil.lab.cache import AssetError, write_atomic
+from gpuhil.lab.chroot import chroot_argv
 
 GUEST_SRC = "/gpuhil/src"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-class GuestBuildError(RuntimeError):
+class GuestBuildError(AssetError):
     """Building the guest's extensions failed; the message carries the build's output."""
 
 
@@ -55,6 +56,12 @@ def expected_modules(project_root: Path, assets: LabAssets) -> list[Path]:
     return [project_root / "gpuhil" / f"_{pyx.stem}{suffix}" for pyx in extension_sources(project_root)]
 
 
+def stamp_path(assets: LabAssets, project_root: Path) -> Path:
+    """Where the digest of the last guest build of ``project_root`` is recorded (a .lock beside)."""
+    name = hashlib.sha256(str(Path(project_root).resolve()).encode()).hexdigest()[:16]
+    return assets.root.parent.parent / "guest-ext" / f"{name}.json"
+
+
 def build_argv(assets: LabAssets, project_root: Path) -> list[str]:
     """The chrooted command that builds the extensions in place for the tree's Python."""
     return chroot_argv(
@@ -72,10 +79,8 @@ def ensure_guest_extensions(assets: LabAssets, project_root: Path,
     project_root = Path(project_root).resolve()
     if not extension_sources(project_root):
         return
-    stamp_dir = assets.root.parent.parent / "guest-ext"
-    stamp_dir.mkdir(parents=True, exist_ok=True)
-    name = hashlib.sha256(str(project_root).encode()).hexdigest()[:16]
-    stamp = stamp_dir / f"{name}.json"
+    stamp = stamp_path(assets, project_root)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
 
     def up_to_date() -> bool:
         try:
@@ -87,7 +92,7 @@ def ensure_guest_extensions(assets: LabAssets, project_root: Path,
 
     if up_to_date():
         return
-    with FileLock(str(stamp_dir / f"{name}.lock")):
+    with FileLock(str(stamp.with_suffix(".lock"))):
         if up_to_date():
             return
         digest = inputs_digest(project_root, assets.key)

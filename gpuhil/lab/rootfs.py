@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Callable
 
 from gpuhil.lab import packages
-from gpuhil.lab.cache import remove_tree
+from gpuhil.lab.cache import AssetError, remove_tree
 
 #: Bump when the way the tree is built changes in a way the package list does not show.
 BUILDER_VERSION = 1
 
 
-class RootfsBuildError(RuntimeError):
+class RootfsBuildError(AssetError):
     """mmdebstrap failed; the message carries its exit status and the tail of its output."""
 
 
