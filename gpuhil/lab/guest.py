@@ -20,7 +20,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import gpuhil
 from gpuhil import agent
@@ -31,6 +31,9 @@ from gpuhil.lab.errors import (
 )
 from gpuhil.lab.qemu import QemuProcess
 from gpuhil.lab.spec import Accel, Channels, GuestSpec, Placement, qemu_argv
+
+if TYPE_CHECKING:
+    from gpuhil.lab.assets import LabAssets
 
 PROJECT_ROOT = Path(gpuhil.__file__).resolve().parent.parent
 Progress = Callable[[str], None]
@@ -62,6 +65,7 @@ class LabSetup:
     chroot: Path | None
     project_root: Path = PROJECT_ROOT
     runs_dir: Path | None = None
+    assets: "LabAssets | None" = None  # the built assets, when the lab uses them
 
     @classmethod
     def default(cls, progress: Progress | None = None) -> "LabSetup":
@@ -79,15 +83,13 @@ class LabSetup:
                        guest_root=Path(env["GPUHIL_GUEST_ROOT"]), chroot=None)
         from gpuhil.lab.assets import ensure_assets
 
+        from gpuhil.lab.guest_build import ensure_guest_extensions
+
         assets = ensure_assets(progress=progress)
-        try:
-            from gpuhil.lab.guest_build import ensure_guest_extensions
-        except ImportError:  # the guest build is not there yet: pure-Python payloads still run
-            ensure_guest_extensions = None
-        if ensure_guest_extensions is not None:
-            ensure_guest_extensions(assets, PROJECT_ROOT)
+        ensure_guest_extensions(assets, PROJECT_ROOT, progress)
         return cls(qemu="/usr/bin/qemu-system-x86_64", kernel=assets.kernel,
-                   initramfs=assets.initramfs, guest_root=assets.root, chroot=assets.root)
+                   initramfs=assets.initramfs, guest_root=assets.root, chroot=assets.root,
+                   assets=assets)
 
     def placement(self, run_dir: Path) -> Placement:
         """Paths as QEMU sees them for a guest whose host run directory is ``run_dir``."""
