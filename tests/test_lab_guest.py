@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from gpuhil.errors import IoctlError
 from gpuhil.lab.errors import BootTimeout, GuestDied, GuestPanic, QemuLaunchError
-from gpuhil.lab.guest import Guest, LabSetup
+from gpuhil.lab.guest import Guest, LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
 from tests import lab_payloads
 from tests.conftest import boot_guest
@@ -183,3 +185,58 @@ def test_two_guests_at_once_do_not_collide(lab_setup: LabSetup, tmp_path: Path):
             guest.close()
     for guest, (pid, run_dir) in zip(guests, pids):
         assert_gone(guest, pid or 0, run_dir, before)
+
+
+_LAUNCHER = """
+import sys, time
+from gpuhil.lab.guest import Guest, LabSetup, sweep_stale_runs
+from gpuhil.lab.spec import GuestSpec
+guest = Guest(GuestSpec(), setup=LabSetup.default(), boot_timeout=300, name="interrupted")
+guest.launch()
+print(guest.pid, guest.run_dir, flush=True)
+guest.wait_ready()
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def _launch_in_subprocess(tmp_path: Path) -> tuple[subprocess.Popen, int, Path]:
+    script = tmp_path / "launcher.py"
+    script.write_text(_LAUNCHER)
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout is not None
+    pid_text, run_dir = proc.stdout.readline().split()
+    return proc, int(pid_text), Path(run_dir)
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_ctrl_c_during_boot_leaves_nothing(lab_setup: LabSetup, tmp_path: Path):
+    proc, pid, run_dir = _launch_in_subprocess(tmp_path)
+    assert pid_alive(pid) and run_dir.is_dir()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) != 0
+    assert _wait_gone(pid), f"QEMU pid {pid} survived Ctrl-C"
+    assert not run_dir.exists()
+
+
+def test_killed_host_process_takes_qemu_along(lab_setup: LabSetup, tmp_path: Path):
+    """A test process killed outright (no cleanup runs): QEMU dies with it, and the next guest
+    launch sweeps its run directory."""
+    proc, pid, run_dir = _launch_in_subprocess(tmp_path)
+    proc.kill()
+    proc.wait(10)
+    assert _wait_gone(pid), f"QEMU pid {pid} outlived its killed owner"
+    assert run_dir.is_dir()
+    sweep_stale_runs(run_dir.parent)
+    assert not run_dir.exists()
