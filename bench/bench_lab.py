@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--boots", type=int, default=3)
     parser.add_argument("--calls", type=int, default=500)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(list(argv) if argv is not None else [])
 
     from gpuhil.lab.guest import LabSetup
 
@@ -76,4 +76,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

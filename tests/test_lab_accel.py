@@ -50,3 +50,16 @@ def test_probe_result_is_cached_per_host_boot(tmp_path: Path, monkeypatch: pytes
 def test_explicit_choice_is_not_probed():
     assert accel.resolve(Accel.TCG).accel is Accel.TCG
     assert accel.resolve(Accel.KVM).reason == "requested explicitly"
+
+
+@pytest.mark.lab
+@pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK), reason="no usable /dev/kvm")
+def test_kvm_smoke_boot_runs_a_real_kernel(lab_setup):
+    """The smoke boot behind the probe: on a PVM host the stock kernel does not get through."""
+    from gpuhil.lab.guest import kvm_smoke_test
+
+    problem = kvm_smoke_test(lab_setup, timeout=8)
+    if os.path.exists("/sys/module/kvm_pvm"):
+        assert problem is not None and ("panic" in problem or "QEMU" in problem)
+    else:
+        assert problem is None

@@ -30,7 +30,7 @@ from gpuhil.lab.errors import (
     AgentError, BootTimeout, GuestBootError, GuestDied, GuestError, GuestPanic, QemuLaunchError,
 )
 from gpuhil.lab.qemu import QemuProcess
-from gpuhil.lab.spec import Accel, Channels, GuestSpec, Placement, qemu_argv
+from gpuhil.lab.spec import Accel, GuestSpec, Placement, qemu_argv, smoke_argv
 
 if TYPE_CHECKING:
     from gpuhil.lab.assets import LabAssets
@@ -118,6 +118,38 @@ class LabSetup:
 _counter = itertools.count()
 
 
+def kvm_smoke_test(setup: LabSetup, timeout: float = 15.0) -> str | None:
+    """Boot the kernel alone under KVM: None if it ran to its final "no root" panic, else why not.
+
+    Used by the accelerator probe (LAB.md §9: a PVM or otherwise broken KVM fails here).
+    """
+    runs = setup.runs()
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{next(_counter)}-kvmsmoke-", dir=runs))
+    try:
+        where = setup.placement(run_dir)
+        process = QemuProcess(lambda ch: smoke_argv(Accel.KVM, where, ch), run_dir, "kvm-smoke",
+                              wrap=setup.wrapper(run_dir))
+        try:
+            process.launch(qmp_timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and process.console.fatal is None:
+                if process.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if process.console.fatal is not None and process.console.fatal.kind == "panic":
+                return None
+            if process.poll() is not None:
+                return f"QEMU {process.status()}: {process.stderr_text().strip()[-300:]}"
+            return f"no kernel panic line within {timeout:g} s (console: {process.console.tail(3)!r})"
+        except QemuLaunchError as exc:
+            return f"QEMU did not start: {exc.stderr.strip()[-300:]}"
+        finally:
+            process.stop(grace=0)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -187,7 +219,8 @@ class Guest:
                 prefix=f"{os.getpid()}-{next(_counter)}-{self.name}-", dir=runs))
             self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.run_dir), True)
             cache_file = _cache_dir() / "accel.json"
-            self.accel = accel_mod.resolve(self.spec.accel, cache_file)
+            self.accel = accel_mod.resolve(self.spec.accel, cache_file,
+                                           smoke=lambda: kvm_smoke_test(setup))
             spec = self.spec.with_accel(self.accel.accel)
             where = setup.placement(self.run_dir)
             self._process = QemuProcess(lambda ch: qemu_argv(spec, where, ch),
@@ -260,12 +293,9 @@ class Guest:
 
     def console_tail(self, lines: int = 40) -> str:
         """The last lines of the serial console (also after the guest is gone)."""
-        try:
-            return self.process.console.tail(lines)
-        except Exception:
+        if self._process is None:
             return ""
-
-    _console_tail = console_tail
+        return self._process.console.tail(lines)
 
     def _failure(self, cls: type[GuestError], message: str) -> GuestError:
         process = self.process
@@ -274,8 +304,8 @@ class Guest:
         process.console.drain(2)
         fatal = process.console.fatal
         if fatal is not None and fatal.kind == "panic":
-            return GuestPanic(fatal.line, self._console_tail(), process.stderr_text())
-        return cls(message, self._console_tail(), process.stderr_text())
+            return GuestPanic(fatal.line, self.console_tail(), process.stderr_text())
+        return cls(message, self.console_tail(), process.stderr_text())
 
     def _dead_error(self, during: str) -> GuestError:
         """The error describing a QEMU that exited (or is exiting) while we talked to it."""
@@ -283,7 +313,7 @@ class Guest:
         status = process.wait(2)
         console = process.console
         console.drain(2)
-        tail, stderr = self._console_tail(), process.stderr_text()
+        tail, stderr = self.console_tail(), process.stderr_text()
         fatal = console.fatal
         if fatal is not None and fatal.kind == "panic":
             return GuestPanic(fatal.line, tail, stderr)

@@ -240,6 +240,20 @@ def _fsdev(fsid: str, path: str, tag: str, readonly: bool) -> list[str]:
     return ["-fsdev", opts, "-device", f"virtio-9p-pci,fsdev={fsid},mount_tag={tag}"]
 
 
+def smoke_argv(accel: Accel, where: Placement, channels: Channels) -> list[str]:
+    """A kernel-only boot that ends in a panic once the kernel has run all of its init (no
+    initramfs, no root): reaching that panic proves the accelerator can run a stock kernel."""
+    return [
+        where.qemu, "-nodefaults", "-no-user-config", "-no-reboot",
+        "-machine", f"q35,accel={accel.value}", "-cpu", "host" if accel is Accel.KVM else "max",
+        "-m", "256M", "-kernel", where.kernel,
+        "-append", "console=ttyS0 panic=-1 rdinit=/nonexistent root=/dev/nonexistent",
+        "-chardev", f"socket,id=qmp,fd={channels.qmp_fd}", "-object", "monitor-qmp,id=qmpmon,chardev=qmp",
+        "-chardev", f"socket,id=con,fd={channels.console_fd}", "-serial", "chardev:con",
+        "-monitor", "none", "-display", "none",
+    ]
+
+
 def qemu_argv(spec: GuestSpec, where: Placement, channels: Channels) -> list[str]:
     """The full QEMU command line for ``spec`` (the accelerator must already be resolved)."""
     if spec.accel is Accel.AUTO:
