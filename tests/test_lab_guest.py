@@ -240,3 +240,18 @@ def test_killed_host_process_takes_qemu_along(lab_setup: LabSetup, tmp_path: Pat
     assert run_dir.is_dir()
     sweep_stale_runs(run_dir.parent)
     assert not run_dir.exists()
+
+
+def test_poweroff_after_virgl_use_is_detected_and_qemu_reaped(lab_setup: LabSetup, tmp_path: Path):
+    """LAB.md §8: once virtio_gpu initialised virgl, QEMU hangs after the guest powers off; the
+    guest must still be reported dead and QEMU killed by its PID."""
+    from tests.conftest import GL_SPEC
+
+    before = socket_fds()
+    guest = boot_guest(GL_SPEC, lab_setup, tmp_path, "hang")
+    pid, run_dir = guest.pid, guest.run_dir
+    guest.run(["modprobe", "virtio_gpu"], check=True)
+    with pytest.raises(GuestDied, match="the guest shut down"):
+        guest.run(["sh", "-c", "echo o > /proc/sysrq-trigger; sleep 30"])
+    assert_gone(guest, pid, run_dir, before)
+    assert guest.process.returncode is not None

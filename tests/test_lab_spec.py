@@ -141,3 +141,11 @@ def test_ivshmem_size_and_rendernode_are_checked():
         Ivshmem(size=3 * MiB)
     with pytest.raises(SpecError):
         Display("renderD128")
+
+
+def test_smoke_boot_has_no_initramfs_and_cannot_find_a_root():
+    from gpuhil.lab.spec import smoke_argv
+
+    argv = smoke_argv(Accel.KVM, WHERE, FDS)
+    assert "-initrd" not in argv and values(argv, "-machine") == ["q35,accel=kvm"]
+    assert "rdinit=/nonexistent" in values(argv, "-append")[0]

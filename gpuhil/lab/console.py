@@ -89,6 +89,18 @@ class Console:
         with self._lock:
             return "\n".join(list(self._tail)[-lines:])
 
+    def report(self, before: int = 10, limit: int = 120, default: int = 40) -> str:
+        """The console excerpt for an error: from a little before the fatal line (if any) to
+        the end, at most ``limit`` lines; else the last ``default`` lines."""
+        with self._lock:
+            lines = list(self._tail)
+        fatal = self.fatal
+        if fatal is not None:
+            for index in range(len(lines) - 1, -1, -1):
+                if fatal.line in lines[index]:
+                    return "\n".join(lines[max(index - before, 0):][:limit])
+        return "\n".join(lines[-default:])
+
     def send(self, data: bytes) -> None:
         """Type ``data`` on the guest's serial console."""
         self._sock.sendall(data)

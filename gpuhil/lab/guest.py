@@ -297,6 +297,9 @@ class Guest:
             return ""
         return self._process.console.tail(lines)
 
+    def _report_tail(self) -> str:
+        return self._process.console.report() if self._process is not None else ""
+
     def _failure(self, cls: type[GuestError], message: str) -> GuestError:
         process = self.process
         process.kill()
@@ -304,8 +307,8 @@ class Guest:
         process.console.drain(2)
         fatal = process.console.fatal
         if fatal is not None and fatal.kind == "panic":
-            return GuestPanic(fatal.line, self.console_tail(), process.stderr_text())
-        return cls(message, self.console_tail(), process.stderr_text())
+            return GuestPanic(fatal.line, self._report_tail(), process.stderr_text())
+        return cls(message, self._report_tail(), process.stderr_text())
 
     def _dead_error(self, during: str) -> GuestError:
         """The error describing a QEMU that exited (or is exiting) while we talked to it."""
@@ -313,12 +316,16 @@ class Guest:
         status = process.wait(2)
         console = process.console
         console.drain(2)
-        tail, stderr = self.console_tail(), process.stderr_text()
+        tail, stderr = self._report_tail(), process.stderr_text()
         fatal = console.fatal
         if fatal is not None and fatal.kind == "panic":
             return GuestPanic(fatal.line, tail, stderr)
-        what = f"QEMU (pid {process.pid}) {process.status()}" if status is not None else \
-            f"the agent channel of QEMU (pid {process.pid}) closed"
+        if process.qmp_shutdown():
+            what = f"the guest shut down (QEMU pid {process.pid} then {process.status()})"
+        elif status is not None:
+            what = f"QEMU (pid {process.pid}) {process.status()}"
+        else:
+            what = f"the agent channel of QEMU (pid {process.pid}) closed"
         if during == "boot":
             if fatal is not None:
                 return GuestBootError(f"guest init failed: {fatal.line}", tail, stderr)
@@ -334,9 +341,11 @@ class Guest:
         if process is None:
             return
         fatal = process.console.fatal
-        if process.poll() is not None or fatal is not None:
-            if fatal is not None and process.poll() is None:
-                process.wait(3)  # panic=-1 and the init's poweroff end QEMU by themselves
+        powered_off = process.qmp_shutdown()
+        if process.poll() is not None or fatal is not None or powered_off:
+            if process.poll() is None:
+                # panic=-1 and poweroff end QEMU by themselves, except after virgl use (LAB.md §8)
+                process.wait(self.kill_grace)
                 process.kill()
             raise self._dead_error("boot" if not self._ready else "an agent request")
 

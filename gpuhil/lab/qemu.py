@@ -158,6 +158,11 @@ class QemuProcess:
             self.stop(grace=0)
             raise
 
+    def qmp_shutdown(self) -> bool:
+        """Whether QEMU reported SHUTDOWN (the guest powered off; QEMU may still hang)."""
+        qmp = self._res.qmp
+        return qmp is not None and qmp.shutdown.is_set()
+
     def stderr_text(self) -> str:
         """What QEMU printed on stdout/stderr so far."""
         try:

@@ -7,7 +7,7 @@ import socket
 import threading
 from typing import Any, Coroutine, TypeVar
 
-from qemu.qmp import QMPClient
+from qemu.qmp import EventListener, QMPClient
 
 T = TypeVar("T")
 
@@ -22,11 +22,22 @@ class Qmp:
         self._thread.start()
         self._client = QMPClient(name)
         self._closed = False
+        #: Set when QEMU reports SHUTDOWN (the guest powered off, reset under -no-reboot, quit).
+        self.shutdown = threading.Event()
+        self._watcher = EventListener(("SHUTDOWN",))
+        self._client.register_listener(self._watcher)
         try:
             self._run(self._client.connect(sock), timeout)
+            self._run(self._start_watch(), timeout)
         except BaseException:
             self.close()
             raise
+
+    async def _start_watch(self) -> None:
+        async def watch() -> None:
+            async for _event in self._watcher:
+                self.shutdown.set()
+        self._watch_task = asyncio.ensure_future(watch())
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -47,12 +58,18 @@ class Qmp:
             return [dict(event) for event in self._client.events.clear()]
         return self._run(take(), 5.0)
 
+    async def _stop_watch(self) -> None:
+        task = getattr(self, "_watch_task", None)
+        if task is not None:
+            task.cancel()
+
     def close(self) -> None:
         """Disconnect and stop the loop thread; harmless twice."""
         if self._closed:
             return
         self._closed = True
         try:
+            self._run(self._stop_watch(), 5.0)
             self._run(self._client.disconnect(), 5.0)
         except Exception:  # QEMU already gone: the disconnect reports its EOF
             pass
