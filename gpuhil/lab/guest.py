@@ -227,7 +227,8 @@ class Guest:
                                         self._log_dir or self.run_dir, self.name,
                                         wrap=setup.wrapper(self.run_dir), echo_console=self._echo)
             self._started_at = time.monotonic()
-            self._process.launch(qmp_timeout=self.boot_timeout)
+            # A slow QMP greeting is a slow boot: wait_ready then reports the boot timeout.
+            self._process.launch(qmp_timeout=max(self.boot_timeout, 60.0))
             assert self._process.agent is not None
             self._client = AgentClient(self._process.agent, self._check_alive)
         except BaseException:
