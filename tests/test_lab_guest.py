@@ -255,3 +255,14 @@ def test_poweroff_after_virgl_use_is_detected_and_qemu_reaped(lab_setup: LabSetu
         guest.run(["sh", "-c", "echo o > /proc/sysrq-trigger; sleep 30"])
     assert_gone(guest, pid, run_dir, before)
     assert guest.process.returncode is not None
+
+
+def test_missing_qemu_binary_is_a_launch_error(lab_setup: LabSetup, tmp_path: Path):
+    """A lab machine naming a QEMU that does not exist gets a launch error, not a traceback."""
+    from dataclasses import replace
+
+    setup = replace(lab_setup, qemu="/nonexistent/qemu-system-x86_64", chroot=None)
+    guest = Guest(GuestSpec(), setup=setup, log_dir=tmp_path, name="nobin")
+    with pytest.raises(QemuLaunchError, match="cannot execute /nonexistent/qemu-system-x86_64"):
+        guest.start()
+    assert not guest.run_dir.exists()

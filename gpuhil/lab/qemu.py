@@ -133,10 +133,14 @@ class QemuProcess:
             self.argv = list(self._build_argv(channels))
             full = self._wrap(self.argv)
             self._res.log_file = open(self.qemu_log, "wb")
-            self._res.popen = subprocess.Popen(
-                full, stdin=subprocess.DEVNULL, stdout=self._res.log_file,
-                stderr=subprocess.STDOUT, pass_fds=[pairs[w][1].fileno() for w in pairs],
-                preexec_fn=_die_with_parent, start_new_session=True)
+            try:
+                self._res.popen = subprocess.Popen(
+                    full, stdin=subprocess.DEVNULL, stdout=self._res.log_file,
+                    stderr=subprocess.STDOUT, pass_fds=[pairs[w][1].fileno() for w in pairs],
+                    preexec_fn=_die_with_parent, start_new_session=True)
+            except OSError as exc:
+                raise QemuLaunchError(f"cannot execute {full[0]}: {exc.strerror}", None,
+                                      self.argv, "") from exc
             self._pid = self._res.popen.pid
             for _ours, theirs in pairs.values():  # QEMU holds these now; EOF must reach us
                 self._res.sockets.remove(theirs)
