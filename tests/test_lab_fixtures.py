@@ -6,7 +6,7 @@ import pytest
 from gpuhil.lab.guest import Guest
 from tests import lab_payloads
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
 VIRTIO_GPU = "1af4:1050"
 IVSHMEM = "1af4:1110"

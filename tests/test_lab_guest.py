@@ -20,7 +20,7 @@ from gpuhil.lab.spec import GuestSpec
 from tests import lab_payloads
 from tests.conftest import boot_guest
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
 
 def socket_fds() -> set[int]:
