@@ -30,3 +30,18 @@ def test_console_logs_timestamped_lines_and_spots_the_panic(tmp_path: Path):
     assert log[0].endswith("] line one")
     console.close()
     console.close()
+
+
+def test_error_excerpt_starts_at_the_oops(tmp_path: Path):
+    ours, qemu = socket.socketpair()
+    console = Console(ours, tmp_path / "console.log")
+    noise = b"".join(b"noise %d\n" % i for i in range(50))
+    oops = b"BUG: kernel NULL pointer dereference, address: 0000000000000000\n"
+    regs = b"".join(b"R%d: 0\n" % i for i in range(30))
+    qemu.sendall(noise + oops + regs + b"Kernel panic - not syncing: Fatal exception in interrupt\n")
+    qemu.close()
+    console.drain(5)
+    excerpt = console.report().splitlines()
+    assert excerpt[0] == "noise 48" and excerpt[2].startswith("BUG: kernel NULL pointer")
+    assert excerpt[-1].startswith("Kernel panic")
+    console.close()

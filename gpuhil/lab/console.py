@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 PANIC_MARK = "Kernel panic - not syncing"
+#: Lines that open the oops report a panic may close; an error excerpt starts at the last one.
+OOPS_MARKS = ("BUG:", "Oops:", "general protection fault", "------------[ cut here ]",
+              "Unable to handle", "kernel BUG at", "invalid opcode:")
 INIT_FAIL_MARK = "GPUHIL-INIT-FAIL:"
 
 
@@ -89,16 +92,21 @@ class Console:
         with self._lock:
             return "\n".join(list(self._tail)[-lines:])
 
-    def report(self, before: int = 10, limit: int = 120, default: int = 40) -> str:
-        """The console excerpt for an error: from a little before the fatal line (if any) to
-        the end, at most ``limit`` lines; else the last ``default`` lines."""
+    def report(self, before: int = 10, limit: int = 150, default: int = 40) -> str:
+        """The console excerpt for an error: from the oops that led to the fatal line (or a few
+        lines before it) to the end, at most ``limit`` lines; else the last ``default`` lines."""
         with self._lock:
             lines = list(self._tail)
         fatal = self.fatal
         if fatal is not None:
             for index in range(len(lines) - 1, -1, -1):
                 if fatal.line in lines[index]:
-                    return "\n".join(lines[max(index - before, 0):][:limit])
+                    start = max(index - before, 0)
+                    for earlier in range(index - 1, max(index - limit, -1), -1):
+                        if any(mark in lines[earlier] for mark in OOPS_MARKS):
+                            start = min(start, max(earlier - 2, 0))
+                            break
+                    return "\n".join(lines[start:][:limit])
         return "\n".join(lines[-default:])
 
     def send(self, data: bytes) -> None:
