@@ -26,3 +26,17 @@ def test_vfio_guest_has_vtd_groups_ivshmem_and_edu(vfio_guest: Guest):
     assert vfio_guest.call(lab_payloads.iommu_group_of, IVSHMEM) == [IVSHMEM]
     assert vfio_guest.call(lab_payloads.iommu_group_of, EDU) == [EDU]
     assert "intel_iommu=on" in vfio_guest.run(["cat", "/proc/cmdline"]).stdout.decode()
+
+
+def test_virtio_iommu_guest_boots_with_its_devices_behind_it(lab_setup, tmp_path):
+    """`--vfio virtio-iommu`: the 9p and serial devices sit behind virtio-iommu, so the guest only
+    boots when the initramfs loaded virtio-iommu first; ivshmem gets its own group."""
+    from gpuhil.lab.spec import GuestSpec, Iommu, Ivshmem
+    from tests.conftest import boot_guest
+
+    guest = boot_guest(GuestSpec(iommu=Iommu.VIRTIO, devices=(Ivshmem(),)), lab_setup, tmp_path,
+                       "viommu")
+    try:
+        assert guest.call(lab_payloads.iommu_group_of, IVSHMEM) == [IVSHMEM]
+    finally:
+        guest.close()
