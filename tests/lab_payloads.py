@@ -58,3 +58,10 @@ def iommu_group_of(pci_id: str) -> list[str]:
                 ids.append(f"{v.read().strip()[2:]}:{d.read().strip()[2:]}")
         return ids
     raise LookupError(f"no PCI device {pci_id}")
+
+
+def pytest_version() -> str:
+    """pytest as the guest's Python sees it (test modules holding payloads import it)."""
+    import pytest
+
+    return pytest.__version__

@@ -76,6 +76,18 @@ def test_agent_exception_keeps_gpuhil_fields_and_guest_traceback(plain_guest: Gu
     assert "in failing_ioctl" in exc.guest_traceback
 
 
+def test_payload_modules_can_import_pytest_and_the_test_package(plain_guest: Guest):
+    """Test modules are payload modules: the guest imports pytest and tests.* from the live tree."""
+    version = plain_guest.call(lab_payloads.pytest_version)
+    assert version and version[0].isdigit()
+    assert plain_guest.call(module_name_in_guest) == __name__
+
+
+def module_name_in_guest() -> str:
+    """Runs in the guest: the name this module is imported under there."""
+    return __name__
+
+
 def test_setup_command_returns_rc_and_output(plain_guest: Guest):
     result = plain_guest.run(["sh", "-c", "cat /proc/cmdline; exit 3"])
     assert result.returncode == 3 and b"console=ttyS0" in result.stdout

@@ -17,13 +17,15 @@ import weakref
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from gpuhil.errors import ClosedError
 from gpuhil.lab.console import Console
 from gpuhil.lab.errors import QemuLaunchError, describe_status
-from gpuhil.lab.qmp import Qmp
 from gpuhil.lab.spec import Channels
+
+if TYPE_CHECKING:  # qemu.qmp is a host-only dependency; test modules that import the lab
+    from gpuhil.lab.qmp import Qmp  # must stay importable in the guest, which lacks it
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
@@ -151,6 +153,8 @@ class QemuProcess:
             agent_sock = pairs["agent"][0]
             self._res.sockets.remove(agent_sock)
             self.agent = Connection(agent_sock.detach())
+            from gpuhil.lab.qmp import Qmp
+
             try:
                 self._res.qmp = Qmp(pairs["qmp"][0], self.name, qmp_timeout)
             except Exception as exc:
