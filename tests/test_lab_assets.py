@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -222,7 +221,7 @@ def test_extract_vmlinux_rejects_non_elf_payloads(tmp_path):
 
 def test_newc_writer_output_is_read_by_cpio(tmp_path):
     """GNU cpio extracts the archive: files with their modes, directories, symlinks."""
-    w = NewcWriter.new()
+    w = NewcWriter()
     w.directory("bin")
     w.file("bin/tool", b"#!/bin/sh\necho hi\n", 0o755)
     w.symlink("bin/sh", "tool")

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from gpuhil.lab import bootfiles, rootfs
+from filelock import Timeout
+
+from gpuhil.lab import bootfiles, packages, rootfs
 from gpuhil.lab.cache import AssetError, KeyedEntry, input_key, remove_tree, write_atomic
 from gpuhil.lab.cache import cache_dir as default_cache_dir
 
@@ -94,7 +97,10 @@ class LabAssets:
 
 
 ASSETS_FILE = "assets.json"
+STALE_INITRAMFS_SECONDS = 24 * 3600
 VMLINUX_FILE = "vmlinux"
+#: A file every finished tree has; its absence means the tree was deleted under the stamp.
+TREE_SENTINEL = "usr/bin/qemu-system-x86_64"
 
 
 def _initramfs_file(entry: KeyedEntry, init_script: bytes) -> Path:
@@ -110,11 +116,13 @@ def bootfiles_inputs(init_script: bytes) -> dict[str, object]:
 
 def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
     """The finished assets of ``entry`` if they are all there (no tree walk: this is the warm path)."""
-    if not entry.is_complete():
+    if not entry.is_complete() or not (entry.dir / "rootfs" / TREE_SENTINEL).is_file():
         return None
     initramfs = _initramfs_file(entry, init_script)
     if not initramfs.is_file():
         return None
+    if time.time() - initramfs.stat().st_mtime > STALE_INITRAMFS_SECONDS / 2:
+        os.utime(initramfs)  # in use: keep it clear of the pruning of stale initramfs files
     data = json.loads((entry.dir / ASSETS_FILE).read_text())
     return LabAssets(root=entry.dir / "rootfs", kernel=entry.dir / VMLINUX_FILE,
                      initramfs=initramfs, kernel_release=data["kernel_release"],
@@ -124,15 +132,20 @@ def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
 def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
     """Build whatever ``entry`` lacks; called with the entry's lock held."""
     tree = entry.dir / "rootfs"
+    if entry.is_complete() and not (tree / TREE_SENTINEL).is_file():
+        say(f"the lab tree in {entry.dir} is incomplete (deleted?): rebuilding it")
+        entry.stamp.unlink()
+        if tree.is_symlink() or tree.is_dir():
+            remove_tree(tree)
     if not entry.is_complete():
         # rootfs/ only ever appears by renaming a finished mmdebstrap tree, so it is whole;
         # everything else in an unstamped entry is redone.
         entry.dir.mkdir(parents=True, exist_ok=True)
         for stale in entry.dir.iterdir():
-            if stale.name != "rootfs":
+            if stale.name not in ("rootfs", "rootfs.log"):
                 remove_tree(stale)
         if not tree.is_dir():
-            say(f"building the lab tree (Debian {rootfs.packages.SUITE}, ~1-2 min) in {tree}")
+            say(f"building the lab tree (Debian {packages.SUITE}, ~1-2 min) in {tree}")
             start = time.monotonic()
             rootfs.build_rootfs(tree, say)
             say(f"lab tree built in {time.monotonic() - start:.0f} s")
@@ -149,8 +162,10 @@ def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
     if not initramfs.is_file():
         say("building the initramfs")
         write_atomic(initramfs, bootfiles.build_initramfs(tree, release, init_script))
+        # Other worktrees sharing the cache may boot other /init versions right now: only
+        # initramfs files nobody refreshed for a day are pruned.
         for old in entry.dir.glob("initramfs-*.cpio"):
-            if old != initramfs:
+            if old != initramfs and time.time() - old.stat().st_mtime > STALE_INITRAMFS_SECONDS:
                 old.unlink(missing_ok=True)
     loaded = _load(entry, init_script)
     assert loaded is not None
@@ -170,7 +185,15 @@ def ensure_assets(cache_dir: Path | None = None,
     assets = _load(entry, init_script)
     if assets is None:
         say = progress if progress is not None else (lambda _line: None)
-        with entry.lock():
+        lock = entry.lock()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            say(f"waiting for another process building the lab assets ({entry.lock_path})")
+            lock.acquire()
+        try:
             assets = _load(entry, init_script) or _build(entry, init_script, say)
+        finally:
+            lock.release()
     check_expectations(assets.manifest, assets.kernel_release)
     return assets

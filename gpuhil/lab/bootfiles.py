@@ -7,7 +7,6 @@ import gzip
 import lzma
 import struct
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -194,16 +193,12 @@ def extract_vmlinux(image: bytes) -> bytes:
 # initramfs (newc cpio)
 
 
-@dataclass
 class NewcWriter:
     """Accumulates an uncompressed newc cpio archive (what the kernel unpacks as initramfs)."""
 
-    _chunks: list[bytes]
-    _ino: int = 1
-
-    @classmethod
-    def new(cls) -> "NewcWriter":
-        return cls([])
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._ino = 1
 
     def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0),
                nlink: int = 1) -> None:
@@ -255,7 +250,7 @@ def initramfs_modules(root: Path, release: str) -> list[str]:
 
 def build_initramfs(root: Path, release: str, init_script: bytes) -> bytes:
     """The initramfs as newc cpio bytes (busybox, /modules/<name>.ko + /modules/order, /init)."""
-    archive = NewcWriter.new()
+    archive = NewcWriter()
     for d in ("bin", "dev", "proc", "sys", "modules"):
         archive.directory(d)
     archive.char_device("dev/console", 5, 1)

@@ -97,16 +97,8 @@ def remove_tree(path: Path) -> None:
     else:
         path.unlink()
     if path.exists():
-        raise RuntimeError(f"could not remove {path}")
+        raise AssetError(f"could not remove {path}")
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-__all__ = ["AssetError", "KeyedEntry", "cache_dir", "input_key", "remove_tree", "sha256_file", "write_atomic",
+__all__ = ["AssetError", "KeyedEntry", "cache_dir", "input_key", "remove_tree", "write_atomic",
            "STAMP_NAME"]

@@ -35,12 +35,13 @@ def extension_sources(project_root: Path) -> list[Path]:
 def inputs_digest(project_root: Path, assets_key: str) -> str:
     """Hash of everything the guest extensions are built from: _ext/**, setup.py, the tree."""
     h = hashlib.sha256(assets_key.encode())
-    files = [p for p in (project_root / "_ext").rglob("*") if p.is_file()]
+    ext = project_root / "_ext"
+    generated = {ext / f"{pyx.stem}{suffix}" for pyx in extension_sources(project_root)
+                 for suffix in (".c", ".cpp", ".html")}  # the host build's Cython output
+    files = [p for p in ext.rglob("*") if p.is_file() and p not in generated]
     files.append(project_root / "setup.py")
     for path in sorted(files):
         rel = path.relative_to(project_root).as_posix()
-        if rel.endswith((".c", ".cpp", ".html")) and rel.startswith("_ext/"):
-            continue  # the host build's generated output, not an input
         h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
     return h.hexdigest()
 

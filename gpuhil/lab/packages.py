@@ -53,14 +53,36 @@ def mirror() -> str:
     return os.environ.get("GPUHIL_DEBIAN_MIRROR", DEFAULT_MIRROR)
 
 
+#: The initramfs generator the kernel's postinst runs twice (for nothing: the lab makes its own
+#: initramfs); it is diverted to a no-op while packages install, which saves ~40 s.
+SILENCED_TOOLS: tuple[str, ...] = ("/usr/bin/dracut",)
+
+
+def essential_hook() -> str:
+    """The mmdebstrap essential hook (sh, target in $1): divert the initramfs generators."""
+    lines = ["set -e"]
+    for tool in SILENCED_TOOLS:
+        lines += [
+            f'chroot "$1" dpkg-divert --quiet --local --rename --divert {tool}.gpuhil-real --add {tool}',
+            f'mkdir -p "$1{tool.rsplit("/", 1)[0]}"',
+            f'printf \'#!/bin/sh\\nexit 0\\n\' > "$1{tool}"',
+            f'chmod 755 "$1{tool}"',
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def customize_hook() -> str:
-    """The mmdebstrap customize hook (sh, target in $1): slim the tree, then make mount points."""
+    """The mmdebstrap customize hook (sh, target in $1): undo the diversions, slim the tree,
+    then make the mount points."""
+    undivert = "".join(
+        f'rm -f "$1{tool}"\nchroot "$1" dpkg-divert --quiet --local --rename --remove {tool}\n'
+        for tool in SILENCED_TOOLS)
     trees = " ".join(TRIMMED_MODULE_TREES)
     keep = "|".join(f"{name}_*" for name in KEPT_VULKAN_ICDS)
     keep_libs = "|".join(f"libvulkan_{name}.so*" for name in KEPT_VULKAN_ICDS)
     points = " ".join(f'"$1{p}"' for p in MOUNT_POINTS)
     return f"""set -e
-for moddir in "$1"/usr/lib/modules/*; do
+{undivert}for moddir in "$1"/usr/lib/modules/*; do
   rel=${{moddir##*/}}
   for t in {trees}; do rm -rf "$moddir/kernel/$t"; done
   chroot "$1" depmod -a "$rel"
@@ -88,6 +110,7 @@ def mmdebstrap_argv(target: str, *extra: str) -> list[str]:
         *(f"--aptopt={o}" for o in APT_OPTIONS),
         *(f"--dpkgopt={o}" for o in DPKG_OPTIONS),
         "--include=" + ",".join(PACKAGES),
+        "--essential-hook=" + essential_hook(),
         "--customize-hook=" + customize_hook(),
         SUITE, target, mirror(),
     ]

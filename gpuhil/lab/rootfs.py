@@ -10,7 +10,7 @@ from gpuhil.lab import packages
 from gpuhil.lab.cache import AssetError, remove_tree
 
 #: Bump when the way the tree is built changes in a way the package list does not show.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 
 
 class RootfsBuildError(AssetError):
@@ -27,11 +27,17 @@ def build_inputs() -> dict[str, object]:
     }
 
 
+#: mmdebstrap --verbose lines worth showing as progress (the rest only go to the log).
+PROGRESS_PREFIXES = ("I: ", "W: ", "E: ", "Setting up ", "Fetched ", "Need to get ")
+
+
 def build_rootfs(dest: Path, progress: Callable[[str], None] | None = None) -> None:
     """Build the tree into ``dest`` (which must not exist) via ``dest.partial`` + rename.
 
-    mmdebstrap runs in a private mount namespace so no mount it makes can outlive it; on
-    failure the partial tree is removed and :class:`RootfsBuildError` is raised.
+    mmdebstrap runs in a private mount namespace so no mount it makes can outlive it.  Its
+    whole output goes to ``dest.log`` (``<dest>.log`` beside the tree) and the milestone lines
+    to ``progress``.  On failure the partial tree is removed and :class:`RootfsBuildError`
+    is raised with the tail of the output.
     """
     if dest.exists():
         raise FileExistsError(dest)
@@ -39,20 +45,24 @@ def build_rootfs(dest: Path, progress: Callable[[str], None] | None = None) -> N
     remove_tree(partial)
     argv = ["unshare", "--mount", "--propagation", "private", "--",
             *packages.mmdebstrap_argv(str(partial), "--verbose")]
+    log_path = dest.with_name(dest.name + ".log")
     tail: collections.deque[str] = collections.deque(maxlen=40)
     try:
-        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, text=True, errors="replace") as proc:
+        with open(log_path, "w") as log, subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                text=True, errors="replace") as proc:
             assert proc.stdout is not None
             for line in proc.stdout:
+                log.write(line)
                 line = line.rstrip("\n")
                 tail.append(line)
-                if progress is not None:
+                if progress is not None and line.startswith(PROGRESS_PREFIXES):
                     progress(line)
             rc = proc.wait()
         if rc != 0:
             raise RootfsBuildError(
-                f"mmdebstrap exited with status {rc} building {dest}:\n" + "\n".join(tail))
+                f"mmdebstrap exited with status {rc} building {dest} (full log: {log_path}):\n"
+                + "\n".join(tail))
         partial.rename(dest)
     except BaseException:
         remove_tree(partial)
