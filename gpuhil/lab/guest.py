@@ -27,7 +27,8 @@ from gpuhil import agent
 from gpuhil.lab import accel as accel_mod
 from gpuhil.lab.agent_client import AgentClient
 from gpuhil.lab.errors import (
-    AgentError, BootTimeout, GuestBootError, GuestDied, GuestError, GuestPanic, QemuLaunchError,
+    AgentError, BootTimeout, GuestBootError, GuestDied, GuestError, GuestPanic, LabError,
+    QemuLaunchError,
 )
 from gpuhil.lab.qemu import QemuProcess
 from gpuhil.lab.spec import Accel, GuestSpec, Placement, qemu_argv, smoke_argv
@@ -77,7 +78,7 @@ class LabSetup:
             missing = [v for v in ("GPUHIL_KERNEL", "GPUHIL_INITRAMFS", "GPUHIL_GUEST_ROOT")
                        if not env.get(v)]
             if missing:
-                raise GuestError(f"GPUHIL_QEMU is set, so {', '.join(missing)} must be set too")
+                raise LabError(f"GPUHIL_QEMU is set, so {', '.join(missing)} must be set too")
             return cls(qemu=env["GPUHIL_QEMU"], kernel=Path(env["GPUHIL_KERNEL"]),
                        initramfs=Path(env["GPUHIL_INITRAMFS"]),
                        guest_root=Path(env["GPUHIL_GUEST_ROOT"]), chroot=None)
