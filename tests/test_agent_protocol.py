@@ -177,3 +177,11 @@ def test_check_alive_is_raised_while_waiting():
         c.hello()
     c.close()
     guest_sock.close()
+
+
+def keyword_named_func(*, func, self):
+    return (func, self)
+
+
+def test_payload_keywords_named_like_call_parameters(client):
+    assert client.call(keyword_named_func, func=1, self=2) == (1, 2)

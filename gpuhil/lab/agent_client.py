@@ -117,7 +117,7 @@ class AgentClient:
         """The handshake: returns what the agent reports about itself."""
         return self.request(agent.Hello(), timeout)
 
-    def call(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, func: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Run ``func(*args, **kwargs)`` in the guest and return its result."""
         return self.request(agent.Call(target_name(func), args, kwargs))
 

@@ -358,7 +358,7 @@ class Guest:
             raise GuestDied("the guest is not running (closed, or it died earlier)")
         return self._client
 
-    def _do(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _do(self, method: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
         except AgentError as exc:
@@ -369,7 +369,7 @@ class Guest:
             self.close()
             raise
 
-    def call(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, func: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         """Run a module-level function (or ``"module:qualname"``) in the guest; return its result."""
         return self._do(self._agent().call, func, *args, **kwargs)
 
