@@ -21,6 +21,9 @@ from multiprocessing.connection import Connection
 #: Bumped whenever a message changes shape; the handshake refuses a mismatch.
 PROTOCOL = 1
 PORT_NAME = "gpuhil.agent"
+#: Created by stage2.sh once /run, /tmp, /dev/pts and /dev/shm are mounted; the agent starts in
+#: parallel with those mounts and waits for it before serving.
+MOUNTED = "/run/gpuhil-mounted"
 KMSG_MARK_PREFIX = "gpuhil-mark:"
 
 
@@ -267,8 +270,17 @@ def find_port(name: str = PORT_NAME, sysfs: str = "/sys/class/virtio-ports") -> 
     raise FileNotFoundError(f"no virtio-serial port named {name!r} in {sysfs}")
 
 
+def _wait_for(path: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout:g} s")
+        time.sleep(0.005)
+
+
 def main() -> int:
     """Serve the host over the agent port until it says stop or disconnects."""
+    _wait_for(MOUNTED, 30)
     deadline = time.monotonic() + 10
     while True:
         try:

@@ -332,7 +332,7 @@ class Guest:
             if fatal is not None:
                 return GuestBootError(f"guest init failed: {fatal.line}", tail, stderr)
             if not tail.strip() and status is not None and status > 0:
-                return QemuLaunchError(f"QEMU exited before the guest started", status,
+                return QemuLaunchError("QEMU exited before the guest started", status,
                                        process.argv, stderr)
             return GuestBootError(f"{what} before the agent answered", tail, stderr)
         return GuestDied(f"{what} during {during}", tail, stderr)
