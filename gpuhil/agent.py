@@ -5,8 +5,9 @@ port's file descriptor (length-prefixed messages); each message is one pickled r
 :class:`Reply`.  The requests are the dataclasses below: call a project function
 (``module:qualname``) with arguments, run a setup command, mark or read the kernel log, stop.
 
-Run in the guest as ``python3 -m gpuhil.agent`` (``gpuhil/lab/guest/stage2.sh`` does it); the host
-side is :class:`gpuhil.lab.agent_client.AgentClient`.  :func:`serve` is transport-agnostic, so the
+``gpuhil/lab/guest/stage2.sh`` runs :func:`main` in the guest (``python3 -m gpuhil.agent`` works
+too); the host side is :class:`gpuhil.lab.agent_client.AgentClient`.  Only the stdlib and this
+module are imported before the handshake: the agent's import time is part of every boot.  :func:`serve` is transport-agnostic, so the
 protocol is also exercised on the host over a socketpair.
 """
 from __future__ import annotations
