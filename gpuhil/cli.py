@@ -1,0 +1,221 @@
+"""The ``gpuhil`` command: ``gpuhil lab build|boot|run|info``.
+
+``lab build`` builds (or finds) the lab's assets and the guest's extensions, with progress.
+``lab boot`` boots a guest with a shell on the serial console, attached to this terminal
+(Ctrl-] ends it).  ``lab run MODULE:FUNC [ARG...]`` boots a guest, calls the function there and
+prints its result.  ``lab info`` shows the stack's versions, the accelerator and the cache.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import select
+import signal
+import sys
+import termios
+import time
+import tty
+from typing import Any, Sequence
+
+from gpuhil.lab.spec import VENUS_GPU, VIRGL_GPU, Edu, GpuSpec, GuestSpec, Iommu, Ivshmem
+
+GPUS: dict[str, GpuSpec | None] = {"venus": VENUS_GPU, "virgl": VIRGL_GPU, "none": None}
+VFIO = {"vtd": Iommu.INTEL, "virtio-iommu": Iommu.VIRTIO}
+ESCAPE = b"\x1d"  # Ctrl-]
+
+
+class _Progress:
+    """Prints long steps with the time elapsed since the command started."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, line: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+
+def _spec(args: argparse.Namespace, kernel_args: Sequence[str] = ()) -> GuestSpec:
+    iommu = VFIO[args.vfio] if args.vfio else None
+    devices = (Ivshmem(), Edu()) if iommu else ()
+    return GuestSpec(gpu=GPUS[args.gpu], iommu=iommu, devices=devices, cpus=args.cpus,
+                     memory_mib=args.memory, kernel_args=tuple(kernel_args))
+
+
+def _setup(progress: _Progress):
+    from gpuhil.lab.guest import LabSetup
+
+    return LabSetup.default(progress=progress)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    progress = _Progress()
+    setup = _setup(progress)
+    progress("lab ready")
+    if setup.assets is not None:
+        print(setup.assets.manifest.summary())
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from gpuhil.lab import accel
+    from gpuhil.lab.cache import cache_dir
+
+    progress = _Progress()
+    setup = _setup(progress)
+    choice = accel.probe(cache_dir() / "accel.json")
+    print(f"{'cache:':<16}{cache_dir()}")
+    if setup.assets is not None:
+        m = setup.assets.manifest
+        print(f"{'assets:':<16}{setup.assets.root.parent} (key {setup.assets.key})")
+        for name, version in (("QEMU", m.qemu), ("virglrenderer", m.virglrenderer),
+                              ("Mesa", m.mesa), ("kernel", f"{m.kernel} ({setup.assets.kernel_release})"),
+                              ("Python", m.python), ("linux-libc-dev", m.linux_libc_dev)):
+            print(f"{name + ':':<16}{version}")
+    else:
+        print(f"QEMU:        {setup.qemu} (lab machine)\nkernel:      {setup.kernel}")
+    print(f"{'accelerator:':<16}{choice.accel.value} ({choice.reason})")
+    return 0
+
+
+def _boot(args: argparse.Namespace, progress: _Progress, kernel_args: Sequence[str] = (),
+          echo: Any = None):
+    from gpuhil.lab.guest import Guest
+
+    setup = _setup(progress)
+    spec = _spec(args, kernel_args)
+    progress(f"booting: {' '.join(a for a in (spec.gpu.device_arg() if spec.gpu else 'no GPU', spec.iommu and spec.iommu.value) if a)}")
+    guest = Guest(spec, setup=setup, boot_timeout=args.timeout, console_echo=echo, name="cli")
+    guest.start()
+    progress(f"agent ready after {guest.boot_seconds:.1f} s ({guest.accel.accel.value}: "
+             f"{guest.accel.reason}; guest Python {guest.info.python}, kernel {guest.info.kernel})")
+    return guest
+
+
+def _load_gpu_driver(guest: Any, progress: _Progress) -> None:
+    guest.run(["modprobe", "virtio_gpu"], check=True)
+    guest.run(["sh", "-c", "i=0; while [ ! -e /dev/dri/renderD128 ] && [ $i -lt 600 ]; do "
+               "i=$((i+1)); sleep 0.05; done; test -e /dev/dri/renderD128"], check=True)
+    progress("virtio_gpu loaded, /dev/dri/renderD128 present")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    progress = _Progress()
+    guest = _boot(args, progress)
+    try:
+        if args.gpu != "none":
+            _load_gpu_driver(guest, progress)
+        try:
+            result = guest.call(args.target, *[_parse_value(a) for a in args.args])
+        except Exception as exc:
+            traceback_text = getattr(exc, "guest_traceback", None)
+            if traceback_text:
+                print(traceback_text, end="", file=sys.stderr)
+            else:
+                print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        print(repr(result))
+        return 0
+    finally:
+        guest.close()
+
+
+def cmd_boot(args: argparse.Namespace) -> int:
+    progress = _Progress()
+    out = sys.stdout.buffer
+
+    def echo(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    guest = _boot(args, progress, kernel_args=("gpuhil.shell=1",), echo=echo)
+    if args.gpu != "none":
+        _load_gpu_driver(guest, progress)
+    progress("console attached; Ctrl-] ends the guest")
+    stdin = sys.stdin.fileno()
+    saved = termios.tcgetattr(stdin) if os.isatty(stdin) else None
+    try:
+        if saved is not None:
+            tty.setraw(stdin)
+        watched = [stdin]
+        while guest.process.poll() is None:
+            ready, _, _ = select.select(watched, [], [], 0.2)
+            if not ready:
+                continue
+            data = os.read(stdin, 1024)
+            if ESCAPE in data:
+                break
+            if not data:  # stdin ended (not a terminal): wait for the guest to power off
+                watched = []
+                continue
+            guest.process.console.send(data)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
+        guest.close()
+    print(file=sys.stderr)
+    progress(f"guest ended ({guest.process.status()})")
+    return 0
+
+
+def _add_guest_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gpu", choices=sorted(GPUS), default="venus",
+                        help="venus: virtio-gpu-gl-pci,blob=on,hostmem=256M,venus=on (default); "
+                             "virgl: virtio-gpu-gl-pci; none: no GPU")
+    parser.add_argument("--vfio", choices=sorted(VFIO),
+                        help="add an emulated IOMMU plus ivshmem-plain and edu for VFIO work")
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--memory", type=int, default=2048, help="guest memory in MiB")
+    parser.add_argument("--timeout", type=float, default=180.0, help="boot timeout in seconds")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gpuhil`` command."""
+    top = argparse.ArgumentParser(prog="gpuhil", description=__doc__.split("\n\n")[0])
+    sub = top.add_subparsers(dest="area", required=True)
+    lab = sub.add_parser("lab", help="the virtual GPU lab (QEMU guests)")
+    cmds = lab.add_subparsers(dest="command", required=True)
+    cmds.add_parser("build", help="build the lab's assets and the guest's extensions").set_defaults(func=cmd_build)
+    cmds.add_parser("info", help="versions, accelerator and cache").set_defaults(func=cmd_info)
+    boot = cmds.add_parser("boot", help="boot a guest with its console on this terminal")
+    _add_guest_options(boot)
+    boot.set_defaults(func=cmd_boot)
+    run = cmds.add_parser("run", help="boot a guest, call MODULE:FUNC there, print the result")
+    _add_guest_options(run)
+    run.add_argument("target", metavar="MODULE:FUNC")
+    run.add_argument("args", nargs="*", metavar="ARG", help="arguments (Python literals, else strings)")
+    run.set_defaults(func=cmd_run)
+    return top
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gpuhil`` command."""
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)  # so that teardown runs on SIGTERM too
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from gpuhil.errors import GpuhilError
+
+        if isinstance(exc, GpuhilError) or type(exc).__name__ in ("AssetError", "GuestBuildError"):
+            print(f"gpuhil: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
