@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 #: errnos that mean "this kernel/device does not have it" rather than "you called it wrong".
 UNSUPPORTED_ERRNOS = frozenset({_errno.ENOTTY, _errno.EOPNOTSUPP, _errno.ENOSYS})
@@ -23,7 +23,7 @@ class ClosedError(GpuhilError, ValueError):
     """An operation was attempted on an object that was already closed."""
 
 
-def _format_args(args: Mapping[str, Any]) -> str:
+def _format_args(args: Mapping[str, object]) -> str:
     parts = []
     for key, value in args.items():
         if isinstance(value, int) and not isinstance(value, bool) and (value > 0xFFFF):
@@ -36,7 +36,7 @@ def _format_args(args: Mapping[str, Any]) -> str:
 class IoctlError(GpuhilError, OSError):
     """A kernel call failed: carries ``op``, ``args`` (name -> value) and ``errno``."""
 
-    def __init__(self, op: str, args: Mapping[str, Any] | None, err: int, detail: str = "") -> None:
+    def __init__(self, op: str, args: Mapping[str, object] | None, err: int, detail: str = "") -> None:
         self.op = op
         self.args_ = dict(args or {})
         name = _errno.errorcode.get(err, f"errno {err}")
@@ -57,7 +57,7 @@ class Unsupported(IoctlError):
     """The kernel or device does not implement the operation (ENOTTY, EOPNOTSUPP, unknown param)."""
 
 
-def ioctl_error(op: str, args: Mapping[str, Any] | None, err: int, detail: str = "",
+def ioctl_error(op: str, args: Mapping[str, object] | None, err: int, detail: str = "",
                 unsupported: frozenset[int] = UNSUPPORTED_ERRNOS) -> IoctlError:
     """Build the right exception for a failed kernel call (``Unsupported`` for ENOTTY & co)."""
     cls = Unsupported if err in unsupported else IoctlError
