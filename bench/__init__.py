@@ -1,7 +1,8 @@
 """gpuhil benchmarks: ratios against plain Python and against C, never timed tests.
 
-Each ``bench/bench_<name>.py`` has ``main() -> list[Result]``; ``python -m bench [name ...]``
-runs them all (or the named ones) and prints every ratio.  Timing helpers live here so the
+Each ``bench/bench_<name>.py`` has ``main()`` returning ``list[Result]`` (or an exit code
+when it prints its own report); ``python -m bench [name ...]`` runs them all (or the named
+ones) and prints every ratio.  Timing helpers live here so the
 benches measure the same way.
 """
 from __future__ import annotations

@@ -14,18 +14,20 @@ from gpuhil.virtgpu import find_render_nodes
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run locally if a render node exists, print the ratios; else explain and skip."""
-    if not find_render_nodes():
-        try:
-            built = ioctl_payload.build_reference(ioctl_payload.PREBUILT, static=True)
-        except Exception as exc:                       # a missing static libc is not fatal
-            built = None
-            print(f"bench_ioctl: could not prebuild the static C reference: {exc}")
-        print("bench_ioctl: skipped: no render node on this machine; run it in a lab guest with "
-              "guest.call(bench.ioctl_payload.run) and print result.report()"
-              + (f" (static C reference prebuilt at {built})" if built else ""))
-        return 0
-    result = ioctl_payload.run()
+    """Run where a render node exists; otherwise boot a lab guest with a 3-D virtio-gpu and
+    run the payload there.  Prints the ratios."""
+    if find_render_nodes():
+        result = ioctl_payload.run()
+    else:
+        from gpuhil.lab.guest import Guest, LabSetup
+        from gpuhil.lab.spec import VENUS_GPU, GuestSpec
+
+        print("bench_ioctl: no render node here; booting a lab guest (virtio-gpu-gl, venus)",
+              flush=True)
+        setup = LabSetup.default(progress=lambda line: print(f"  {line}", file=sys.stderr))
+        with Guest(GuestSpec(gpu=VENUS_GPU), setup=setup, boot_timeout=300) as guest:
+            guest.run(["modprobe", "virtio_gpu"], check=True, timeout=60)
+            result = guest.call(ioctl_payload.run_when_ready)
     print(f"bench_ioctl on {result.node} (C reference: {result.c_binary or 'unavailable'})")
     print(result.report())
     return 0

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm-only", action="store_true", help="skip the cold build")
     parser.add_argument("--keep", action="store_true", help="keep the cold build's cache dir")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv if argv is not None else [])
     cold = None
     if not args.warm_only:
         if os.geteuid() != 0:

@@ -240,3 +240,15 @@ def run(getparam_iterations: int = 10_000, blob_iterations: int = 40, rounds: in
         rounds=rounds * sets,
         c_binary=str(binary) if binary else None,
     )
+
+
+def run_when_ready(timeout: float = 30.0) -> IoctlBench:
+    """:func:`run` once a virtio_gpu render node has appeared (after ``modprobe virtio_gpu``)."""
+    deadline = time.monotonic() + timeout
+    from gpuhil.virtgpu import find_render_nodes
+
+    while not find_render_nodes():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no virtio_gpu render node within {timeout:g} s")
+        time.sleep(0.05)
+    return run()
