@@ -26,7 +26,9 @@ def header_version(include_dir: Path) -> tuple[int, int, int]:
 def _lab_trees() -> list[Path]:
     from gpuhil.lab.cache import cache_dir  # the lab's cache layout
 
-    return sorted((cache_dir() / "lab").glob("*/rootfs/usr/include"), key=lambda p: p.stat().st_mtime, reverse=True)
+    complete = [stamp.parent for stamp in (cache_dir() / "lab").glob("*/.complete")]
+    return [tree / "rootfs" / "usr" / "include"
+            for tree in sorted(complete, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
 def _download() -> Path:
