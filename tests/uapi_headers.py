@@ -1,7 +1,9 @@
 """Locates the newest kernel uapi headers (linux-libc-dev 7.2) that tests/test_abi.py compiles against.
 
-The lab tree carries them; without a built lab the package is downloaded from Debian sid into
-build/uapi/ with a private apt configuration, leaving the machine's apt state untouched.
+The lab tree carries them; without a built lab, linux-libc-dev and the libc6-dev that goes
+with it (glibc's own constants such as F_SEAL_EXEC track the kernel's) are downloaded from
+Debian sid into build/uapi/ with a private apt configuration, leaving the machine's apt state
+untouched.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "uapi"
 WANTED_MAJOR_MINOR = (7, 2)
+PACKAGES = ("linux-libc-dev", "libc6-dev")
 SID_SOURCE = "deb [trusted=yes] http://deb.debian.org/debian sid main\n"
 
 
@@ -46,14 +49,15 @@ def _download() -> Path:
         "-oAcquire::Check-Valid-Until=false", "-oAPT::Sandbox::User=root",
     ]
     subprocess.run(["apt-get", *opts, "-q", "update"], check=True, capture_output=True)
-    subprocess.run(["apt-get", *opts, "-q", "download", "linux-libc-dev"], check=True,
+    subprocess.run(["apt-get", *opts, "-q", "download", *PACKAGES], check=True,
                    capture_output=True, cwd=BUILD)
-    debs = sorted(BUILD.glob("linux-libc-dev_*.deb"))
-    if not debs:
-        raise RuntimeError("apt-get download linux-libc-dev from sid produced no .deb")
     tmp = BUILD / "root.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
+    for package in PACKAGES:
+        debs = sorted(BUILD.glob(f"{package}_*.deb"))
+        if not debs:
+            raise RuntimeError(f"apt-get download {package} from sid produced no .deb")
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return include
