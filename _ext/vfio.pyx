@@ -1,5 +1,5 @@
 # cython: freethreading_compatible=False
-"""gpuhil._vfio: the VFIO and iommufd ioctls, capability-chain decoding and memory mappings.
+"""gpuhil._vfio: the VFIO and iommufd ioctls and capability-chain decoding.
 
 Thin, exact wrappers: every function takes file descriptors and integers, fills the kernel
 struct, and either returns the kernel's answer as plain values or raises an
@@ -7,23 +7,15 @@ struct, and either returns the kernel's answer as plain values or raises an
 objects (Container, Group, Device, ...) live in :mod:`gpuhil.vfio`.
 """
 from libc.errno cimport errno, EMSGSIZE
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memset
-from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
 
 from vfio cimport *
 
 import enum
 
-from gpuhil.errors import ClosedError, ioctl_error
-
-cdef extern from "sys/mman.h" nogil:
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long off)
-    int munmap(void *addr, size_t length)
-    int mlock(const void *addr, size_t length)
-    void *MAP_FAILED
-    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS
+from gpuhil.errors import ioctl_error
 
 cdef extern from *:
     """
@@ -841,194 +833,3 @@ def ioas_unmap(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length) ->
         ret = ioctl(iommufd, IOMMU_IOAS_UNMAP, &u)
     _check(ret, "IOMMU_IOAS_UNMAP", {"ioas": ioas_id, "iova": iova, "length": length})
     return u.length
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory mappings
-# ---------------------------------------------------------------------------------------------
-
-cdef class Mapping:
-    """A memory mapping (a device region mmap, or anonymous DMA memory) with typed accesses.
-
-    ``read8/16/32/64`` and ``write8/16/32/64`` are single, naturally aligned volatile
-    accesses, as MMIO registers need.  The object supports the buffer protocol
-    (``memoryview(m)``); it cannot be closed while such views exist.
-    """
-    cdef char *_addr
-    cdef size_t _length
-    cdef int _exports
-    cdef bint _writable
-    cdef readonly str label
-
-    def __cinit__(self):
-        self._addr = NULL
-        self._writable = False
-        self._length = 0
-        self._exports = 0
-        self.label = ""
-
-    def __init__(self):
-        raise TypeError("use Mapping.of_fd() or Mapping.anonymous()")
-
-    @staticmethod
-    def of_fd(int fd, uint64_t offset, size_t length, bint writable=True, str label="") -> Mapping:
-        """``mmap(MAP_SHARED)`` of ``length`` bytes of ``fd`` at ``offset``."""
-        cdef int prot = PROT_READ | (PROT_WRITE if writable else 0)
-        cdef void *addr
-        cdef int err = 0
-        with nogil:
-            addr = mmap(NULL, length, prot, MAP_SHARED, fd, <long>offset)
-            if addr == MAP_FAILED:
-                err = errno
-        if addr == MAP_FAILED:
-            raise ioctl_error("MMAP", {"region": label or fd, "offset": offset, "length": length}, err)
-        return Mapping._wrap(addr, length, writable, label or f"fd {fd}")
-
-    @staticmethod
-    def anonymous(size_t length, bint lock=True, str label="") -> Mapping:
-        """Private anonymous memory of ``length`` bytes, locked in RAM when ``lock`` (for DMA)."""
-        cdef void *addr
-        cdef int err = 0
-        cdef bint lock_failed = False
-        with nogil:
-            addr = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            if addr == MAP_FAILED:
-                err = errno
-            elif lock and mlock(addr, length) != 0:
-                err = errno
-                lock_failed = True
-                munmap(addr, length)
-        if lock_failed:
-            raise ioctl_error("MLOCK", {"length": length}, err)
-        if addr == MAP_FAILED:
-            raise ioctl_error("MMAP", {"anonymous": True, "length": length}, err)
-        return Mapping._wrap(addr, length, True, label or "anonymous")
-
-    @staticmethod
-    cdef Mapping _wrap(void *addr, size_t length, bint writable, str label):
-        cdef Mapping m = Mapping.__new__(Mapping)
-        m._addr = <char *>addr
-        m._length = length
-        m._writable = writable
-        m.label = label
-        return m
-
-    cdef inline char *_at(self, size_t offset, size_t width) except NULL:
-        if self._addr == NULL:
-            raise ClosedError(f"mapping {self.label} is closed")
-        if offset > self._length or self._length - offset < width:
-            raise IndexError(f"{width}-byte access at {offset:#x} is outside the {self._length:#x}-byte mapping")
-        if width > 1 and offset % width:
-            raise ValueError(f"{width}-byte access at {offset:#x} is not naturally aligned")
-        return self._addr + offset
-
-    cdef inline char *_at_w(self, size_t offset, size_t width) except NULL:
-        cdef char *p = self._at(offset, width)
-        if not self._writable:
-            raise TypeError(f"mapping {self.label} is read-only")
-        return p
-
-    @property
-    def address(self) -> int:
-        """The mapping's process virtual address."""
-        self._at(0, 0)
-        return <size_t>self._addr
-
-    @property
-    def writable(self) -> bool:
-        """Whether the pages are mapped writable (stores on a read-only mapping raise TypeError)."""
-        return self._writable
-
-    @property
-    def length(self) -> int:
-        """Its size in bytes."""
-        return self._length
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` ran."""
-        return self._addr == NULL
-
-    def __len__(self) -> int:
-        return self._length
-
-    def read8(self, size_t offset) -> int:
-        """One 8-bit load."""
-        return gpuhil_mmio_read8(self._at(offset, 1))
-
-    def read16(self, size_t offset) -> int:
-        """One 16-bit load (little-endian host)."""
-        return gpuhil_mmio_read16(self._at(offset, 2))
-
-    def read32(self, size_t offset) -> int:
-        """One 32-bit load."""
-        return gpuhil_mmio_read32(self._at(offset, 4))
-
-    def read64(self, size_t offset) -> int:
-        """One 64-bit load."""
-        return gpuhil_mmio_read64(self._at(offset, 8))
-
-    def write8(self, size_t offset, uint8_t value) -> None:
-        """One 8-bit store."""
-        gpuhil_mmio_write8(self._at_w(offset, 1), value)
-
-    def write16(self, size_t offset, uint16_t value) -> None:
-        """One 16-bit store."""
-        gpuhil_mmio_write16(self._at_w(offset, 2), value)
-
-    def write32(self, size_t offset, uint32_t value) -> None:
-        """One 32-bit store."""
-        gpuhil_mmio_write32(self._at_w(offset, 4), value)
-
-    def write64(self, size_t offset, uint64_t value) -> None:
-        """One 64-bit store."""
-        gpuhil_mmio_write64(self._at_w(offset, 8), value)
-
-    def read(self, size_t offset, size_t length) -> bytes:
-        """``length`` bytes from ``offset`` (a plain copy: use on memory, not registers)."""
-        cdef char *p = self._at(offset, 1) if length else self._at(offset, 0)
-        if self._length - offset < length:
-            raise IndexError(f"{length}-byte read at {offset:#x} is outside the {self._length:#x}-byte mapping")
-        return p[:length]
-
-    def write(self, size_t offset, const unsigned char[:] data) -> None:
-        """Copies ``data`` to ``offset``."""
-        cdef size_t n = data.shape[0]
-        cdef char *p = self._at_w(offset, 0)
-        if self._length - offset < n:
-            raise IndexError(f"{n}-byte write at {offset:#x} is outside the {self._length:#x}-byte mapping")
-        if n:
-            memcpy(p, &data[0], n)
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        self._at(0, 0)
-        PyBuffer_FillInfo(view, self, self._addr, self._length, not self._writable, flags)
-        self._exports += 1
-
-    def __releasebuffer__(self, Py_buffer *view):
-        self._exports -= 1
-
-    def close(self) -> None:
-        """munmap; harmless when already closed.  BufferError while memoryviews are alive."""
-        if self._addr == NULL:
-            return
-        if self._exports:
-            raise BufferError(f"mapping {self.label} has {self._exports} exported buffer(s)")
-        munmap(self._addr, self._length)
-        self._addr = NULL
-
-    def __enter__(self) -> Mapping:
-        self._at(0, 0)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __dealloc__(self):
-        if self._addr != NULL:
-            munmap(self._addr, self._length)
-            self._addr = NULL
-
-    def __repr__(self) -> str:
-        state = "closed" if self._addr == NULL else f"at {<size_t>self._addr:#x}"
-        return f"<Mapping {self.label} {self._length:#x} bytes {state}>"

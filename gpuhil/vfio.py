@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Iterable
 
 from gpuhil import _vfio
+from gpuhil._mapping import Mapping
 from gpuhil._vfio import (
     ABI, DeviceFlag, DmaFlag, Extension, Feature, FeatureOp, GroupFlag, IoasMapFlag,
-    IommuInfoFlag, IrqFlag, IrqIndex, Mapping, RegionCap, RegionFlag, RegionIndex, RegionType,
+    IommuInfoFlag, IrqFlag, IrqIndex, RegionCap, RegionFlag, RegionIndex, RegionType,
 )
 from gpuhil.dmabuf import DmaBuf
 from gpuhil.errors import ClosedError, IoctlError, Unsupported, ioctl_error
@@ -562,8 +563,9 @@ class Device(_FdOwner):
             length = info.size - offset
         if writable is None:
             writable = info.writable
-        mapping = Mapping.of_fd(self.fd, info.offset + offset, length, writable,
-                                info.name if not offset else f"{info.name}+{offset:#x}")
+        label = info.name if not offset else f"{info.name}+{offset:#x}"
+        mapping = Mapping.map(self.fd, length, info.offset + offset, writable, "MMAP",
+                              {"region": label}, label)
         self._mappings.append(mapping)
         return mapping
 
