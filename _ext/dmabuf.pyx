@@ -13,26 +13,13 @@ from libc.stdlib cimport malloc, free
 from posix.ioctl cimport ioctl
 
 from dma_buf cimport *
+from kernel cimport abi_table, gpuhil_abi_entry, gpuhil_ioctl
 
 from gpuhil.errors import ioctl_error
 
 cdef extern from *:
     """
-    #include <errno.h>
-    #include <sys/ioctl.h>
-    /* ioctl() restarted on EINTR/EAGAIN (as libdrm does); returns the result or -errno. */
-    static int gpuhil_dmabuf_ioctl(int fd, unsigned long request, void *arg) {
-        int r;
-        do {
-            r = ioctl(fd, request, arg);
-        } while (r == -1 && (errno == EINTR || errno == EAGAIN));
-        return r == -1 ? -errno : r;
-    }
-    typedef struct { const char *name; unsigned long long value; } gpuhil_dmabuf_abi_entry;
-    #define GPUHIL_S(T) {"sizeof(" #T ")", sizeof(T)}
-    #define GPUHIL_O(T, f) {"offsetof(" #T ", " #f ")", offsetof(T, f)}
-    #define GPUHIL_C(x) {#x, (unsigned long long)(x)}
-    static const gpuhil_dmabuf_abi_entry gpuhil_dmabuf_abi[] = {
+    static const gpuhil_abi_entry gpuhil_dmabuf_abi[] = {
         GPUHIL_S(struct dma_buf_sync),
         GPUHIL_O(struct dma_buf_sync, flags),
         GPUHIL_S(struct dma_buf_export_sync_file),
@@ -84,24 +71,11 @@ cdef extern from *:
         {NULL, 0}
     };
     """
-    int gpuhil_dmabuf_ioctl(int fd, unsigned long request, void *arg) nogil
-    ctypedef struct gpuhil_dmabuf_abi_entry:
-        const char *name
-        unsigned long long value
-    const gpuhil_dmabuf_abi_entry gpuhil_dmabuf_abi[]
-
-
-cdef dict _abi():
-    cdef dict table = {}
-    cdef int i = 0
-    while gpuhil_dmabuf_abi[i].name != NULL:
-        table[gpuhil_dmabuf_abi[i].name.decode()] = gpuhil_dmabuf_abi[i].value
-        i += 1
-    return table
+    const gpuhil_abi_entry gpuhil_dmabuf_abi[]
 
 
 #: C expression (canonical Linux 7.2 uapi names) -> value this module was compiled with.
-ABI = _abi()
+ABI = abi_table(gpuhil_dmabuf_abi)
 
 
 class SyncFlag(enum.IntFlag):
@@ -174,7 +148,7 @@ def buf_sync(int fd, uint64_t flags) -> None:
     cdef int r
     arg.flags = flags
     with nogil:
-        r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_IOCTL_SYNC, &arg)
+        r = gpuhil_ioctl(fd, DMA_BUF_IOCTL_SYNC, &arg)
     if r < 0:
         _fail("DMA_BUF_IOCTL_SYNC", {"fd": fd, "flags": sync_flag_names(flags)}, -r)
 
@@ -186,7 +160,7 @@ def export_sync_file(int fd, uint32_t flags) -> int:
     arg.flags = flags
     arg.fd = -1
     with nogil:
-        r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &arg)
+        r = gpuhil_ioctl(fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &arg)
     if r < 0:
         _fail("DMA_BUF_IOCTL_EXPORT_SYNC_FILE",
               {"fd": fd, "flags": flag_names(flags, SyncFlag)}, -r)
@@ -200,7 +174,7 @@ def import_sync_file(int fd, uint32_t flags, int sync_fd) -> None:
     arg.flags = flags
     arg.fd = sync_fd
     with nogil:
-        r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &arg)
+        r = gpuhil_ioctl(fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &arg)
     if r < 0:
         _fail("DMA_BUF_IOCTL_IMPORT_SYNC_FILE",
               {"fd": fd, "flags": flag_names(flags, SyncFlag), "sync_fd": sync_fd}, -r)
@@ -209,7 +183,7 @@ def import_sync_file(int fd, uint32_t flags, int sync_fd) -> None:
 def set_name(int fd, bytes name) -> None:
     """DMA_BUF_SET_NAME: label the buffer (shown as ``name`` in fdinfo)."""
     cdef const char *p = name
-    cdef int r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_SET_NAME, <void *>p)
+    cdef int r = gpuhil_ioctl(fd, DMA_BUF_SET_NAME, <void *>p)
     if r < 0:
         _fail("DMA_BUF_SET_NAME", {"fd": fd, "name": name.decode(errors="replace")}, -r)
 
@@ -254,7 +228,7 @@ def create_udmabuf(int dev_fd, int memfd, uint64_t offset, uint64_t size, uint32
     arg.offset = offset
     arg.size = size
     with nogil:
-        r = gpuhil_dmabuf_ioctl(dev_fd, UDMABUF_CREATE, &arg)
+        r = gpuhil_ioctl(dev_fd, UDMABUF_CREATE, &arg)
     if r < 0:
         _fail("UDMABUF_CREATE", {"memfd": memfd, "offset": offset, "size": size,
                                  "flags": "CLOEXEC" if flags == UDMABUF_FLAGS_CLOEXEC else flags}, -r)
@@ -280,7 +254,7 @@ def create_udmabuf_list(int dev_fd, list items, uint32_t flags) -> int:
             arg.list[i].offset = offset
             arg.list[i].size = size
         with nogil:
-            r = gpuhil_dmabuf_ioctl(dev_fd, UDMABUF_CREATE_LIST, arg)
+            r = gpuhil_ioctl(dev_fd, UDMABUF_CREATE_LIST, arg)
     finally:
         free(arg)
     if r < 0:

@@ -10,6 +10,8 @@ from libc.errno cimport errno, EINVAL
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from libc.string cimport memcpy
 
+from kernel cimport abi_table, gpuhil_abi_entry
+
 from gpuhil.errors import ClosedError, ioctl_error
 
 cdef extern from "sys/mman.h" nogil:
@@ -33,9 +35,7 @@ cdef extern from *:
     static inline void gpuhil_mmio_write32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; }
     static inline void gpuhil_mmio_write64(void *p, uint64_t v) { *(volatile uint64_t *)p = v; }
 
-    typedef struct { const char *name; unsigned long long value; } gpuhil_mapping_abi_entry;
-    #define GPUHIL_C(x) {#x, (unsigned long long)(x)}
-    static const gpuhil_mapping_abi_entry gpuhil_mapping_abi[] = {
+    static const gpuhil_abi_entry gpuhil_mapping_abi[] = {
         GPUHIL_C(PROT_READ),
         GPUHIL_C(PROT_WRITE),
         GPUHIL_C(MAP_SHARED),
@@ -52,23 +52,11 @@ cdef extern from *:
     void gpuhil_mmio_write16(void *p, uint16_t v) nogil
     void gpuhil_mmio_write32(void *p, uint32_t v) nogil
     void gpuhil_mmio_write64(void *p, uint64_t v) nogil
-    ctypedef struct gpuhil_mapping_abi_entry:
-        const char *name
-        unsigned long long value
-    const gpuhil_mapping_abi_entry gpuhil_mapping_abi[]
-
-
-cdef dict _abi():
-    cdef dict table = {}
-    cdef int i = 0
-    while gpuhil_mapping_abi[i].name != NULL:
-        table[gpuhil_mapping_abi[i].name.decode()] = gpuhil_mapping_abi[i].value
-        i += 1
-    return table
+    const gpuhil_abi_entry gpuhil_mapping_abi[]
 
 
 #: C expression (canonical Linux 7.2 uapi names) -> value this module was compiled with.
-ABI = _abi()
+ABI = abi_table(gpuhil_mapping_abi)
 
 
 cdef class Mapping:

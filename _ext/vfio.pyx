@@ -11,6 +11,7 @@ from libc.stdint cimport uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memset
 
+from kernel cimport abi_table, gpuhil_abi_entry
 from vfio cimport *
 
 import enum
@@ -19,15 +20,13 @@ from gpuhil.errors import ioctl_error
 
 cdef extern from *:
     """
-    #include <stddef.h>
-    struct gpuhil_abi_entry { const char *expr; unsigned long long value; };
     #define GPUHIL_SIZE(name, T) {"sizeof(" name ")", sizeof(T)}
     #define GPUHIL_OFF(name, T, f) {"offsetof(" name ", " #f ")", offsetof(T, f)}
     #define GPUHIL_CONST(c) {#c, (unsigned long long)(c)}
     #define GPUHIL_STRUCT(s) GPUHIL_SIZE("struct " #s, struct s)
     #define GPUHIL_FIELD(s, f) GPUHIL_OFF("struct " #s, struct s, f)
 
-    static const struct gpuhil_abi_entry gpuhil_vfio_abi[] = {
+    static const gpuhil_abi_entry gpuhil_vfio_abi[] = {
         GPUHIL_CONST(VFIO_API_VERSION),
         GPUHIL_CONST(VFIO_TYPE1_IOMMU), GPUHIL_CONST(VFIO_SPAPR_TCE_IOMMU),
         GPUHIL_CONST(VFIO_TYPE1v2_IOMMU), GPUHIL_CONST(VFIO_DMA_CC_IOMMU), GPUHIL_CONST(VFIO_EEH),
@@ -181,32 +180,23 @@ cdef extern from *:
         GPUHIL_STRUCT(iommu_ioas_unmap),
         GPUHIL_FIELD(iommu_ioas_unmap, size), GPUHIL_FIELD(iommu_ioas_unmap, ioas_id),
         GPUHIL_FIELD(iommu_ioas_unmap, iova), GPUHIL_FIELD(iommu_ioas_unmap, length),
+        {NULL, 0}
     };
-    static const size_t gpuhil_vfio_abi_len = sizeof(gpuhil_vfio_abi) / sizeof(gpuhil_vfio_abi[0]);
 
     #define GPUHIL_SPARSE_AREAS_OFFSET offsetof(struct vfio_region_info_cap_sparse_mmap, areas)
     #define GPUHIL_IOVA_RANGES_OFFSET offsetof(struct vfio_iommu_type1_info_cap_iova_range, iova_ranges)
     #define GPUHIL_FEATURE_DATA_OFFSET offsetof(struct vfio_device_feature, data)
     #define GPUHIL_DMA_RANGES_OFFSET offsetof(struct vfio_device_feature_dma_buf, dma_ranges)
     """
-    struct gpuhil_abi_entry:
-        const char *expr
-        unsigned long long value
     const gpuhil_abi_entry gpuhil_vfio_abi[]
-    const size_t gpuhil_vfio_abi_len
     const size_t GPUHIL_SPARSE_AREAS_OFFSET
     const size_t GPUHIL_IOVA_RANGES_OFFSET
     const size_t GPUHIL_FEATURE_DATA_OFFSET
     const size_t GPUHIL_DMA_RANGES_OFFSET
 
 
-def _abi() -> dict:
-    cdef size_t i
-    return {gpuhil_vfio_abi[i].expr.decode(): gpuhil_vfio_abi[i].value for i in range(gpuhil_vfio_abi_len)}
-
-
 #: Canonical Linux 7.2 uapi C expression -> the value this module was compiled with.
-ABI = _abi()
+ABI = abi_table(gpuhil_vfio_abi)
 
 # The kernel writes the size it needs into argsz when a capability chain does not fit; it never
 # needs more than this, so a larger answer means a broken driver, not a bigger buffer.
