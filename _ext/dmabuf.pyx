@@ -16,6 +16,7 @@ from dma_buf cimport *
 from kernel cimport abi_table, gpuhil_abi_entry, gpuhil_ioctl
 
 from gpuhil.errors import ioctl_error
+from gpuhil.symbols import flag_names
 
 cdef extern from *:
     """
@@ -108,20 +109,6 @@ class MemfdFlag(enum.IntFlag):
 
 DMA_BUF_NAME_MAX = DMA_BUF_NAME_LEN
 UDMABUF_CLOEXEC = UDMABUF_FLAGS_CLOEXEC
-
-
-def flag_names(value, flag_type) -> str:
-    """``value`` as ``A|B`` using the single-bit members of ``flag_type`` ("0" when empty)."""
-    parts = []
-    rest = int(value)
-    for member in flag_type:
-        bit = int(member)
-        if bit and (bit & (bit - 1)) == 0 and rest & bit:
-            parts.append(member.name)
-            rest &= ~bit
-    if rest:
-        parts.append(hex(rest))
-    return "|".join(parts) if parts else "0"
 
 
 def sync_flag_names(flags) -> str:

@@ -17,6 +17,7 @@ from vfio cimport *
 import enum
 
 from gpuhil.errors import ioctl_error
+from gpuhil.symbols import enum_name, flag_names
 
 cdef extern from *:
     """
@@ -356,36 +357,16 @@ REGION_INFO_SIZE = sizeof(vfio_region_info)
 IOMMU_INFO_SIZE = sizeof(vfio_iommu_type1_info)
 
 
-cdef object _sym(object enum_type, object value):
-    """The member name of ``value`` in ``enum_type``, or the number itself."""
-    try:
-        return enum_type(value).name
-    except ValueError:
-        return value
-
-
-cdef str _flag_names(object flag_type, uint32_t value):
-    """``READ|WRITE`` for a flag value; unknown bits are appended in hex."""
-    parts = []
-    for member in flag_type:
-        if value & member.value:
-            parts.append(member.name)
-            value &= ~member.value
-    if value or not parts:
-        parts.append(hex(value))
-    return "|".join(parts)
-
-
 def feature_name(uint32_t flags) -> str:
     """Symbolic form of VFIO_DEVICE_FEATURE flags, e.g. ``PROBE|GET|DMA_BUF``."""
     parts = [op.name for op in (FeatureOp.PROBE, FeatureOp.GET, FeatureOp.SET) if flags & op]
-    parts.append(str(_sym(Feature, flags & VFIO_DEVICE_FEATURE_MASK)))
+    parts.append(str(enum_name(flags & VFIO_DEVICE_FEATURE_MASK, Feature)))
     return "|".join(parts)
 
 
 def region_name(uint32_t index) -> object:
     """``BAR2`` for region 2 etc.; device-specific indexes stay numbers."""
-    return _sym(RegionIndex, index)
+    return enum_name(index, RegionIndex)
 
 
 cdef inline object _hex_ranges(ranges):
@@ -410,7 +391,7 @@ def get_api_version(int fd) -> int:
 def check_extension(int fd, unsigned long extension) -> int:
     """VFIO_CHECK_EXTENSION: >0 when the container (or a group's IOMMU) supports ``extension``."""
     return _check(ioctl(fd, VFIO_CHECK_EXTENSION, extension), "CHECK_EXTENSION",
-                  {"extension": _sym(Extension, extension)})
+                  {"extension": enum_name(extension, Extension)})
 
 
 def set_iommu(int fd, unsigned long iommu_type) -> None:
@@ -418,7 +399,7 @@ def set_iommu(int fd, unsigned long iommu_type) -> None:
     cdef int ret
     with nogil:
         ret = ioctl(fd, VFIO_SET_IOMMU, iommu_type)
-    _check(ret, "SET_IOMMU", {"type": _sym(Extension, iommu_type)})
+    _check(ret, "SET_IOMMU", {"type": enum_name(iommu_type, Extension)})
 
 
 def group_get_status(int fd) -> int:
@@ -515,7 +496,7 @@ def device_get_irq_info(int fd, uint32_t index) -> tuple:
     info.argsz = sizeof(info)
     info.index = index
     _check(ioctl(fd, VFIO_DEVICE_GET_IRQ_INFO, &info), "DEVICE_GET_IRQ_INFO",
-           {"irq": _sym(IrqIndex, index)})
+           {"irq": enum_name(index, IrqIndex)})
     return info.flags, info.count
 
 
@@ -719,7 +700,7 @@ def iommu_map_dma(int fd, uint64_t vaddr, uint64_t iova, uint64_t size, uint32_t
     m.size = size
     with nogil:
         ret = ioctl(fd, VFIO_IOMMU_MAP_DMA, &m)
-    _check(ret, "IOMMU_MAP_DMA", {"iova": iova, "size": size, "flags": _flag_names(DmaFlag, flags)})
+    _check(ret, "IOMMU_MAP_DMA", {"iova": iova, "size": size, "flags": flag_names(flags, DmaFlag)})
 
 
 def iommu_unmap_dma(int fd, uint64_t iova, uint64_t size, uint32_t flags=0) -> int:
@@ -806,7 +787,7 @@ def ioas_map(int iommufd, uint32_t ioas_id, uint64_t vaddr, uint64_t length, uin
     with nogil:
         ret = ioctl(iommufd, IOMMU_IOAS_MAP, &m)
     _check(ret, "IOMMU_IOAS_MAP", {"ioas": ioas_id, "iova": iova, "length": length,
-                                   "flags": _flag_names(IoasMapFlag, flags)})
+                                   "flags": flag_names(flags, IoasMapFlag)})
     return m.iova
 
 

@@ -21,6 +21,7 @@ from kernel cimport abi_table, gpuhil_abi_entry, gpuhil_ioctl
 from virtgpu_drm cimport *
 
 from gpuhil.errors import ClosedError, UNSUPPORTED_ERRNOS, ioctl_error
+from gpuhil.symbols import enum_name, flag_names
 
 cdef extern from *:
     """
@@ -305,25 +306,6 @@ class PrimeFlag(enum.IntFlag):
     CLOEXEC = DRM_CLOEXEC
 
 
-def _name(value, enum_type):
-    try:
-        return enum_type(value).name
-    except ValueError:
-        return value
-
-
-def _flags(value, flag_type) -> str:
-    parts = []
-    rest = int(value)
-    for member in flag_type:
-        if rest & member:
-            parts.append(member.name)
-            rest &= ~int(member)
-    if rest:
-        parts.append(hex(rest))
-    return "|".join(parts) if parts else "0"
-
-
 #: GETPARAM failures that mean "this kernel does not know the parameter".
 GETPARAM_UNSUPPORTED = UNSUPPORTED_ERRNOS | {22, 2}   # EINVAL, ENOENT
 cdef int _EBUSY = 16
@@ -475,7 +457,7 @@ cdef class RenderNodeFd:
         arg.fd = -1
         r = gpuhil_ioctl(self.fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, &arg)
         if r < 0:
-            _fail("PRIME_HANDLE_TO_FD", {"handle": handle, "flags": _flags(flags, PrimeFlag)}, -r)
+            _fail("PRIME_HANDLE_TO_FD", {"handle": handle, "flags": flag_names(flags, PrimeFlag)}, -r)
         return arg.fd
 
     def prime_fd_to_handle(self, int fd) -> int:
@@ -566,7 +548,7 @@ cdef class RenderNodeFd:
             return -1
         if r < 0:
             _fail("SYNCOBJ_WAIT", {"handles": list(handles), "timeout_ns": timeout_ns,
-                                   "flags": _flags(flags, SyncobjWaitFlag)}, -r)
+                                   "flags": flag_names(flags, SyncobjWaitFlag)}, -r)
         return arg.first_signaled
 
     # ---- virtgpu ----
@@ -582,7 +564,7 @@ cdef class RenderNodeFd:
         arg.value = <uintptr_t>&value
         r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_GETPARAM, &arg)
         if r < 0:
-            raise ioctl_error("GETPARAM", {"param": _name(param, Param)}, -r,
+            raise ioctl_error("GETPARAM", {"param": enum_name(param, Param)}, -r,
                               unsupported=GETPARAM_UNSUPPORTED)
         return value
 
@@ -601,7 +583,7 @@ cdef class RenderNodeFd:
         with nogil:
             r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_GET_CAPS, &arg)
         if r < 0:
-            _fail("GET_CAPS", {"capset_id": _name(capset_id, Capset), "version": version,
+            _fail("GET_CAPS", {"capset_id": enum_name(capset_id, Capset), "version": version,
                                "size": size}, -r)
         return bytes(buf)
 
@@ -642,8 +624,8 @@ cdef class RenderNodeFd:
         finally:
             free(arr)
         if r < 0:
-            shown = {_name(p, ContextParam): (v.decode(errors="replace") if isinstance(v, (bytes, bytearray))
-                                              else (_name(v, Capset) if p == VIRTGPU_CONTEXT_PARAM_CAPSET_ID else v))
+            shown = {enum_name(p, ContextParam): (v.decode(errors="replace") if isinstance(v, (bytes, bytearray))
+                                              else (enum_name(v, Capset) if p == VIRTGPU_CONTEXT_PARAM_CAPSET_ID else v))
                      for p, v in params}
             _fail("CONTEXT_INIT", shown, -r)
 
@@ -725,9 +707,9 @@ cdef class RenderNodeFd:
             PyBuffer_Release(&view)
         if r < 0:
             _fail("RESOURCE_CREATE_BLOB", {
-                "blob_mem": _name(blob_mem, BlobMem), "size": size,
-                "blob_flags": _flags(blob_flags, BlobFlag), "blob_id": blob_id,
-                "cmd_size": arg.cmd_size, "blob_hints": _flags(blob_hints, BlobHint)}, -r)
+                "blob_mem": enum_name(blob_mem, BlobMem), "size": size,
+                "blob_flags": flag_names(blob_flags, BlobFlag), "blob_id": blob_id,
+                "cmd_size": arg.cmd_size, "blob_hints": flag_names(blob_hints, BlobHint)}, -r)
         return (arg.bo_handle, arg.res_handle)
 
     def _resource_info(self, uint32_t handle) -> tuple:
@@ -853,7 +835,7 @@ cdef class RenderNodeFd:
             free(ins)
             free(outs)
         if r < 0:
-            _fail("EXECBUFFER", {"size": len(command), "flags": _flags(flags, ExecFlag),
+            _fail("EXECBUFFER", {"size": len(command), "flags": flag_names(flags, ExecFlag),
                                  "bo_handles": list(bo_handles), "fence_fd": fence_fd,
                                  "ring_idx": ring_idx, "in_syncobjs": len(in_syncobjs),
                                  "out_syncobjs": len(out_syncobjs)}, -r)
