@@ -25,6 +25,10 @@ from gpuhil.symbols import enum_name, flag_names
 
 cdef extern from *:
     """
+    _Static_assert(sizeof(struct drm_virtgpu_3d_transfer_to_host) == sizeof(struct drm_virtgpu_3d_transfer_from_host)
+                   && offsetof(struct drm_virtgpu_3d_transfer_to_host, layer_stride)
+                      == offsetof(struct drm_virtgpu_3d_transfer_from_host, layer_stride),
+                   "one code path fills both TRANSFER structs");
     #define GPUHIL_BLOB "struct drm_virtgpu_resource_create_blob"
     #define GPUHIL_BLOB_O(f) {"offsetof(" GPUHIL_BLOB ", " #f ")", offsetof(gpuhil_virtgpu_resource_create_blob_t, f)}
     #define GPUHIL_WAIT_O(f) {"offsetof(struct drm_syncobj_wait, " #f ")", offsetof(gpuhil_drm_syncobj_wait_t, f)}
@@ -755,9 +759,10 @@ cdef class RenderNodeFd:
             _fail("WAIT", {"handle": handle, "flags": "NOWAIT" if nowait else 0}, -r)
         return True
 
-    def transfer_to_host(self, uint32_t handle, box=(0, 0, 0, 0, 0, 0), uint32_t level=0,
-                         uint32_t offset=0, uint32_t stride=0, uint32_t layer_stride=0) -> None:
-        """DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST of ``box`` = (x, y, z, w, h, d)."""
+    cdef int _transfer(self, str op, unsigned long request, uint32_t handle, box,
+                       uint32_t level, uint32_t offset, uint32_t stride,
+                       uint32_t layer_stride) except -1:
+        # TRANSFER_TO_HOST and TRANSFER_FROM_HOST take structs of one layout (asserted in C).
         cdef drm_virtgpu_3d_transfer_to_host arg
         cdef int r
         self._check()
@@ -768,30 +773,23 @@ cdef class RenderNodeFd:
         arg.stride = stride
         arg.layer_stride = layer_stride
         with nogil:
-            r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST, &arg)
+            r = gpuhil_ioctl(self.fd, request, &arg)
         if r < 0:
-            _fail("TRANSFER_TO_HOST", {"bo_handle": handle, "box": tuple(box), "level": level,
-                                       "offset": offset, "stride": stride,
-                                       "layer_stride": layer_stride}, -r)
+            _fail(op, {"bo_handle": handle, "box": tuple(box), "level": level, "offset": offset,
+                       "stride": stride, "layer_stride": layer_stride}, -r)
+        return 0
+
+    def transfer_to_host(self, uint32_t handle, box=(0, 0, 0, 0, 0, 0), uint32_t level=0,
+                         uint32_t offset=0, uint32_t stride=0, uint32_t layer_stride=0) -> None:
+        """DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST of ``box`` = (x, y, z, w, h, d)."""
+        self._transfer("TRANSFER_TO_HOST", DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST, handle, box, level,
+                       offset, stride, layer_stride)
 
     def transfer_from_host(self, uint32_t handle, box=(0, 0, 0, 0, 0, 0), uint32_t level=0,
                            uint32_t offset=0, uint32_t stride=0, uint32_t layer_stride=0) -> None:
         """DRM_IOCTL_VIRTGPU_TRANSFER_FROM_HOST of ``box`` = (x, y, z, w, h, d)."""
-        cdef drm_virtgpu_3d_transfer_from_host arg
-        cdef int r
-        self._check()
-        arg.bo_handle = handle
-        arg.box.x, arg.box.y, arg.box.z, arg.box.w, arg.box.h, arg.box.d = box
-        arg.level = level
-        arg.offset = offset
-        arg.stride = stride
-        arg.layer_stride = layer_stride
-        with nogil:
-            r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_TRANSFER_FROM_HOST, &arg)
-        if r < 0:
-            _fail("TRANSFER_FROM_HOST", {"bo_handle": handle, "box": tuple(box), "level": level,
-                                         "offset": offset, "stride": stride,
-                                         "layer_stride": layer_stride}, -r)
+        self._transfer("TRANSFER_FROM_HOST", DRM_IOCTL_VIRTGPU_TRANSFER_FROM_HOST, handle, box,
+                       level, offset, stride, layer_stride)
 
     def _execbuffer(self, command, bo_handles=(), uint32_t flags=0,
                     int fence_fd=-1, uint32_t ring_idx=0, list in_syncobjs=None,

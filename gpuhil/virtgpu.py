@@ -297,12 +297,7 @@ class Blob(Resource):
 
     def __init__(self, node: RenderNode, bo_handle: int, res_handle: int, size: int,
                  blob_mem: BlobMem | int, blob_flags: BlobFlag | int, blob_id: int) -> None:
-        self.node = node
-        self.bo_handle = bo_handle
-        self.res_handle = res_handle
-        self.size = size
-        self.stride = 0
-        self._closed = False
+        super().__init__(node, bo_handle, res_handle, size)
         self.blob_mem = blob_mem
         self.blob_flags = blob_flags
         self.blob_id = blob_id
