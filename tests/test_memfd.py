@@ -116,12 +116,14 @@ def test_mapping_is_coherent_with_file_io(memfd):
         view.release()
 
 
-def _is_mapped(address: int) -> bool:
+def _memfd_mapped_at(address: int) -> bool:
+    """Whether /proc/self/maps has a memfd mapping covering ``address``."""
     with open("/proc/self/maps") as maps:
         for line in maps:
-            start, _, end = line.split(" ", 1)[0].partition("-")
+            fields = line.split(maxsplit=5)
+            start, _, end = fields[0].partition("-")
             if int(start, 16) <= address < int(end, 16):
-                return True
+                return len(fields) == 6 and fields[5].startswith("/memfd:")
     return False
 
 
@@ -133,13 +135,13 @@ def test_mapping_closed_while_a_view_lives_stays_readable_then_unmaps(memfd):
     mapping.close()
     assert mapping.closed
     assert bytes(view[:4]) == b"live"
-    assert _is_mapped(address)
+    assert _memfd_mapped_at(address)
     with pytest.raises(ClosedError):
         memoryview(mapping)
     with pytest.raises(ClosedError):
         _ = mapping.address
     view.release()
-    assert not _is_mapped(address)
+    assert not _memfd_mapped_at(address)
 
 
 def test_mapping_read_only_refuses_writes(memfd):
