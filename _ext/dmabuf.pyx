@@ -1,5 +1,5 @@
 # cython: binding=False
-"""dma-buf, udmabuf and memfd system calls (gpuhil._dmabuf), plus the shared ``Mapping``.
+"""dma-buf, udmabuf and memfd system calls (gpuhil._dmabuf).
 
 Thin, exact wrappers over the kernel calls; the typed objects that own the file descriptors are
 in gpuhil.dmabuf, gpuhil.memfd and gpuhil.udmabuf.  Every failure raises
@@ -7,36 +7,20 @@ in gpuhil.dmabuf, gpuhil.memfd and gpuhil.udmabuf.  Every failure raises
 """
 import enum
 
-from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_SIMPLE
 from libc.errno cimport errno
-from libc.stdint cimport uint32_t, uint64_t, uintptr_t
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
 from posix.ioctl cimport ioctl
-from posix.mman cimport mmap, munmap, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_FAILED
-from posix.unistd cimport close
 
 from dma_buf cimport *
+from kernel cimport abi_table, gpuhil_abi_entry, gpuhil_ioctl
 
-from gpuhil.errors import ClosedError, ioctl_error
+from gpuhil.errors import ioctl_error
+from gpuhil.symbols import flag_names
 
 cdef extern from *:
     """
-    #include <errno.h>
-    #include <sys/ioctl.h>
-    /* ioctl() restarted on EINTR/EAGAIN (as libdrm does); returns the result or -errno. */
-    static int gpuhil_dmabuf_ioctl(int fd, unsigned long request, void *arg) {
-        int r;
-        do {
-            r = ioctl(fd, request, arg);
-        } while (r == -1 && (errno == EINTR || errno == EAGAIN));
-        return r == -1 ? -errno : r;
-    }
-    typedef struct { const char *name; unsigned long long value; } gpuhil_dmabuf_abi_entry;
-    #define GPUHIL_S(T) {"sizeof(" #T ")", sizeof(T)}
-    #define GPUHIL_O(T, f) {"offsetof(" #T ", " #f ")", offsetof(T, f)}
-    #define GPUHIL_C(x) {#x, (unsigned long long)(x)}
-    static const gpuhil_dmabuf_abi_entry gpuhil_dmabuf_abi[] = {
+    static const gpuhil_abi_entry gpuhil_dmabuf_abi[] = {
         GPUHIL_S(struct dma_buf_sync),
         GPUHIL_O(struct dma_buf_sync, flags),
         GPUHIL_S(struct dma_buf_export_sync_file),
@@ -85,30 +69,14 @@ cdef extern from *:
         GPUHIL_C(F_SEAL_WRITE),
         GPUHIL_C(F_SEAL_FUTURE_WRITE),
         GPUHIL_C(F_SEAL_EXEC),
-        GPUHIL_C(PROT_READ),
-        GPUHIL_C(PROT_WRITE),
-        GPUHIL_C(MAP_SHARED),
         {NULL, 0}
     };
     """
-    int gpuhil_dmabuf_ioctl(int fd, unsigned long request, void *arg) nogil
-    ctypedef struct gpuhil_dmabuf_abi_entry:
-        const char *name
-        unsigned long long value
-    const gpuhil_dmabuf_abi_entry gpuhil_dmabuf_abi[]
-
-
-cdef dict _abi():
-    cdef dict table = {}
-    cdef int i = 0
-    while gpuhil_dmabuf_abi[i].name != NULL:
-        table[gpuhil_dmabuf_abi[i].name.decode()] = gpuhil_dmabuf_abi[i].value
-        i += 1
-    return table
+    const gpuhil_abi_entry gpuhil_dmabuf_abi[]
 
 
 #: C expression (canonical Linux 7.2 uapi names) -> value this module was compiled with.
-ABI = _abi()
+ABI = abi_table(gpuhil_dmabuf_abi)
 
 
 class SyncFlag(enum.IntFlag):
@@ -143,20 +111,6 @@ DMA_BUF_NAME_MAX = DMA_BUF_NAME_LEN
 UDMABUF_CLOEXEC = UDMABUF_FLAGS_CLOEXEC
 
 
-def flag_names(value, flag_type) -> str:
-    """``value`` as ``A|B`` using the single-bit members of ``flag_type`` ("0" when empty)."""
-    parts = []
-    rest = int(value)
-    for member in flag_type:
-        bit = int(member)
-        if bit and (bit & (bit - 1)) == 0 and rest & bit:
-            parts.append(member.name)
-            rest &= ~bit
-    if rest:
-        parts.append(hex(rest))
-    return "|".join(parts) if parts else "0"
-
-
 def sync_flag_names(flags) -> str:
     """dma_buf_sync flags as ``START|READ``, ``END|RW`` ..."""
     cdef uint64_t f = flags
@@ -172,140 +126,6 @@ cdef int _fail(str op, dict args, int err) except -1:
 
 
 # ---------------------------------------------------------------------------------------------
-# Mapping: an mmap'd range exposing the buffer protocol.
-
-
-cdef class Mapping:
-    """A shared memory mapping (of a dma-buf, memfd or render-node buffer object).
-
-    Supports the buffer protocol (``memoryview(mapping)``) and is a context manager.  ``close``
-    unmaps; if memoryviews of it are still alive the unmap waits until the last one is
-    released, so closing is always memory-safe.  New views after close raise ClosedError.
-    """
-    cdef char *_addr
-    cdef Py_ssize_t _length
-    cdef int _exports
-    cdef bint _closed
-    cdef bint _writable
-    cdef bint _unmapped
-
-    def __cinit__(self):
-        self._addr = NULL
-        self._length = 0
-        self._exports = 0
-        self._closed = True
-        self._writable = False
-        self._unmapped = True
-
-    @staticmethod
-    def map(int fd, Py_ssize_t length, long long offset=0, bint writable=True,
-            str op="mmap", dict args=None) -> Mapping:
-        """mmap(MAP_SHARED) ``length`` bytes of ``fd`` at ``offset``; errors name ``op``/``args``."""
-        cdef Mapping m = Mapping.__new__(Mapping)
-        cdef int prot = PROT_READ | (PROT_WRITE if writable else 0)
-        cdef void *addr
-        cdef int err = 0
-        if length <= 0:
-            details = dict(args or {}, fd=fd, length=length, offset=offset)
-            _fail(op, details, 22)
-        with nogil:
-            addr = mmap(NULL, <size_t>length, prot, MAP_SHARED, fd, <long>offset)
-            if addr == MAP_FAILED:
-                err = errno
-        if addr == MAP_FAILED:
-            details = dict(args or {})
-            details.update(fd=fd, length=length, offset=offset)
-            _fail(op, details, err)
-        m._addr = <char *>addr
-        m._length = length
-        m._writable = writable
-        m._closed = False
-        m._unmapped = False
-        return m
-
-    cdef void _unmap(self) noexcept:
-        if not self._unmapped:
-            munmap(self._addr, <size_t>self._length)
-            self._unmapped = True
-            self._addr = NULL
-
-    def close(self) -> None:
-        """Unmap now, or when the last exported memoryview is released.  Idempotent."""
-        self._closed = True
-        if self._exports == 0:
-            self._unmap()
-
-    @property
-    def closed(self) -> bool:
-        """True once close() was called."""
-        return self._closed
-
-    @property
-    def writable(self) -> bool:
-        """True if mapped with PROT_WRITE."""
-        return self._writable
-
-    @property
-    def address(self) -> int:
-        """The mapping's virtual address (0 once unmapped); for diagnostics."""
-        return <uintptr_t>self._addr
-
-    def __len__(self) -> int:
-        return self._length
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __dealloc__(self):
-        self._unmap()
-
-    def __getbuffer__(self, Py_buffer *buffer, int flags):
-        if self._closed:
-            raise ClosedError("mapping is closed")
-        PyBuffer_FillInfo(buffer, self, self._addr, self._length, not self._writable, flags)
-        self._exports += 1
-
-    def __releasebuffer__(self, Py_buffer *buffer):
-        self._exports -= 1
-        if self._closed and self._exports == 0:
-            self._unmap()
-
-    cdef int _check_range(self, Py_ssize_t offset, Py_ssize_t size) except -1:
-        if self._closed:
-            raise ClosedError("mapping is closed")
-        if offset < 0 or size < 0 or offset + size > self._length:
-            raise IndexError(f"range [{offset}, {offset + size}) outside mapping of {self._length} bytes")
-        return 0
-
-    def read(self, Py_ssize_t offset=0, Py_ssize_t size=-1) -> bytes:
-        """Copy ``size`` bytes (default: to the end) starting at ``offset``."""
-        if size < 0:
-            size = self._length - offset
-        self._check_range(offset, size)
-        return (<char *>self._addr)[offset:offset + size]
-
-    def write(self, data, Py_ssize_t offset=0) -> None:
-        """Copy ``data`` (any bytes-like object) into the mapping at ``offset``."""
-        cdef Py_buffer view
-        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
-        try:
-            self._check_range(offset, view.len)
-            if not self._writable:
-                raise PermissionError("mapping is read-only")
-            if view.len:
-                memcpy(self._addr + offset, view.buf, <size_t>view.len)
-        finally:
-            PyBuffer_Release(&view)
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{self._length} bytes"
-        return f"<Mapping {state}{'' if self._writable else ' read-only'}>"
-
-
-# ---------------------------------------------------------------------------------------------
 # dma-buf ioctls
 
 
@@ -315,7 +135,7 @@ def buf_sync(int fd, uint64_t flags) -> None:
     cdef int r
     arg.flags = flags
     with nogil:
-        r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_IOCTL_SYNC, &arg)
+        r = gpuhil_ioctl(fd, DMA_BUF_IOCTL_SYNC, &arg)
     if r < 0:
         _fail("DMA_BUF_IOCTL_SYNC", {"fd": fd, "flags": sync_flag_names(flags)}, -r)
 
@@ -327,7 +147,7 @@ def export_sync_file(int fd, uint32_t flags) -> int:
     arg.flags = flags
     arg.fd = -1
     with nogil:
-        r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &arg)
+        r = gpuhil_ioctl(fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &arg)
     if r < 0:
         _fail("DMA_BUF_IOCTL_EXPORT_SYNC_FILE",
               {"fd": fd, "flags": flag_names(flags, SyncFlag)}, -r)
@@ -341,7 +161,7 @@ def import_sync_file(int fd, uint32_t flags, int sync_fd) -> None:
     arg.flags = flags
     arg.fd = sync_fd
     with nogil:
-        r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &arg)
+        r = gpuhil_ioctl(fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &arg)
     if r < 0:
         _fail("DMA_BUF_IOCTL_IMPORT_SYNC_FILE",
               {"fd": fd, "flags": flag_names(flags, SyncFlag), "sync_fd": sync_fd}, -r)
@@ -350,7 +170,7 @@ def import_sync_file(int fd, uint32_t flags, int sync_fd) -> None:
 def set_name(int fd, bytes name) -> None:
     """DMA_BUF_SET_NAME: label the buffer (shown as ``name`` in fdinfo)."""
     cdef const char *p = name
-    cdef int r = gpuhil_dmabuf_ioctl(fd, DMA_BUF_SET_NAME, <void *>p)
+    cdef int r = gpuhil_ioctl(fd, DMA_BUF_SET_NAME, <void *>p)
     if r < 0:
         _fail("DMA_BUF_SET_NAME", {"fd": fd, "name": name.decode(errors="replace")}, -r)
 
@@ -395,7 +215,7 @@ def create_udmabuf(int dev_fd, int memfd, uint64_t offset, uint64_t size, uint32
     arg.offset = offset
     arg.size = size
     with nogil:
-        r = gpuhil_dmabuf_ioctl(dev_fd, UDMABUF_CREATE, &arg)
+        r = gpuhil_ioctl(dev_fd, UDMABUF_CREATE, &arg)
     if r < 0:
         _fail("UDMABUF_CREATE", {"memfd": memfd, "offset": offset, "size": size,
                                  "flags": "CLOEXEC" if flags == UDMABUF_FLAGS_CLOEXEC else flags}, -r)
@@ -421,7 +241,7 @@ def create_udmabuf_list(int dev_fd, list items, uint32_t flags) -> int:
             arg.list[i].offset = offset
             arg.list[i].size = size
         with nogil:
-            r = gpuhil_dmabuf_ioctl(dev_fd, UDMABUF_CREATE_LIST, arg)
+            r = gpuhil_ioctl(dev_fd, UDMABUF_CREATE_LIST, arg)
     finally:
         free(arg)
     if r < 0:

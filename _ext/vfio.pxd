@@ -222,17 +222,6 @@ cdef extern from "gpuhil_uapi.h" nogil:
 
 
 cdef extern from *:
-    """
-    /* Single-width MMIO accesses: the compiler must neither split, merge nor elide them. */
-    static inline uint8_t gpuhil_mmio_read8(const void *p) { return *(const volatile uint8_t *)p; }
-    static inline uint16_t gpuhil_mmio_read16(const void *p) { return *(const volatile uint16_t *)p; }
-    static inline uint32_t gpuhil_mmio_read32(const void *p) { return *(const volatile uint32_t *)p; }
-    static inline uint64_t gpuhil_mmio_read64(const void *p) { return *(const volatile uint64_t *)p; }
-    static inline void gpuhil_mmio_write8(void *p, uint8_t v) { *(volatile uint8_t *)p = v; }
-    static inline void gpuhil_mmio_write16(void *p, uint16_t v) { *(volatile uint16_t *)p = v; }
-    static inline void gpuhil_mmio_write32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; }
-    static inline void gpuhil_mmio_write64(void *p, uint64_t v) { *(volatile uint64_t *)p = v; }
-    """
     const unsigned long IOMMU_DESTROY
     const unsigned long IOMMU_IOAS_ALLOC
     const unsigned long IOMMU_IOAS_MAP
@@ -275,11 +264,3 @@ cdef extern from *:
         uint32_t cap_offset
         uint32_t pad
 
-    uint8_t gpuhil_mmio_read8(const void *p) nogil
-    uint16_t gpuhil_mmio_read16(const void *p) nogil
-    uint32_t gpuhil_mmio_read32(const void *p) nogil
-    uint64_t gpuhil_mmio_read64(const void *p) nogil
-    void gpuhil_mmio_write8(void *p, uint8_t v) nogil
-    void gpuhil_mmio_write16(void *p, uint16_t v) nogil
-    void gpuhil_mmio_write32(void *p, uint32_t v) nogil
-    void gpuhil_mmio_write64(void *p, uint64_t v) nogil

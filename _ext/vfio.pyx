@@ -1,5 +1,5 @@
 # cython: freethreading_compatible=False
-"""gpuhil._vfio: the VFIO and iommufd ioctls, capability-chain decoding and memory mappings.
+"""gpuhil._vfio: the VFIO and iommufd ioctls and capability-chain decoding.
 
 Thin, exact wrappers: every function takes file descriptors and integers, fills the kernel
 struct, and either returns the kernel's answer as plain values or raises an
@@ -7,35 +7,27 @@ struct, and either returns the kernel's answer as plain values or raises an
 objects (Container, Group, Device, ...) live in :mod:`gpuhil.vfio`.
 """
 from libc.errno cimport errno, EMSGSIZE
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint16_t, uint32_t, uint64_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcpy, memset
-from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo
 
+from kernel cimport abi_table, gpuhil_abi_entry
 from vfio cimport *
 
 import enum
 
-from gpuhil.errors import ClosedError, ioctl_error
-
-cdef extern from "sys/mman.h" nogil:
-    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long off)
-    int munmap(void *addr, size_t length)
-    int mlock(const void *addr, size_t length)
-    void *MAP_FAILED
-    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS
+from gpuhil.errors import ioctl_error
+from gpuhil.symbols import enum_name, flag_names
 
 cdef extern from *:
     """
-    #include <stddef.h>
-    struct gpuhil_abi_entry { const char *expr; unsigned long long value; };
     #define GPUHIL_SIZE(name, T) {"sizeof(" name ")", sizeof(T)}
     #define GPUHIL_OFF(name, T, f) {"offsetof(" name ", " #f ")", offsetof(T, f)}
     #define GPUHIL_CONST(c) {#c, (unsigned long long)(c)}
     #define GPUHIL_STRUCT(s) GPUHIL_SIZE("struct " #s, struct s)
     #define GPUHIL_FIELD(s, f) GPUHIL_OFF("struct " #s, struct s, f)
 
-    static const struct gpuhil_abi_entry gpuhil_vfio_abi[] = {
+    static const gpuhil_abi_entry gpuhil_vfio_abi[] = {
         GPUHIL_CONST(VFIO_API_VERSION),
         GPUHIL_CONST(VFIO_TYPE1_IOMMU), GPUHIL_CONST(VFIO_SPAPR_TCE_IOMMU),
         GPUHIL_CONST(VFIO_TYPE1v2_IOMMU), GPUHIL_CONST(VFIO_DMA_CC_IOMMU), GPUHIL_CONST(VFIO_EEH),
@@ -189,32 +181,23 @@ cdef extern from *:
         GPUHIL_STRUCT(iommu_ioas_unmap),
         GPUHIL_FIELD(iommu_ioas_unmap, size), GPUHIL_FIELD(iommu_ioas_unmap, ioas_id),
         GPUHIL_FIELD(iommu_ioas_unmap, iova), GPUHIL_FIELD(iommu_ioas_unmap, length),
+        {NULL, 0}
     };
-    static const size_t gpuhil_vfio_abi_len = sizeof(gpuhil_vfio_abi) / sizeof(gpuhil_vfio_abi[0]);
 
     #define GPUHIL_SPARSE_AREAS_OFFSET offsetof(struct vfio_region_info_cap_sparse_mmap, areas)
     #define GPUHIL_IOVA_RANGES_OFFSET offsetof(struct vfio_iommu_type1_info_cap_iova_range, iova_ranges)
     #define GPUHIL_FEATURE_DATA_OFFSET offsetof(struct vfio_device_feature, data)
     #define GPUHIL_DMA_RANGES_OFFSET offsetof(struct vfio_device_feature_dma_buf, dma_ranges)
     """
-    struct gpuhil_abi_entry:
-        const char *expr
-        unsigned long long value
     const gpuhil_abi_entry gpuhil_vfio_abi[]
-    const size_t gpuhil_vfio_abi_len
     const size_t GPUHIL_SPARSE_AREAS_OFFSET
     const size_t GPUHIL_IOVA_RANGES_OFFSET
     const size_t GPUHIL_FEATURE_DATA_OFFSET
     const size_t GPUHIL_DMA_RANGES_OFFSET
 
 
-def _abi() -> dict:
-    cdef size_t i
-    return {gpuhil_vfio_abi[i].expr.decode(): gpuhil_vfio_abi[i].value for i in range(gpuhil_vfio_abi_len)}
-
-
 #: Canonical Linux 7.2 uapi C expression -> the value this module was compiled with.
-ABI = _abi()
+ABI = abi_table(gpuhil_vfio_abi)
 
 # The kernel writes the size it needs into argsz when a capability chain does not fit; it never
 # needs more than this, so a larger answer means a broken driver, not a bigger buffer.
@@ -374,36 +357,16 @@ REGION_INFO_SIZE = sizeof(vfio_region_info)
 IOMMU_INFO_SIZE = sizeof(vfio_iommu_type1_info)
 
 
-cdef object _sym(object enum_type, object value):
-    """The member name of ``value`` in ``enum_type``, or the number itself."""
-    try:
-        return enum_type(value).name
-    except ValueError:
-        return value
-
-
-cdef str _flag_names(object flag_type, uint32_t value):
-    """``READ|WRITE`` for a flag value; unknown bits are appended in hex."""
-    parts = []
-    for member in flag_type:
-        if value & member.value:
-            parts.append(member.name)
-            value &= ~member.value
-    if value or not parts:
-        parts.append(hex(value))
-    return "|".join(parts)
-
-
 def feature_name(uint32_t flags) -> str:
     """Symbolic form of VFIO_DEVICE_FEATURE flags, e.g. ``PROBE|GET|DMA_BUF``."""
     parts = [op.name for op in (FeatureOp.PROBE, FeatureOp.GET, FeatureOp.SET) if flags & op]
-    parts.append(str(_sym(Feature, flags & VFIO_DEVICE_FEATURE_MASK)))
+    parts.append(str(enum_name(flags & VFIO_DEVICE_FEATURE_MASK, Feature)))
     return "|".join(parts)
 
 
 def region_name(uint32_t index) -> object:
     """``BAR2`` for region 2 etc.; device-specific indexes stay numbers."""
-    return _sym(RegionIndex, index)
+    return enum_name(index, RegionIndex)
 
 
 cdef inline object _hex_ranges(ranges):
@@ -428,7 +391,7 @@ def get_api_version(int fd) -> int:
 def check_extension(int fd, unsigned long extension) -> int:
     """VFIO_CHECK_EXTENSION: >0 when the container (or a group's IOMMU) supports ``extension``."""
     return _check(ioctl(fd, VFIO_CHECK_EXTENSION, extension), "CHECK_EXTENSION",
-                  {"extension": _sym(Extension, extension)})
+                  {"extension": enum_name(extension, Extension)})
 
 
 def set_iommu(int fd, unsigned long iommu_type) -> None:
@@ -436,7 +399,7 @@ def set_iommu(int fd, unsigned long iommu_type) -> None:
     cdef int ret
     with nogil:
         ret = ioctl(fd, VFIO_SET_IOMMU, iommu_type)
-    _check(ret, "SET_IOMMU", {"type": _sym(Extension, iommu_type)})
+    _check(ret, "SET_IOMMU", {"type": enum_name(iommu_type, Extension)})
 
 
 def group_get_status(int fd) -> int:
@@ -533,7 +496,7 @@ def device_get_irq_info(int fd, uint32_t index) -> tuple:
     info.argsz = sizeof(info)
     info.index = index
     _check(ioctl(fd, VFIO_DEVICE_GET_IRQ_INFO, &info), "DEVICE_GET_IRQ_INFO",
-           {"irq": _sym(IrqIndex, index)})
+           {"irq": enum_name(index, IrqIndex)})
     return info.flags, info.count
 
 
@@ -737,7 +700,7 @@ def iommu_map_dma(int fd, uint64_t vaddr, uint64_t iova, uint64_t size, uint32_t
     m.size = size
     with nogil:
         ret = ioctl(fd, VFIO_IOMMU_MAP_DMA, &m)
-    _check(ret, "IOMMU_MAP_DMA", {"iova": iova, "size": size, "flags": _flag_names(DmaFlag, flags)})
+    _check(ret, "IOMMU_MAP_DMA", {"iova": iova, "size": size, "flags": flag_names(flags, DmaFlag)})
 
 
 def iommu_unmap_dma(int fd, uint64_t iova, uint64_t size, uint32_t flags=0) -> int:
@@ -824,7 +787,7 @@ def ioas_map(int iommufd, uint32_t ioas_id, uint64_t vaddr, uint64_t length, uin
     with nogil:
         ret = ioctl(iommufd, IOMMU_IOAS_MAP, &m)
     _check(ret, "IOMMU_IOAS_MAP", {"ioas": ioas_id, "iova": iova, "length": length,
-                                   "flags": _flag_names(IoasMapFlag, flags)})
+                                   "flags": flag_names(flags, IoasMapFlag)})
     return m.iova
 
 
@@ -841,194 +804,3 @@ def ioas_unmap(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length) ->
         ret = ioctl(iommufd, IOMMU_IOAS_UNMAP, &u)
     _check(ret, "IOMMU_IOAS_UNMAP", {"ioas": ioas_id, "iova": iova, "length": length})
     return u.length
-
-
-# ---------------------------------------------------------------------------------------------
-# Memory mappings
-# ---------------------------------------------------------------------------------------------
-
-cdef class Mapping:
-    """A memory mapping (a device region mmap, or anonymous DMA memory) with typed accesses.
-
-    ``read8/16/32/64`` and ``write8/16/32/64`` are single, naturally aligned volatile
-    accesses, as MMIO registers need.  The object supports the buffer protocol
-    (``memoryview(m)``); it cannot be closed while such views exist.
-    """
-    cdef char *_addr
-    cdef size_t _length
-    cdef int _exports
-    cdef bint _writable
-    cdef readonly str label
-
-    def __cinit__(self):
-        self._addr = NULL
-        self._writable = False
-        self._length = 0
-        self._exports = 0
-        self.label = ""
-
-    def __init__(self):
-        raise TypeError("use Mapping.of_fd() or Mapping.anonymous()")
-
-    @staticmethod
-    def of_fd(int fd, uint64_t offset, size_t length, bint writable=True, str label="") -> Mapping:
-        """``mmap(MAP_SHARED)`` of ``length`` bytes of ``fd`` at ``offset``."""
-        cdef int prot = PROT_READ | (PROT_WRITE if writable else 0)
-        cdef void *addr
-        cdef int err = 0
-        with nogil:
-            addr = mmap(NULL, length, prot, MAP_SHARED, fd, <long>offset)
-            if addr == MAP_FAILED:
-                err = errno
-        if addr == MAP_FAILED:
-            raise ioctl_error("MMAP", {"region": label or fd, "offset": offset, "length": length}, err)
-        return Mapping._wrap(addr, length, writable, label or f"fd {fd}")
-
-    @staticmethod
-    def anonymous(size_t length, bint lock=True, str label="") -> Mapping:
-        """Private anonymous memory of ``length`` bytes, locked in RAM when ``lock`` (for DMA)."""
-        cdef void *addr
-        cdef int err = 0
-        cdef bint lock_failed = False
-        with nogil:
-            addr = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-            if addr == MAP_FAILED:
-                err = errno
-            elif lock and mlock(addr, length) != 0:
-                err = errno
-                lock_failed = True
-                munmap(addr, length)
-        if lock_failed:
-            raise ioctl_error("MLOCK", {"length": length}, err)
-        if addr == MAP_FAILED:
-            raise ioctl_error("MMAP", {"anonymous": True, "length": length}, err)
-        return Mapping._wrap(addr, length, True, label or "anonymous")
-
-    @staticmethod
-    cdef Mapping _wrap(void *addr, size_t length, bint writable, str label):
-        cdef Mapping m = Mapping.__new__(Mapping)
-        m._addr = <char *>addr
-        m._length = length
-        m._writable = writable
-        m.label = label
-        return m
-
-    cdef inline char *_at(self, size_t offset, size_t width) except NULL:
-        if self._addr == NULL:
-            raise ClosedError(f"mapping {self.label} is closed")
-        if offset > self._length or self._length - offset < width:
-            raise IndexError(f"{width}-byte access at {offset:#x} is outside the {self._length:#x}-byte mapping")
-        if width > 1 and offset % width:
-            raise ValueError(f"{width}-byte access at {offset:#x} is not naturally aligned")
-        return self._addr + offset
-
-    cdef inline char *_at_w(self, size_t offset, size_t width) except NULL:
-        cdef char *p = self._at(offset, width)
-        if not self._writable:
-            raise TypeError(f"mapping {self.label} is read-only")
-        return p
-
-    @property
-    def address(self) -> int:
-        """The mapping's process virtual address."""
-        self._at(0, 0)
-        return <size_t>self._addr
-
-    @property
-    def writable(self) -> bool:
-        """Whether the pages are mapped writable (stores on a read-only mapping raise TypeError)."""
-        return self._writable
-
-    @property
-    def length(self) -> int:
-        """Its size in bytes."""
-        return self._length
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` ran."""
-        return self._addr == NULL
-
-    def __len__(self) -> int:
-        return self._length
-
-    def read8(self, size_t offset) -> int:
-        """One 8-bit load."""
-        return gpuhil_mmio_read8(self._at(offset, 1))
-
-    def read16(self, size_t offset) -> int:
-        """One 16-bit load (little-endian host)."""
-        return gpuhil_mmio_read16(self._at(offset, 2))
-
-    def read32(self, size_t offset) -> int:
-        """One 32-bit load."""
-        return gpuhil_mmio_read32(self._at(offset, 4))
-
-    def read64(self, size_t offset) -> int:
-        """One 64-bit load."""
-        return gpuhil_mmio_read64(self._at(offset, 8))
-
-    def write8(self, size_t offset, uint8_t value) -> None:
-        """One 8-bit store."""
-        gpuhil_mmio_write8(self._at_w(offset, 1), value)
-
-    def write16(self, size_t offset, uint16_t value) -> None:
-        """One 16-bit store."""
-        gpuhil_mmio_write16(self._at_w(offset, 2), value)
-
-    def write32(self, size_t offset, uint32_t value) -> None:
-        """One 32-bit store."""
-        gpuhil_mmio_write32(self._at_w(offset, 4), value)
-
-    def write64(self, size_t offset, uint64_t value) -> None:
-        """One 64-bit store."""
-        gpuhil_mmio_write64(self._at_w(offset, 8), value)
-
-    def read(self, size_t offset, size_t length) -> bytes:
-        """``length`` bytes from ``offset`` (a plain copy: use on memory, not registers)."""
-        cdef char *p = self._at(offset, 1) if length else self._at(offset, 0)
-        if self._length - offset < length:
-            raise IndexError(f"{length}-byte read at {offset:#x} is outside the {self._length:#x}-byte mapping")
-        return p[:length]
-
-    def write(self, size_t offset, const unsigned char[:] data) -> None:
-        """Copies ``data`` to ``offset``."""
-        cdef size_t n = data.shape[0]
-        cdef char *p = self._at_w(offset, 0)
-        if self._length - offset < n:
-            raise IndexError(f"{n}-byte write at {offset:#x} is outside the {self._length:#x}-byte mapping")
-        if n:
-            memcpy(p, &data[0], n)
-
-    def __getbuffer__(self, Py_buffer *view, int flags):
-        self._at(0, 0)
-        PyBuffer_FillInfo(view, self, self._addr, self._length, not self._writable, flags)
-        self._exports += 1
-
-    def __releasebuffer__(self, Py_buffer *view):
-        self._exports -= 1
-
-    def close(self) -> None:
-        """munmap; harmless when already closed.  BufferError while memoryviews are alive."""
-        if self._addr == NULL:
-            return
-        if self._exports:
-            raise BufferError(f"mapping {self.label} has {self._exports} exported buffer(s)")
-        munmap(self._addr, self._length)
-        self._addr = NULL
-
-    def __enter__(self) -> Mapping:
-        self._at(0, 0)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __dealloc__(self):
-        if self._addr != NULL:
-            munmap(self._addr, self._length)
-            self._addr = NULL
-
-    def __repr__(self) -> str:
-        state = "closed" if self._addr == NULL else f"at {<size_t>self._addr:#x}"
-        return f"<Mapping {self.label} {self._length:#x} bytes {state}>"

@@ -17,31 +17,22 @@ from posix.fcntl cimport open as c_open, O_RDWR, O_CLOEXEC
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from posix.unistd cimport close as c_close
 
+from kernel cimport abi_table, gpuhil_abi_entry, gpuhil_ioctl
 from virtgpu_drm cimport *
 
 from gpuhil.errors import ClosedError, UNSUPPORTED_ERRNOS, ioctl_error
+from gpuhil.symbols import enum_name, flag_names
 
 cdef extern from *:
     """
-    #include <errno.h>
-    #include <sys/ioctl.h>
-    /* ioctl() restarted on EINTR/EAGAIN (as drmIoctl does); returns the result or -errno. */
-    static int gpuhil_drm_ioctl(int fd, unsigned long request, void *arg) {
-        int r;
-        do {
-            r = ioctl(fd, request, arg);
-        } while (r == -1 && (errno == EINTR || errno == EAGAIN));
-        return r == -1 ? -errno : r;
-    }
-    typedef struct { const char *name; unsigned long long value; } gpuhil_virtgpu_abi_entry;
-    #define GPUHIL_N(name, expr) {name, (unsigned long long)(expr)}
-    #define GPUHIL_S(T) {"sizeof(" #T ")", sizeof(T)}
-    #define GPUHIL_O(T, f) {"offsetof(" #T ", " #f ")", offsetof(T, f)}
-    #define GPUHIL_C(x) {#x, (unsigned long long)(x)}
+    _Static_assert(sizeof(struct drm_virtgpu_3d_transfer_to_host) == sizeof(struct drm_virtgpu_3d_transfer_from_host)
+                   && offsetof(struct drm_virtgpu_3d_transfer_to_host, layer_stride)
+                      == offsetof(struct drm_virtgpu_3d_transfer_from_host, layer_stride),
+                   "one code path fills both TRANSFER structs");
     #define GPUHIL_BLOB "struct drm_virtgpu_resource_create_blob"
     #define GPUHIL_BLOB_O(f) {"offsetof(" GPUHIL_BLOB ", " #f ")", offsetof(gpuhil_virtgpu_resource_create_blob_t, f)}
     #define GPUHIL_WAIT_O(f) {"offsetof(struct drm_syncobj_wait, " #f ")", offsetof(gpuhil_drm_syncobj_wait_t, f)}
-    static const gpuhil_virtgpu_abi_entry gpuhil_virtgpu_abi[] = {
+    static const gpuhil_abi_entry gpuhil_virtgpu_abi[] = {
         /* DRM core */
         GPUHIL_S(struct drm_version),
         GPUHIL_O(struct drm_version, version_major),
@@ -233,24 +224,11 @@ cdef extern from *:
         {NULL, 0}
     };
     """
-    int gpuhil_drm_ioctl(int fd, unsigned long request, void *arg) nogil
-    ctypedef struct gpuhil_virtgpu_abi_entry:
-        const char *name
-        unsigned long long value
-    const gpuhil_virtgpu_abi_entry gpuhil_virtgpu_abi[]
-
-
-cdef dict _abi():
-    cdef dict table = {}
-    cdef int i = 0
-    while gpuhil_virtgpu_abi[i].name != NULL:
-        table[gpuhil_virtgpu_abi[i].name.decode()] = gpuhil_virtgpu_abi[i].value
-        i += 1
-    return table
+    const gpuhil_abi_entry gpuhil_virtgpu_abi[]
 
 
 #: C expression (canonical Linux 7.2 uapi names) -> value this module was compiled with.
-ABI = _abi()
+ABI = abi_table(gpuhil_virtgpu_abi)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,25 +308,6 @@ class PrimeFlag(enum.IntFlag):
     """PRIME_HANDLE_TO_FD flags (``DRM_CLOEXEC``, ``DRM_RDWR``)."""
     RDWR = DRM_RDWR
     CLOEXEC = DRM_CLOEXEC
-
-
-def _name(value, enum_type):
-    try:
-        return enum_type(value).name
-    except ValueError:
-        return value
-
-
-def _flags(value, flag_type) -> str:
-    parts = []
-    rest = int(value)
-    for member in flag_type:
-        if rest & member:
-            parts.append(member.name)
-            rest &= ~int(member)
-    if rest:
-        parts.append(hex(rest))
-    return "|".join(parts) if parts else "0"
 
 
 #: GETPARAM failures that mean "this kernel does not know the parameter".
@@ -463,7 +422,7 @@ cdef class RenderNodeFd:
         self._check()
         v.name_len = v.date_len = v.desc_len = 0
         v.name = v.date = v.desc = NULL
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VERSION, &v)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_VERSION, &v)
         if r < 0:
             _fail("VERSION", {}, -r)
         name = bytearray(v.name_len + 1)
@@ -472,7 +431,7 @@ cdef class RenderNodeFd:
         v.name = name
         v.date = date
         v.desc = desc
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VERSION, &v)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_VERSION, &v)
         if r < 0:
             _fail("VERSION", {}, -r)
         return (v.version_major, v.version_minor, v.version_patchlevel,
@@ -488,7 +447,7 @@ cdef class RenderNodeFd:
         arg.handle = handle
         arg.pad = 0
         with nogil:
-            r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_GEM_CLOSE, &arg)
+            r = gpuhil_ioctl(self.fd, DRM_IOCTL_GEM_CLOSE, &arg)
         if r < 0:
             _fail("GEM_CLOSE", {"handle": handle}, -r)
 
@@ -500,9 +459,9 @@ cdef class RenderNodeFd:
         arg.handle = handle
         arg.flags = flags
         arg.fd = -1
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, &arg)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_PRIME_HANDLE_TO_FD, &arg)
         if r < 0:
-            _fail("PRIME_HANDLE_TO_FD", {"handle": handle, "flags": _flags(flags, PrimeFlag)}, -r)
+            _fail("PRIME_HANDLE_TO_FD", {"handle": handle, "flags": flag_names(flags, PrimeFlag)}, -r)
         return arg.fd
 
     def prime_fd_to_handle(self, int fd) -> int:
@@ -513,7 +472,7 @@ cdef class RenderNodeFd:
         arg.handle = 0
         arg.flags = 0
         arg.fd = fd
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_PRIME_FD_TO_HANDLE, &arg)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_PRIME_FD_TO_HANDLE, &arg)
         if r < 0:
             _fail("PRIME_FD_TO_HANDLE", {"fd": fd}, -r)
         return arg.handle
@@ -525,7 +484,7 @@ cdef class RenderNodeFd:
         self._check()
         arg.handle = 0
         arg.flags = DRM_SYNCOBJ_CREATE_SIGNALED if signaled else 0
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_SYNCOBJ_CREATE, &arg)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_SYNCOBJ_CREATE, &arg)
         if r < 0:
             _fail("SYNCOBJ_CREATE", {"flags": "SIGNALED" if signaled else 0}, -r)
         return arg.handle
@@ -537,7 +496,7 @@ cdef class RenderNodeFd:
         self._check()
         arg.handle = handle
         arg.pad = 0
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_SYNCOBJ_DESTROY, &arg)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_SYNCOBJ_DESTROY, &arg)
         if r < 0:
             _fail("SYNCOBJ_DESTROY", {"handle": handle}, -r)
 
@@ -551,7 +510,7 @@ cdef class RenderNodeFd:
         arg.handles = <uintptr_t>arr
         arg.count_handles = <uint32_t>n
         arg.pad = 0
-        r = gpuhil_drm_ioctl(self.fd, request, &arg)
+        r = gpuhil_ioctl(self.fd, request, &arg)
         free(arr)
         if r < 0:
             _fail(op, {"handles": list(handles)}, -r)
@@ -587,13 +546,13 @@ cdef class RenderNodeFd:
                 arg.timeout_nsec = INT64_MAX
             else:
                 arg.timeout_nsec = _monotonic_ns() + timeout_ns
-            r = gpuhil_drm_ioctl(self.fd, GPUHIL_IOCTL_SYNCOBJ_WAIT, &arg)
+            r = gpuhil_ioctl(self.fd, GPUHIL_IOCTL_SYNCOBJ_WAIT, &arg)
         free(arr)
         if r == -_ETIME:
             return -1
         if r < 0:
             _fail("SYNCOBJ_WAIT", {"handles": list(handles), "timeout_ns": timeout_ns,
-                                   "flags": _flags(flags, SyncobjWaitFlag)}, -r)
+                                   "flags": flag_names(flags, SyncobjWaitFlag)}, -r)
         return arg.first_signaled
 
     # ---- virtgpu ----
@@ -607,9 +566,9 @@ cdef class RenderNodeFd:
             self._check()
         arg.param = param
         arg.value = <uintptr_t>&value
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_GETPARAM, &arg)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_GETPARAM, &arg)
         if r < 0:
-            raise ioctl_error("GETPARAM", {"param": _name(param, Param)}, -r,
+            raise ioctl_error("GETPARAM", {"param": enum_name(param, Param)}, -r,
                               unsupported=GETPARAM_UNSUPPORTED)
         return value
 
@@ -626,9 +585,9 @@ cdef class RenderNodeFd:
         arg.size = size
         arg.pad = 0
         with nogil:
-            r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_GET_CAPS, &arg)
+            r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_GET_CAPS, &arg)
         if r < 0:
-            _fail("GET_CAPS", {"capset_id": _name(capset_id, Capset), "version": version,
+            _fail("GET_CAPS", {"capset_id": enum_name(capset_id, Capset), "version": version,
                                "size": size}, -r)
         return bytes(buf)
 
@@ -665,12 +624,12 @@ cdef class RenderNodeFd:
             arg.pad = 0
             arg.ctx_set_params = <uintptr_t>arr
             with nogil:
-                r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_CONTEXT_INIT, &arg)
+                r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_CONTEXT_INIT, &arg)
         finally:
             free(arr)
         if r < 0:
-            shown = {_name(p, ContextParam): (v.decode(errors="replace") if isinstance(v, (bytes, bytearray))
-                                              else (_name(v, Capset) if p == VIRTGPU_CONTEXT_PARAM_CAPSET_ID else v))
+            shown = {enum_name(p, ContextParam): (v.decode(errors="replace") if isinstance(v, (bytes, bytearray))
+                                              else (enum_name(v, Capset) if p == VIRTGPU_CONTEXT_PARAM_CAPSET_ID else v))
                      for p, v in params}
             _fail("CONTEXT_INIT", shown, -r)
 
@@ -711,7 +670,7 @@ cdef class RenderNodeFd:
         arg.size = size
         arg.stride = stride
         with nogil:
-            r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_RESOURCE_CREATE, &arg)
+            r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_RESOURCE_CREATE, &arg)
         if r < 0:
             _fail("RESOURCE_CREATE", {"target": target, "format": format, "bind": bind,
                                       "width": width, "height": height, "depth": depth,
@@ -742,19 +701,19 @@ cdef class RenderNodeFd:
         arg.pad2 = 0
         if cmd is None:
             with nogil:
-                r = gpuhil_drm_ioctl(self.fd, GPUHIL_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &arg)
+                r = gpuhil_ioctl(self.fd, GPUHIL_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &arg)
         else:
             PyObject_GetBuffer(cmd, &view, PyBUF_SIMPLE)
             arg.cmd_size = <uint32_t>view.len
             arg.cmd = <uintptr_t>view.buf if view.len else 0
             with nogil:
-                r = gpuhil_drm_ioctl(self.fd, GPUHIL_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &arg)
+                r = gpuhil_ioctl(self.fd, GPUHIL_IOCTL_VIRTGPU_RESOURCE_CREATE_BLOB, &arg)
             PyBuffer_Release(&view)
         if r < 0:
             _fail("RESOURCE_CREATE_BLOB", {
-                "blob_mem": _name(blob_mem, BlobMem), "size": size,
-                "blob_flags": _flags(blob_flags, BlobFlag), "blob_id": blob_id,
-                "cmd_size": arg.cmd_size, "blob_hints": _flags(blob_hints, BlobHint)}, -r)
+                "blob_mem": enum_name(blob_mem, BlobMem), "size": size,
+                "blob_flags": flag_names(blob_flags, BlobFlag), "blob_id": blob_id,
+                "cmd_size": arg.cmd_size, "blob_hints": flag_names(blob_hints, BlobHint)}, -r)
         return (arg.bo_handle, arg.res_handle)
 
     def _resource_info(self, uint32_t handle) -> tuple:
@@ -766,7 +725,7 @@ cdef class RenderNodeFd:
         arg.res_handle = 0
         arg.size = 0
         arg.blob_mem = 0
-        r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_RESOURCE_INFO, &arg)
+        r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_RESOURCE_INFO, &arg)
         if r < 0:
             _fail("RESOURCE_INFO", {"bo_handle": handle}, -r)
         return (arg.bo_handle, arg.res_handle, arg.size, arg.blob_mem)
@@ -780,7 +739,7 @@ cdef class RenderNodeFd:
         arg.pad = 0
         arg.offset = 0
         with nogil:
-            r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_MAP, &arg)
+            r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_MAP, &arg)
         if r < 0:
             _fail("MAP", {"handle": handle}, -r)
         return arg.offset
@@ -793,16 +752,17 @@ cdef class RenderNodeFd:
         arg.handle = handle
         arg.flags = VIRTGPU_WAIT_NOWAIT if nowait else 0
         with nogil:
-            r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_WAIT, &arg)
+            r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_WAIT, &arg)
         if r == -_EBUSY:
             return False
         if r < 0:
             _fail("WAIT", {"handle": handle, "flags": "NOWAIT" if nowait else 0}, -r)
         return True
 
-    def transfer_to_host(self, uint32_t handle, box=(0, 0, 0, 0, 0, 0), uint32_t level=0,
-                         uint32_t offset=0, uint32_t stride=0, uint32_t layer_stride=0) -> None:
-        """DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST of ``box`` = (x, y, z, w, h, d)."""
+    cdef int _transfer(self, str op, unsigned long request, uint32_t handle, box,
+                       uint32_t level, uint32_t offset, uint32_t stride,
+                       uint32_t layer_stride) except -1:
+        # TRANSFER_TO_HOST and TRANSFER_FROM_HOST take structs of one layout (asserted in C).
         cdef drm_virtgpu_3d_transfer_to_host arg
         cdef int r
         self._check()
@@ -813,30 +773,23 @@ cdef class RenderNodeFd:
         arg.stride = stride
         arg.layer_stride = layer_stride
         with nogil:
-            r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST, &arg)
+            r = gpuhil_ioctl(self.fd, request, &arg)
         if r < 0:
-            _fail("TRANSFER_TO_HOST", {"bo_handle": handle, "box": tuple(box), "level": level,
-                                       "offset": offset, "stride": stride,
-                                       "layer_stride": layer_stride}, -r)
+            _fail(op, {"bo_handle": handle, "box": tuple(box), "level": level, "offset": offset,
+                       "stride": stride, "layer_stride": layer_stride}, -r)
+        return 0
+
+    def transfer_to_host(self, uint32_t handle, box=(0, 0, 0, 0, 0, 0), uint32_t level=0,
+                         uint32_t offset=0, uint32_t stride=0, uint32_t layer_stride=0) -> None:
+        """DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST of ``box`` = (x, y, z, w, h, d)."""
+        self._transfer("TRANSFER_TO_HOST", DRM_IOCTL_VIRTGPU_TRANSFER_TO_HOST, handle, box, level,
+                       offset, stride, layer_stride)
 
     def transfer_from_host(self, uint32_t handle, box=(0, 0, 0, 0, 0, 0), uint32_t level=0,
                            uint32_t offset=0, uint32_t stride=0, uint32_t layer_stride=0) -> None:
         """DRM_IOCTL_VIRTGPU_TRANSFER_FROM_HOST of ``box`` = (x, y, z, w, h, d)."""
-        cdef drm_virtgpu_3d_transfer_from_host arg
-        cdef int r
-        self._check()
-        arg.bo_handle = handle
-        arg.box.x, arg.box.y, arg.box.z, arg.box.w, arg.box.h, arg.box.d = box
-        arg.level = level
-        arg.offset = offset
-        arg.stride = stride
-        arg.layer_stride = layer_stride
-        with nogil:
-            r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_TRANSFER_FROM_HOST, &arg)
-        if r < 0:
-            _fail("TRANSFER_FROM_HOST", {"bo_handle": handle, "box": tuple(box), "level": level,
-                                         "offset": offset, "stride": stride,
-                                         "layer_stride": layer_stride}, -r)
+        self._transfer("TRANSFER_FROM_HOST", DRM_IOCTL_VIRTGPU_TRANSFER_FROM_HOST, handle, box,
+                       level, offset, stride, layer_stride)
 
     def _execbuffer(self, command, bo_handles=(), uint32_t flags=0,
                     int fence_fd=-1, uint32_t ring_idx=0, list in_syncobjs=None,
@@ -873,14 +826,14 @@ cdef class RenderNodeFd:
             arg.in_syncobjs = <uintptr_t>ins
             arg.out_syncobjs = <uintptr_t>outs
             with nogil:
-                r = gpuhil_drm_ioctl(self.fd, DRM_IOCTL_VIRTGPU_EXECBUFFER, &arg)
+                r = gpuhil_ioctl(self.fd, DRM_IOCTL_VIRTGPU_EXECBUFFER, &arg)
         finally:
             PyBuffer_Release(&view)
             free(bos)
             free(ins)
             free(outs)
         if r < 0:
-            _fail("EXECBUFFER", {"size": len(command), "flags": _flags(flags, ExecFlag),
+            _fail("EXECBUFFER", {"size": len(command), "flags": flag_names(flags, ExecFlag),
                                  "bo_handles": list(bo_handles), "fence_fd": fence_fd,
                                  "ring_idx": ring_idx, "in_syncobjs": len(in_syncobjs),
                                  "out_syncobjs": len(out_syncobjs)}, -r)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from gpuhil import _dmabuf
-from gpuhil._dmabuf import Mapping, SyncFlag
+from gpuhil._dmabuf import SyncFlag
+from gpuhil._mapping import Mapping
 from gpuhil.errors import ClosedError, IoctlError
 
 __all__ = ["DmaBuf", "DmaBufInfo", "Mapping", "OwnedFd", "SyncFile", "SyncFlag", "parse_fdinfo"]

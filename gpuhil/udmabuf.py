@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Iterable
 
 from gpuhil import _dmabuf
-from gpuhil.dmabuf import DmaBuf
-from gpuhil.errors import ClosedError, IoctlError
+from gpuhil.dmabuf import DmaBuf, OwnedFd
+from gpuhil.errors import IoctlError
 from gpuhil.memfd import Memfd
 
 __all__ = ["Udmabuf", "UdmabufLimits", "UdmabufRange", "DEFAULT_PATH", "limits"]
@@ -51,49 +51,19 @@ def limits(parameters: Path = PARAMETERS) -> UdmabufLimits:
     return UdmabufLimits(read("size_limit_mb"), read("list_limit"))
 
 
-class Udmabuf:
-    """The open udmabuf device.  Use as a context manager; close() is idempotent."""
+class Udmabuf(OwnedFd):
+    """The open udmabuf device.  Use as a context manager; close() is idempotent and leaves
+    the dma-bufs made from it valid."""
 
     def __init__(self, path: str = DEFAULT_PATH) -> None:
         self.path = path
-        self._fd = -1
+        self._kind = path
         try:
-            self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as exc:
             detail = "no udmabuf device (CONFIG_UDMABUF)" if exc.errno == 2 else ""
             raise IoctlError("open", {"path": path}, exc.errno, detail) from None
-
-    @property
-    def fd(self) -> int:
-        """The device descriptor (ClosedError once closed)."""
-        if self._fd < 0:
-            raise ClosedError(f"{self.path} is closed")
-        return self._fd
-
-    def fileno(self) -> int:
-        """The device descriptor."""
-        return self.fd
-
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._fd < 0
-
-    def close(self) -> None:
-        """Close the device (idempotent); dma-bufs made from it stay valid."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self) -> "Udmabuf":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            os.close(self._fd)
+        super().__init__(fd)
 
     @staticmethod
     def limits() -> UdmabufLimits:

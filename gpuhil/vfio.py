@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Iterable
 
 from gpuhil import _vfio
+from gpuhil._mapping import Mapping
 from gpuhil._vfio import (
     ABI, DeviceFlag, DmaFlag, Extension, Feature, FeatureOp, GroupFlag, IoasMapFlag,
-    IommuInfoFlag, IrqFlag, IrqIndex, Mapping, RegionCap, RegionFlag, RegionIndex, RegionType,
+    IommuInfoFlag, IrqFlag, IrqIndex, RegionCap, RegionFlag, RegionIndex, RegionType,
 )
-from gpuhil.dmabuf import DmaBuf
+from gpuhil.dmabuf import DmaBuf, OwnedFd
 from gpuhil.errors import ClosedError, IoctlError, Unsupported, ioctl_error
 from gpuhil.pci import PciDevice
 
@@ -226,44 +227,25 @@ def _open(path: str | os.PathLike, missing: str, unsupported_if_missing: bool = 
         raise ioctl_error("OPEN", {"path": str(path)}, err, detail, unsupported=frozenset()) from exc
 
 
-class _FdOwner:
-    """An owned file descriptor with deterministic close and ClosedError after it."""
-
-    _what = "object"
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-
-    @property
-    def fd(self) -> int:
-        """The file descriptor; ClosedError after :meth:`close`."""
-        if self._fd < 0:
-            raise ClosedError(f"{self._what} is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
+class _FdOwner(OwnedFd):
+    """An owned fd that also closes what was opened through it (devices, mappings, DMA
+    buffers), and refuses to be entered again once closed."""
 
     def _close_children(self) -> None:
         """Closes what depends on this fd (subclasses)."""
 
     def close(self) -> None:
         """Releases everything opened through this object, then the fd; harmless twice."""
-        if self._fd < 0:
+        if self.closed:
             return
         try:
             self._close_children()
         finally:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
+            super().close()
 
     def __enter__(self):
         self.fd  # noqa: B018 - raises ClosedError when closed
         return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:
@@ -280,7 +262,7 @@ class _FdOwner:
 class Container(_FdOwner):
     """A VFIO container (``/dev/vfio/vfio``): the IOMMU context groups are attached to."""
 
-    _what = "VFIO container"
+    _kind = "VFIO container"
 
     def __init__(self, path: str = CONTAINER_PATH) -> None:
         super().__init__(_open(path, "no VFIO container node: is the vfio module loaded?",
@@ -396,7 +378,7 @@ class DmaBuffer:
 class Group(_FdOwner):
     """A VFIO group (``/dev/vfio/N``): the unit of ownership; hands out device fds."""
 
-    _what = "VFIO group"
+    _kind = "VFIO group"
 
     def __init__(self, group: int | str) -> None:
         self.path = f"/dev/vfio/{group}" if isinstance(group, int) else str(group)
@@ -439,7 +421,7 @@ class Group(_FdOwner):
 class Device(_FdOwner):
     """A VFIO device fd: info, regions (mmap, pread/pwrite, config space), IRQs, features."""
 
-    _what = "VFIO device"
+    _kind = "VFIO device"
 
     def __init__(self, fd: int, name: str) -> None:
         super().__init__(fd)
@@ -562,8 +544,9 @@ class Device(_FdOwner):
             length = info.size - offset
         if writable is None:
             writable = info.writable
-        mapping = Mapping.of_fd(self.fd, info.offset + offset, length, writable,
-                                info.name if not offset else f"{info.name}+{offset:#x}")
+        label = info.name if not offset else f"{info.name}+{offset:#x}"
+        mapping = Mapping.map(self.fd, length, info.offset + offset, writable, "MMAP",
+                              {"region": label}, label)
         self._mappings.append(mapping)
         return mapping
 
@@ -624,7 +607,7 @@ class IommuFd(_FdOwner):
     Unsupported, naming /dev/iommu, on kernels built without CONFIG_IOMMUFD (the lab's).
     """
 
-    _what = "iommufd"
+    _kind = "iommufd"
 
     def __init__(self, path: str = IOMMUFD_PATH) -> None:
         super().__init__(_open(path, "no iommufd: the kernel lacks CONFIG_IOMMUFD "

@@ -205,10 +205,35 @@ class RenderNode(_virtgpu.RenderNodeFd):
         return f"<RenderNode {self.path} {'closed' if self.closed else f'fd={self.fd}'}>"
 
 
-class Resource:
+class _NodeObject:
+    """Something a render node holds by handle: dead once closed, or once the node is."""
+
+    __slots__ = ()
+    _what = "object"
+
+    @property
+    def closed(self) -> bool:
+        """True after close() or once the node is closed."""
+        return self._closed or self.node.closed
+
+    def _live(self, handle: int) -> int:
+        """``handle``, or ClosedError when this object is dead."""
+        if self.closed:
+            raise ClosedError(f"{self._what} {handle} is closed")
+        return handle
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Resource(_NodeObject):
     """A GEM buffer object on a render node (RESOURCE_CREATE, blob, or PRIME import)."""
 
     __slots__ = ("node", "bo_handle", "res_handle", "size", "stride", "_closed", "__weakref__")
+    _what = "buffer object"
 
     def __init__(self, node: RenderNode, bo_handle: int, res_handle: int, size: int) -> None:
         self.node = node
@@ -218,15 +243,8 @@ class Resource:
         self.stride = 0
         self._closed = False
 
-    @property
-    def closed(self) -> bool:
-        """True after close() or once the node is closed."""
-        return self._closed or self.node.closed
-
     def _handle(self) -> int:
-        if self.closed:
-            raise ClosedError(f"buffer object {self.bo_handle} is closed")
-        return self.bo_handle
+        return self._live(self.bo_handle)
 
     def info(self) -> ResourceInfo:
         """RESOURCE_INFO."""
@@ -279,12 +297,6 @@ class Resource:
             node._objects.pop(self.bo_handle, None)
             node.gem_close(self.bo_handle)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} bo={self.bo_handle} res={self.res_handle} "
                 f"size={self.size}{' closed' if self.closed else ''}>")
@@ -297,34 +309,24 @@ class Blob(Resource):
 
     def __init__(self, node: RenderNode, bo_handle: int, res_handle: int, size: int,
                  blob_mem: BlobMem | int, blob_flags: BlobFlag | int, blob_id: int) -> None:
-        self.node = node
-        self.bo_handle = bo_handle
-        self.res_handle = res_handle
-        self.size = size
-        self.stride = 0
-        self._closed = False
+        super().__init__(node, bo_handle, res_handle, size)
         self.blob_mem = blob_mem
         self.blob_flags = blob_flags
         self.blob_id = blob_id
 
 
-class SyncObj:
+class SyncObj(_NodeObject):
     """A DRM syncobj of a render node."""
+
+    _what = "syncobj"
 
     def __init__(self, node: RenderNode, handle: int) -> None:
         self.node = node
         self.handle = handle
         self._closed = False
 
-    @property
-    def closed(self) -> bool:
-        """True after close() or once the node is closed."""
-        return self._closed or self.node.closed
-
     def _handle(self) -> int:
-        if self.closed:
-            raise ClosedError(f"syncobj {self.handle} is closed")
-        return self.handle
+        return self._live(self.handle)
 
     def wait(self, timeout: float | None = 0, wait_for_submit: bool = False) -> bool:
         """SYNCOBJ_WAIT on this one; False on timeout."""
@@ -346,12 +348,6 @@ class SyncObj:
         self._closed = True
         if not self.node.closed:
             self.node.syncobj_destroy(self.handle)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 # ---- virgl inline command for HOST3D blobs -----------------------------------------------------
