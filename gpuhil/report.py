@@ -400,7 +400,8 @@ class ReportPlugin:
         letters = {"timeout": "T", "crash": "C", "infrastructure": "I", "dmesg-warn": "W",
                    "dmesg-fail": "D"}
         if report.failed and outcome in letters:
-            return "failed", letters[outcome], outcome.upper()
+            category = "failed" if report.when == "call" else "error"
+            return category, letters[outcome], outcome.upper()
         return None
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
