@@ -370,13 +370,15 @@ class ReportPlugin:
         except BaseException as exc:
             if record.timeout_kind:
                 _attach("timeout dump", record.dump)
-            _finish(record)
-            if record.timeout_kind:
                 if record.guest is not None:
-                    record.guest.close()
-                if not isinstance(exc, TestTimeout):
-                    seconds = total if record.timeout_kind == "per-test" else idle
-                    raise TestTimeout(record.timeout_kind, seconds) from exc
+                    record.guest.close()  # it was killed; its agent channel is unusable
+            try:
+                _finish(record)
+            except Exception as failure:  # the guest died with the test: keep the test's error
+                _attach("evidence not collected", f"{type(failure).__name__}: {failure}")
+            if record.timeout_kind and not isinstance(exc, TestTimeout):
+                seconds = total if record.timeout_kind == "per-test" else idle
+                raise TestTimeout(record.timeout_kind, seconds) from exc
             raise
         problem = _finish(record)
         if problem is not None:
