@@ -81,6 +81,18 @@ def carry_history(previous_report: Path, results_dir: Path) -> bool:
     return True
 
 
+def write_executor(results_dir: Path, report_dir: Path) -> int:
+    """Write ``executor.json`` (who built the report, and its build number in the trend); the
+    build number is one more than the number of runs in the carried-over history."""
+    trend = results_dir / "history" / "history-trend.json"
+    build = 1 + (len(json.loads(trend.read_text())) if trend.is_file() else 0)
+    executor = {"name": "gpuhil", "type": "gpuhil", "buildOrder": build,
+                "buildName": f"gpuhil run #{build}", "reportName": "gpuhil report",
+                "reportUrl": report_dir.resolve().as_uri() + "/index.html"}
+    (results_dir / "executor.json").write_text(json.dumps(executor, indent=1))
+    return build
+
+
 def render(results_dir: Path | str, report_dir: Path | str, history: bool = True,
            cache: Path | None = None) -> ReportSummary:
     """Render ``results_dir`` (allure-pytest output) into ``report_dir`` and return its counts.
@@ -93,6 +105,7 @@ def render(results_dir: Path | str, report_dir: Path | str, history: bool = True
     allure = ensure_allure(cache)
     if history:
         carry_history(report, results)
+    write_executor(results, report)
     env = dict(os.environ)
     env.setdefault("JAVA_HOME", str(Path(os.path.realpath(shutil.which("java") or "java")).parents[1]))
     done = subprocess.run([str(allure), "generate", str(results), "--clean", "-o", str(report)],
@@ -104,4 +117,4 @@ def render(results_dir: Path | str, report_dir: Path | str, history: bool = True
 
 
 __all__ = ["ReportError", "ReportSummary", "allure_home", "carry_history", "ensure_allure",
-           "render"]
+           "render", "write_executor"]
