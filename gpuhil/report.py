@@ -8,7 +8,8 @@ and ``--alluredir``.
 Per test that uses a guest: start/end markers go into the guest's ``/dev/kmsg``; afterwards the
 kernel-log slice between them (with levels), the console slice, QEMU's stderr, the QMP events,
 the guest spec and QEMU's argv are attached, and kernel warnings/BUGs turn the test into
-dmesg-warn/dmesg-fail (:mod:`gpuhil.outcomes`).  ``--gpuhil-timeout`` / ``--gpuhil-inactivity-
+dmesg-warn/dmesg-fail (:mod:`gpuhil.outcomes`) unless the ``kernel_log_allowed(*regexes)``
+marker expects them.  ``--gpuhil-timeout`` / ``--gpuhil-inactivity-
 timeout`` (or the ``gpuhil_timeout(seconds, inactivity=...)`` marker) end a test that hangs: the
 watchdog records QMP ``query-status`` and the guest's task stacks (SysRq t and w, typed through
 QMP since the agent is busy with the hung call, read back from the console), then stops it.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shlex
 import signal
 import threading
@@ -81,6 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ReportPlugin(config), "gpuhil-report")
     config.addinivalue_line("markers", "gpuhil_timeout(seconds, inactivity=None): this test's "
                             "per-test (and inactivity) timeout")
+    config.addinivalue_line("markers", "kernel_log_allowed(*regexes): guest kernel log lines "
+                            "this test provokes on purpose (not dmesg-warn/dmesg-fail)")
     config.addinivalue_line("markers", f"severity(level): Allure severity, one of {SEVERITIES}")
 
 
@@ -129,6 +133,13 @@ def _begin(record: TestRecord, state: SessionState) -> None:
     record.start_marker = guest.kmsg_mark(f"{MARK_START} {record.nodeid}")
 
 
+def _allowed(item: pytest.Item | None) -> list[re.Pattern[str]]:
+    """The ``kernel_log_allowed`` patterns of a test (kernel lines it provokes on purpose)."""
+    if item is None:
+        return []
+    return [re.compile(p) for m in item.iter_markers("kernel_log_allowed") for p in m.args]
+
+
 def _finish(record: TestRecord) -> KernelLogProblem | None:
     """Write the end marker, attach the evidence; the kernel-log problem of the slice, if any."""
     guest = record.guest
@@ -139,7 +150,9 @@ def _finish(record: TestRecord) -> KernelLogProblem | None:
         end = guest.kmsg_mark(f"{MARK_END} {record.nodeid}")
         records = guest.call(kmsg.records_after, record.start_marker, end)
         _attach("kernel log (test slice)", "\n".join(r.line() for r in records))
-        record.kernel_log = scan_kernel_log(records)
+        allowed = _allowed(record.item)
+        record.kernel_log = scan_kernel_log(
+            r for r in records if not any(p.search(r.text) for p in allowed))
         if not record.kernel_log.clean:
             problem = KernelLogProblem(record.kernel_log)
     _attach("guest console (test slice)", _console_slice(guest, record.console_offset))

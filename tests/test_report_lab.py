@@ -101,6 +101,12 @@ def test_panic(doomed_guest):
     doomed_guest.run(["sh", "-c", "echo c > /proc/sysrq-trigger"])
 
 
+@pytest.mark.kernel_log_allowed(r"^tmpfs: Unknown parameter 'gpuhil_bogus_option'$")
+def test_expected_kernel_error(guest):
+    """The same kernel error line, expected by the test: it passes."""
+    test_dmesg_warn(guest)
+
+
 @pytest.mark.gpuhil_timeout(5)
 def test_timeout(guest):
     guest.run(["sleep", "600"])
@@ -141,12 +147,13 @@ def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
     for path in results_dir.glob("*-result.json"):
         data = json.loads(path.read_text())
         results[data["name"]] = data
-    assert len(results) == 7, (sorted(results), done.stdout[-3000:], done.stderr[-3000:])
+    assert len(results) == 8, (sorted(results), done.stdout[-3000:], done.stderr[-3000:])
     yield LabRun(results_dir, results, done.stdout)
 
 
 @pytest.mark.parametrize("name, status, outcome, message", [
     ("test_pass", "passed", "pass", None),
+    ("test_expected_kernel_error", "passed", "pass", None),
     ("test_fail", "failed", "fail", "[fail] AssertionError: assert b'Linux\\n' == b'Windows\\n'"),
     ("test_skip_probed", "skipped", "skip", "Skipped: requires a render node (probed: "
      "/dev/dri/renderD128 absent, guest spec has no GPU)"),
@@ -185,6 +192,8 @@ def test_guest_evidence_attached(lab_run: LabRun) -> None:
     assert lab_run.labels("test_pass", "severity") == ["critical"]
     assert lab_run.labels("test_pass", "guest_config") == ["no GPU"]
     # the pass test's slice is clean: only kernel-facility warnings count, not the markers
+    expected = lab_run.attachments("test_expected_kernel_error")["kernel log (test slice)"]
+    assert "<3>tmpfs: Unknown parameter 'gpuhil_bogus_option'" in expected  # still attached
     assert "tmpfs" not in lab_run.attachments("test_pass")["kernel log (test slice)"]
 
 
@@ -237,7 +246,7 @@ def test_rendered_report_in_chromium(lab_run: LabRun, tmp_path: Path) -> None:
     previous = len(json.loads((report / "history" / "history-trend.json").read_text())) \
         if (report / "history" / "history-trend.json").is_file() else 0
     summary = render(lab_run.results_dir, report)
-    assert summary == ReportSummary(total=7, passed=1, failed=3, broken=2, skipped=1, unknown=0)
+    assert summary == ReportSummary(total=8, passed=2, failed=3, broken=2, skipped=1, unknown=0)
     trend = json.loads((report / "history" / "history-trend.json").read_text())
     assert len(trend) == previous + 1  # the previous runs' history was carried over
 
@@ -246,7 +255,7 @@ def test_rendered_report_in_chromium(lab_run: LabRun, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120).stdout
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<style.*?</style>", "", dom,
                                                               flags=re.S)))
-    assert re.search(r"\b7 test cases\b", text), text[:2000]
+    assert re.search(r"\b8 test cases\b", text), text[:2000]
     for category in ("Infrastructure: the lab could not start",
                      "Product defect: guest crash (panic, QEMU died)",
                      "Product defect: guest kernel warnings (dmesg-warn)"):
