@@ -50,6 +50,11 @@ def test_timeout():
     time.sleep(60)
 
 
+@pytest.mark.gpuhil_timeout(0, inactivity=1)
+def test_inactive():
+    time.sleep(60)
+
+
 def test_error():
     {}["missing"]
 
@@ -65,7 +70,7 @@ def results(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
     pytester.makepyfile(test_inner=INNER)
     run = pytester.runpytest_subprocess("-p", "gpuhil.report", "--alluredir", "allure",
                                         "-p", "no:cacheprovider", "-rA", timeout=120)
-    run.assert_outcomes(passed=1, failed=3, skipped=1, errors=1)
+    run.assert_outcomes(passed=1, failed=4, skipped=1, errors=1)
     out = pytester.path / "allure"
     by_name = {}
     for path in out.glob("*-result.json"):
@@ -74,7 +79,7 @@ def results(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
         for label in data["labels"]:
             data["labels_by_name"].setdefault(label["name"], []).append(label["value"])
         by_name[data["name"]] = data
-    assert len(by_name) == 6, sorted(by_name)
+    assert len(by_name) == 7, sorted(by_name)
     by_name["__dir__"] = {"path": out, "stdout": run.stdout.str()}
     return by_name
 
@@ -92,6 +97,9 @@ def test_each_status_in_allure(results: dict[str, dict[str, Any]]) -> None:
         "test_timeout": ("broken", "timeout", "product defect",
                          "[timeout] gpuhil.outcomes.TestTimeout: per-test timeout: the test ran "
                          "longer than 1 s"),
+        "test_inactive": ("broken", "timeout", "product defect",
+                          "[timeout] gpuhil.outcomes.TestTimeout: inactivity timeout: the test "
+                          "showed no activity for 1 s"),
         "test_error": ("broken", "error", "test defect", "[error] KeyError: 'missing'"),
         "test_infra": ("broken", "infrastructure", "infrastructure",
                        "[infrastructure] gpuhil.lab.errors.QemuLaunchError: QEMU failed to start: "
