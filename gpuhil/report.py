@@ -39,6 +39,8 @@ from gpuhil.outcomes import (
 
 SEVERITIES = ("blocker", "critical", "normal", "minor", "trivial")
 MARK_START, MARK_END = "gpuhil-test-start", "gpuhil-test-end"
+#: How the watchdog interrupts the test's thread (not SIGALRM, which pytest-timeout uses).
+WATCHDOG_SIGNAL = signal.SIGUSR2
 
 
 @dataclass
@@ -183,7 +185,8 @@ def _attach(name: str, body: str, kind: str = "text") -> None:
 
 def _timeouts(item: pytest.Item) -> tuple[float, float]:
     config = item.config
-    total = config.getoption("gpuhil_timeout") or float(config.getini("gpuhil_timeout") or 0)
+    total = (config.getoption("gpuhil_timeout") or float(config.getini("gpuhil_timeout") or 0)
+             or float(config.getoption("gpuhil_test_timeout", None) or 0))  # the core plugin's
     idle = (config.getoption("gpuhil_inactivity_timeout")
             or float(config.getini("gpuhil_inactivity_timeout") or 0))
     marker = item.get_closest_marker("gpuhil_timeout")
@@ -256,7 +259,7 @@ class Watchdog:
         self.record.dump = f"{kind} timeout after {seconds:g} s\n\n" + dump_state(self.record.guest)
         self._seconds = seconds
         if self._main is not None:
-            signal.pthread_kill(self._main, signal.SIGALRM)
+            signal.pthread_kill(self._main, WATCHDOG_SIGNAL)
         guest = self.record.guest
         if guest is not None and guest.pid is not None:
             guest.process.kill()  # whatever the test waits for in the guest ends now
@@ -266,7 +269,7 @@ class Watchdog:
 
     def __enter__(self) -> "Watchdog":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._previous = signal.signal(WATCHDOG_SIGNAL, self._on_alarm)
         else:
             self._main = None
         self._thread.start()
@@ -276,7 +279,7 @@ class Watchdog:
         self._stop.set()
         self._thread.join()
         if self._previous is not None:
-            signal.signal(signal.SIGALRM, self._previous)
+            signal.signal(WATCHDOG_SIGNAL, self._previous)
 
 
 def _allure_result(config: pytest.Config, nodeid: str) -> Any:
