@@ -93,11 +93,17 @@ def pytest_configure(config: pytest.Config) -> None:
 # --- the guest of a test ----------------------------------------------------------------------
 
 def _guest_of(item: pytest.Item) -> Guest | None:
+    """The test's lab guest: its ``guest`` funcarg, else any funcarg that is a Guest or holds
+    one as ``.machine`` (the core plugin's device fixtures: virtgpu, udmabuf, vfio_device)."""
     funcargs = getattr(item, "funcargs", None) or {}
-    guest = funcargs.get("guest")
-    if isinstance(guest, Guest):
-        return guest
-    return next((v for v in funcargs.values() if isinstance(v, Guest)), None)
+    values = [funcargs.get("guest"), *funcargs.values()]
+    for value in values:
+        if isinstance(value, Guest):
+            return value
+    for value in values:
+        if isinstance(getattr(value, "machine", None), Guest):
+            return value.machine
+    return None
 
 
 def _alive(guest: Guest) -> bool:
