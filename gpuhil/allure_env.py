@@ -138,10 +138,36 @@ def _escape(text: str) -> str:
     return (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r"))
 
 
+def stack_summary(provenance: Provenance) -> str:
+    """One line: the versions of the stack under test."""
+    parts = [("QEMU", provenance.qemu), ("virglrenderer", provenance.virglrenderer),
+             ("Mesa", provenance.mesa), ("guest kernel", provenance.guest_kernel),
+             ("host kernel", provenance.host_kernel)]
+    return ", ".join(f"{name} {value}" for name, value in parts if value)
+
+
+def capability_summary(snapshot: Mapping[str, Any]) -> str:
+    """One line: the capsets (with their highest versions) and the features that are on."""
+    capsets = [f"{key.split('.')[1]} v{snapshot.get(key + '.max_version', '?')}"
+               for key, value in snapshot.items()
+               if key.startswith("capset.") and key.count(".") == 1 and value is True]
+    features = [key.split(".", 1)[1] for key, value in snapshot.items()
+                if key.startswith("feature.") and value is True]
+    text = f"capsets: {', '.join(capsets) or 'none'}"
+    return text + (f"; features: {', '.join(features)}" if features else "")
+
+
 def environment_properties(provenance: Provenance,
                            snapshot: Mapping[str, Any] | None = None) -> str:
-    """The text of ``environment.properties``: provenance, then ``capability.<name>`` entries."""
-    lines = [f"{key}={_escape(value)}" for key, value in provenance.properties().items()]
+    """The text of ``environment.properties``.
+
+    Allure's overview shows the first five entries, so the one-line summaries of the stack and
+    of the capability snapshot come first; then the provenance fields and ``capability.<name>``.
+    """
+    lines = [f"stack={_escape(stack_summary(provenance))}"]
+    if snapshot:
+        lines.append(f"capabilities={_escape(capability_summary(snapshot))}")
+    lines += [f"{key}={_escape(value)}" for key, value in provenance.properties().items()]
     for key, value in sorted((snapshot or {}).items()):
         lines.append(f"capability.{key.replace(' ', '_')}={_escape(str(value))}")
     return "\n".join(lines) + "\n"
@@ -155,5 +181,5 @@ def write_results_metadata(results_dir: Path, provenance: Provenance,
     (results_dir / "categories.json").write_text(categories_json())
 
 
-__all__ = ["CATEGORIES", "CategoryRule", "Provenance", "categories_json", "collect_provenance",
-           "environment_properties", "git_revision", "host_gpu_pci_ids", "write_results_metadata"]
+__all__ = ["CATEGORIES", "CategoryRule", "Provenance", "capability_summary", "categories_json",
+           "collect_provenance", "environment_properties", "stack_summary", "git_revision", "host_gpu_pci_ids", "write_results_metadata"]

@@ -127,8 +127,13 @@ def test_categories_match_each_outcome_once(outcome: Outcome, status: str, categ
 def test_environment_properties_escape_and_prefix_the_snapshot() -> None:
     prov = Provenance(gpuhil_git="abc", host_kernel="6.1", qemu="1:11.1", virglrenderer="1.3",
                       mesa="25", guest_kernel="7.2", gpu_pci_ids=("1af4:1050@0000:00:02.0",))
-    text = environment_properties(prov, {"capset.venus": True, "param.max": "a\nb"})
+    text = environment_properties(prov, {"capset.venus": True, "capset.venus.max_version": 0,
+                                         "capset.drm": False, "feature.resource_blob": True,
+                                         "feature.edid": False, "param.max": "a\nb"})
     lines = text.splitlines()
+    # the overview shows five entries: the summaries come first
+    assert lines[0] == "stack=QEMU 1:11.1, virglrenderer 1.3, Mesa 25, guest kernel 7.2, host kernel 6.1"
+    assert lines[1] == "capabilities=capsets: venus v0; features: resource_blob"
     assert "lab.qemu=1:11.1" in lines and "guest.kernel=7.2" in lines
     assert "host.gpu_pci_ids=1af4:1050@0000:00:02.0" in lines
     assert "capability.capset.venus=True" in lines
