@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -158,26 +158,56 @@ def capability_summary(snapshot: Mapping[str, Any]) -> str:
 
 
 def environment_properties(provenance: Provenance,
-                           snapshot: Mapping[str, Any] | None = None) -> str:
-    """The text of ``environment.properties``.
+                           snapshots: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The text of ``environment.properties``; ``snapshots`` maps a guest configuration to its
+    flat capability snapshot.
 
     Allure's overview shows the first five entries, so the one-line summaries of the stack and
-    of the capability snapshot come first; then the provenance fields and ``capability.<name>``.
+    of the capability snapshots come first; then the provenance fields and the snapshot entries
+    (``capability.<name>``, or ``capability.<configuration>.<name>`` with several).
     """
+    snapshots = dict(sorted((snapshots or {}).items()))
     lines = [f"stack={_escape(stack_summary(provenance))}"]
-    if snapshot:
-        lines.append(f"capabilities={_escape(capability_summary(snapshot))}")
+    if len(snapshots) == 1:
+        lines.append(f"capabilities={_escape(capability_summary(next(iter(snapshots.values()))))}")
+    elif snapshots:
+        summary = " | ".join(f"{name}: {capability_summary(snap)}" for name, snap in snapshots.items())
+        lines.append(f"capabilities={_escape(summary)}")
     lines += [f"{key}={_escape(value)}" for key, value in provenance.properties().items()]
-    for key, value in sorted((snapshot or {}).items()):
-        lines.append(f"capability.{key.replace(' ', '_')}={_escape(str(value))}")
+    for name, snapshot in snapshots.items():
+        prefix = "capability." if len(snapshots) == 1 else f"capability.{name}."
+        for key, value in sorted(snapshot.items()):
+            lines.append(f"{prefix}{key.replace(' ', '_')}={_escape(str(value))}")
     return "\n".join(lines) + "\n"
 
 
+FRAGMENTS_DIR = "gpuhil-env"
+
+
 def write_results_metadata(results_dir: Path, provenance: Provenance,
-                           snapshot: Mapping[str, Any] | None = None) -> None:
-    """Write ``environment.properties`` and ``categories.json`` into ``results_dir``."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "environment.properties").write_text(environment_properties(provenance, snapshot))
+                           snapshots: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Write ``environment.properties`` and ``categories.json`` into ``results_dir``.
+
+    Every pytest process (each xdist worker, the controller) leaves its provenance and snapshots
+    in ``gpuhil-env/<pid>.json`` and rewrites the properties from all of them, so the last one
+    to finish writes the union of every worker's configurations.
+    """
+    fragments = results_dir / FRAGMENTS_DIR
+    fragments.mkdir(parents=True, exist_ok=True)
+    mine = {"provenance": asdict(provenance), "snapshots": dict(snapshots or {})}
+    (fragments / f"{os.getpid()}.json").write_text(json.dumps(mine, default=str))
+    merged_prov, merged_snaps = provenance, {}
+    for path in sorted(fragments.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        prov = data["provenance"]
+        if prov.get("qemu") and not merged_prov.qemu:
+            merged_prov = Provenance(**{**prov, "gpu_pci_ids": tuple(prov["gpu_pci_ids"])})
+        merged_snaps.update(data["snapshots"])
+    (results_dir / "environment.properties").write_text(
+        environment_properties(merged_prov, merged_snaps))
     (results_dir / "categories.json").write_text(categories_json())
 
 

@@ -439,11 +439,15 @@ class ReportPlugin:
         results_dir = getattr(self.config.option, "allure_report_dir", None)
         if not results_dir:
             return
-        snapshot = None
+        snapshots: dict[str, dict[str, Any]] = {}
         try:
             from gpuhil import plugin as core
-            found = self.config.stash.get(core.SNAPSHOT_KEY, None)
-            snapshot = found.as_dict() if found is not None else None
+            for name, caps in self.config.stash.get(core.SNAPSHOTS_KEY, {}).items():
+                snapshots[name] = caps.as_dict()
+            single = self.config.stash.get(core.SNAPSHOT_KEY, None)
+            if single is not None and not snapshots:
+                snapshots[getattr(single, "configuration", "default")] = single.as_dict()
         except (ImportError, AttributeError):
             pass
-        write_results_metadata(Path(results_dir), collect_provenance(self.state.guests), snapshot)
+        target = Path(results_dir)
+        write_results_metadata(target, collect_provenance(self.state.guests), snapshots)

@@ -6,8 +6,11 @@ import re
 
 import pytest
 
+from dataclasses import asdict
+
 from gpuhil.allure_env import (
-    CATEGORIES, Provenance, categories_json, environment_properties, host_gpu_pci_ids,
+    CATEGORIES, FRAGMENTS_DIR, Provenance, categories_json, environment_properties,
+    host_gpu_pci_ids, write_results_metadata,
 )
 from gpuhil.kmsg import parse_record
 from gpuhil.lab.errors import GuestDied, GuestPanic, QemuLaunchError
@@ -127,9 +130,9 @@ def test_categories_match_each_outcome_once(outcome: Outcome, status: str, categ
 def test_environment_properties_escape_and_prefix_the_snapshot() -> None:
     prov = Provenance(gpuhil_git="abc", host_kernel="6.1", qemu="1:11.1", virglrenderer="1.3",
                       mesa="25", guest_kernel="7.2", gpu_pci_ids=("1af4:1050@0000:00:02.0",))
-    text = environment_properties(prov, {"capset.venus": True, "capset.venus.max_version": 0,
-                                         "capset.drm": False, "feature.resource_blob": True,
-                                         "feature.edid": False, "param.max": "a\nb"})
+    venus = {"capset.venus": True, "capset.venus.max_version": 0, "capset.drm": False,
+             "feature.resource_blob": True, "feature.edid": False, "param.max": "a\nb"}
+    text = environment_properties(prov, {"venus": venus})
     lines = text.splitlines()
     # the overview shows five entries: the summaries come first
     assert lines[0] == "stack=QEMU 1:11.1, virglrenderer 1.3, Mesa 25, guest kernel 7.2, host kernel 6.1"
@@ -138,6 +141,29 @@ def test_environment_properties_escape_and_prefix_the_snapshot() -> None:
     assert "host.gpu_pci_ids=1af4:1050@0000:00:02.0" in lines
     assert "capability.capset.venus=True" in lines
     assert "capability.param.max=a\\nb" in lines
+    two = environment_properties(prov, {"venus": venus, "virgl": {"capset.virgl": True,
+                                                                  "capset.virgl.max_version": 1}})
+    lines = two.splitlines()
+    assert lines[1] == ("capabilities=venus: capsets: venus v0; features: resource_blob | "
+                        "virgl: capsets: virgl v1")
+    assert "capability.venus.capset.venus=True" in lines
+    assert "capability.virgl.capset.virgl.max_version=1" in lines
+
+
+def test_metadata_merges_every_process_fragment(tmp_path) -> None:
+    """xdist: each worker adds its configuration; the lab provenance survives a guest-less
+    controller finishing last."""
+    lab = Provenance(host_kernel="6.1", qemu="1:11.1", guest_kernel="7.2")
+    (tmp_path / FRAGMENTS_DIR).mkdir()
+    for worker, snapshot in ((1, {"venus": {"capset.venus": True}}),
+                             (2, {"virgl": {"capset.virgl": True}})):
+        (tmp_path / FRAGMENTS_DIR / f"{worker}.json").write_text(json.dumps(
+            {"provenance": asdict(lab), "snapshots": snapshot}))
+    write_results_metadata(tmp_path, Provenance(host_kernel="6.1"), {})  # the controller
+    lines = (tmp_path / "environment.properties").read_text().splitlines()
+    assert "lab.qemu=1:11.1" in lines
+    assert "capability.venus.capset.venus=True" in lines and "capability.virgl.capset.virgl=True" in lines
+    assert json.loads((tmp_path / "categories.json").read_text())[0]["name"].startswith("Infrastructure")
 
 
 def test_host_gpu_pci_ids_reads_display_class_functions(tmp_path) -> None:
