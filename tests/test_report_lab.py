@@ -260,7 +260,8 @@ def test_rendered_report_in_chromium(lab_run: LabRun, tmp_path: Path) -> None:
                      "Product defect: guest crash (panic, QEMU died)",
                      "Product defect: guest kernel warnings (dmesg-warn)"):
         assert category in text
-    assert "lab.virglrenderer" in text  # the environment widget shows provenance
+    # the environment widget shows the stack's provenance line
+    assert re.search(r"stack QEMU \S+, virglrenderer \S+, Mesa \S+, guest kernel 7\.", text), text[:3000]
 
     shot = SELFTEST_REPORTS / "report-overview.png"
     shot.unlink(missing_ok=True)
