@@ -294,6 +294,12 @@ class Guest:
         return self.process.log_dir / "console.log"
 
     @property
+    def alive(self) -> bool:
+        """Whether QEMU runs and the agent channel is open (False before launch and after close)."""
+        return (self._client is not None and self._process is not None
+                and self._process.poll() is None)
+
+    @property
     def qemu_argv(self) -> list[str]:
         """QEMU's command line (before the chroot wrapper); empty before launch."""
         return list(self._process.argv) if self._process is not None else []
