@@ -9,10 +9,14 @@ Per test that uses a guest: start/end markers go into the guest's ``/dev/kmsg``;
 kernel-log slice between them (with levels), the console slice, QEMU's stderr, the QMP events,
 the guest spec and QEMU's argv are attached, and kernel warnings/BUGs turn the test into
 dmesg-warn/dmesg-fail (:mod:`gpuhil.outcomes`) unless the ``kernel_log_allowed(*regexes)``
-marker expects them.  ``--gpuhil-timeout`` / ``--gpuhil-inactivity-
-timeout`` (or the ``gpuhil_timeout(seconds, inactivity=...)`` marker) end a test that hangs: the
-watchdog records QMP ``query-status`` and the guest's task stacks (SysRq t and w, typed through
-QMP since the agent is busy with the hung call, read back from the console), then stops it.
+marker expects them.
+
+``--gpuhil-timeout`` / ``--gpuhil-inactivity-timeout`` (or the ``gpuhil_timeout(seconds,
+inactivity=...)`` marker) end a test that hangs, or whose guest console and QEMU output stay
+silent that long (a host-only test: since it started).  Before stopping it, the watchdog records
+QMP ``query-status`` and the guest's task stacks (SysRq t and w, typed through QMP because the
+agent is busy with the hung call; read back from the console), then kills QEMU and interrupts
+the test.
 """
 from __future__ import annotations
 
@@ -106,10 +110,6 @@ def _guest_of(item: pytest.Item) -> Guest | None:
     return None
 
 
-def _alive(guest: Guest) -> bool:
-    return guest.pid is not None and guest.process.poll() is None and guest._client is not None
-
-
 def _console_size(guest: Guest) -> int:
     try:
         return guest.console_log.stat().st_size
@@ -128,7 +128,7 @@ def _console_slice(guest: Guest, offset: int) -> str:
 
 def _begin(record: TestRecord, state: SessionState) -> None:
     guest = record.guest
-    if guest is None or not _alive(guest):
+    if guest is None or not guest.alive:
         return
     if guest not in state.guests:
         state.guests.append(guest)
@@ -154,7 +154,7 @@ def _finish(record: TestRecord) -> KernelLogProblem | None:
     if guest is None:
         return None
     problem = None
-    if _alive(guest) and record.start_marker:
+    if guest.alive and record.start_marker:
         end = guest.kmsg_mark(f"{MARK_END} {record.nodeid}")
         records = guest.call(kmsg.records_after, record.start_marker, end)
         _attach("kernel log (test slice)", "\n".join(r.line() for r in records))
@@ -204,7 +204,7 @@ def _timeouts(item: pytest.Item) -> tuple[float, float]:
 
 def dump_state(guest: Guest | None, settle: float = 3.0) -> str:
     """QMP status and the guest's task stacks (SysRq t, w through the PS/2 keyboard), as text."""
-    if guest is None or not _alive(guest):
+    if guest is None or not guest.alive:
         return "no running guest"
     parts = []
     try:
