@@ -58,6 +58,7 @@ class TestRecord:
     guest: Guest | None = None
     start_marker: str = ""
     console_offset: int = 0
+    stderr_offset: int = 0
     timeout_kind: str = ""
     dump: str = ""
     kernel_log: KernelLogVerdict | None = None
@@ -80,6 +81,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="per-test timeout (state is dumped before the test is stopped)")
     group.addoption("--gpuhil-inactivity-timeout", type=float, default=None, metavar="SECONDS",
                     help="stop a test whose guest console and QEMU output stay silent this long")
+    group.addoption("--gpuhil-kernel-log", choices=("check", "attach"), default="check",
+                    help="check: guest kernel warnings/BUGs during a test make it dmesg-warn/"
+                         "dmesg-fail (default); attach: only attach the kernel log slice")
     parser.addini("gpuhil_timeout", "default per-test timeout in seconds (0: none)", default="0")
     parser.addini("gpuhil_inactivity_timeout", "default inactivity timeout in seconds (0: none)",
                   default="0")
@@ -138,6 +142,7 @@ def _begin(record: TestRecord, state: SessionState) -> None:
         state.sysrq_ready.add(guest.pid)
     guest.qmp_events()  # drop what happened before this test
     record.console_offset = _console_size(guest)
+    record.stderr_offset = len(guest.qemu_stderr())
     record.start_marker = guest.kmsg_mark(f"{MARK_START} {record.nodeid}")
 
 
@@ -148,8 +153,9 @@ def _allowed(item: pytest.Item | None) -> list[re.Pattern[str]]:
     return [re.compile(p) for m in item.iter_markers("kernel_log_allowed") for p in m.args]
 
 
-def _finish(record: TestRecord) -> KernelLogProblem | None:
-    """Write the end marker, attach the evidence; the kernel-log problem of the slice, if any."""
+def _finish(record: TestRecord, check_kernel_log: bool = True) -> KernelLogProblem | None:
+    """Write the end marker, attach the evidence; the kernel-log problem of the slice, if any
+    (never with ``check_kernel_log`` False: the slice is only attached)."""
     guest = record.guest
     if guest is None:
         return None
@@ -159,12 +165,13 @@ def _finish(record: TestRecord) -> KernelLogProblem | None:
         records = guest.call(kmsg.records_after, record.start_marker, end)
         _attach("kernel log (test slice)", "\n".join(r.line() for r in records))
         allowed = _allowed(record.item)
-        record.kernel_log = scan_kernel_log(
-            r for r in records if not any(p.search(r.text) for p in allowed))
-        if not record.kernel_log.clean:
-            problem = KernelLogProblem(record.kernel_log)
+        if check_kernel_log:
+            record.kernel_log = scan_kernel_log(
+                r for r in records if not any(p.search(r.text) for p in allowed))
+            if not record.kernel_log.clean:
+                problem = KernelLogProblem(record.kernel_log)
     _attach("guest console (test slice)", _console_slice(guest, record.console_offset))
-    _attach("QEMU stderr", guest.qemu_stderr())
+    _attach("QEMU stderr (test slice)", guest.qemu_stderr()[record.stderr_offset:])
     _attach("QMP events", json.dumps(guest.qmp_events(), indent=1, default=str), "json")
     _attach("guest spec", _spec_text(guest))
     _attach("QEMU argv", shlex.join(guest.qemu_argv))
@@ -402,7 +409,7 @@ class ReportPlugin:
                 seconds = total if record.timeout_kind == "per-test" else idle
                 raise TestTimeout(record.timeout_kind, seconds) from exc
             raise
-        problem = _finish(record)
+        problem = _finish(record, item.config.getoption("gpuhil_kernel_log") == "check")
         if problem is not None:
             raise problem
         return result

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -130,25 +130,30 @@ class LabRun:
         return [l["value"] for l in self.results[name]["labels"] if l["name"] == label]
 
 
-@pytest.fixture(scope="module")
-def lab_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRun]:
+def run_inner(root: Path, *options: str) -> LabRun:
+    """Run the demonstration session in ``root`` with gpuhil.report and allure-pytest."""
     if os.environ.get("GPUHIL_LAB") == "0":
         pytest.skip("GPUHIL_LAB=0: the virtual lab is disabled")
-    root = tmp_path_factory.mktemp("report-lab")
     (root / "conftest.py").write_text(INNER_CONFTEST)
     (root / "suites" / "lab").mkdir(parents=True)
     (root / "suites" / "lab" / "test_outcomes.py").write_text(INNER_TESTS)
     results_dir = root / "allure-results"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "gpuhil.report", "--alluredir", str(results_dir),
-         "-p", "no:cacheprovider", "-rA", "suites"],
+         "-p", "no:cacheprovider", "-rA", *options, "suites"],
         cwd=root, capture_output=True, text=True, timeout=900)
     results = {}
     for path in results_dir.glob("*-result.json"):
         data = json.loads(path.read_text())
         results[data["name"]] = data
-    assert len(results) == 8, (sorted(results), done.stdout[-3000:], done.stderr[-3000:])
-    yield LabRun(results_dir, results, done.stdout)
+    return LabRun(results_dir, results, done.stdout + done.stderr)
+
+
+@pytest.fixture(scope="module")
+def lab_run(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
+    run = run_inner(tmp_path_factory.mktemp("report-lab"))
+    assert len(run.results) == 8, (sorted(run.results), run.stdout[-5000:])
+    return run
 
 
 @pytest.mark.parametrize("name, status, outcome, message", [
@@ -188,13 +193,22 @@ def test_guest_evidence_attached(lab_run: LabRun) -> None:
     assert files["QEMU argv"].split()[0].endswith("qemu-system-x86_64")
     assert "-nodefaults" in files["QEMU argv"].split()
     assert json.loads(files["QMP events"]) == []
-    assert {"guest console (test slice)", "QEMU stderr"} <= set(files)
+    assert {"guest console (test slice)", "QEMU stderr (test slice)"} <= set(files)
     assert lab_run.labels("test_pass", "severity") == ["critical"]
     assert lab_run.labels("test_pass", "guest_config") == ["no GPU"]
     # the pass test's slice is clean: only kernel-facility warnings count, not the markers
     expected = lab_run.attachments("test_expected_kernel_error")["kernel log (test slice)"]
     assert "<3>tmpfs: Unknown parameter 'gpuhil_bogus_option'" in expected  # still attached
     assert "tmpfs" not in lab_run.attachments("test_pass")["kernel log (test slice)"]
+
+
+def test_kernel_log_attach_mode_only_attaches(tmp_path: Path) -> None:
+    """--gpuhil-kernel-log=attach: the kernel error line is attached, the test still passes."""
+    run = run_inner(tmp_path, "--gpuhil-kernel-log=attach", "-k", "dmesg_warn")
+    assert run.results["test_dmesg_warn"]["status"] == "passed", run.stdout[-3000:]
+    assert run.labels("test_dmesg_warn", "gpuhil.outcome") == ["pass"]
+    assert "<3>tmpfs: Unknown parameter 'gpuhil_bogus_option'" in \
+        run.attachments("test_dmesg_warn")["kernel log (test slice)"]
 
 
 def test_timeout_dumped_state_before_killing(lab_run: LabRun) -> None:
