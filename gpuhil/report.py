@@ -242,6 +242,7 @@ class Watchdog:
         self._main = threading.main_thread().ident
         self._thread = threading.Thread(target=self._run, name="gpuhil-watchdog", daemon=True)
         self._previous: Any = None
+        self._seconds = 0.0
 
     def _activity(self, start: float) -> float:
         """The last time the guest's console or QEMU wrote something (monotonic clock)."""
@@ -278,7 +279,7 @@ class Watchdog:
             guest.process.kill()  # whatever the test waits for in the guest ends now
 
     def _on_alarm(self, signum: int, frame: Any) -> None:
-        raise TestTimeout(self.record.timeout_kind or "per-test", getattr(self, "_seconds", 0.0))
+        raise TestTimeout(self.record.timeout_kind or "per-test", self._seconds)
 
     def __enter__(self) -> "Watchdog":
         if threading.current_thread() is threading.main_thread():
@@ -335,7 +336,7 @@ def _guest_config(guest: Guest | None) -> str:
     return ", ".join(what)
 
 
-def _apply(item: pytest.Item, record: TestRecord) -> None:
+def _apply(item: pytest.Item, record: TestRecord, host_gpus: str) -> None:
     """Decide the outcome and write it, with the labels, into the still-open Allure result."""
     outcome = classify(record.phases, timed_out=bool(record.timeout_kind),
                        kernel_log=record.kernel_log)
@@ -361,7 +362,7 @@ def _apply(item: pytest.Item, record: TestRecord) -> None:
         labels["severity"] = str(marker.args[0])
     labels["gpuhil.outcome"] = outcome.value
     labels["gpuhil.category"] = mapping.category.value
-    labels["host_gpu"] = " ".join(host_gpu_pci_ids()) or "none"
+    labels["host_gpu"] = host_gpus
     labels["guest_config"] = _guest_config(record.guest or _guest_of(item))
     for name, value in labels.items():
         if name not in names or name.startswith("gpuhil."):
@@ -377,6 +378,7 @@ class ReportPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.state = SessionState()
+        self.host_gpus = " ".join(host_gpu_pci_ids()) or "none"
 
     def _record(self, item: pytest.Item) -> TestRecord:
         record = self.state.records.get(item.nodeid)
@@ -439,7 +441,7 @@ class ReportPlugin:
         """Runs inside allure-pytest's logfinish wrapper, so its result is still open."""
         record = self.state.records.pop(nodeid, None)
         if record is not None and record.item is not None:
-            _apply(record.item, record)
+            _apply(record.item, record, self.host_gpus)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Write environment.properties (provenance, capability snapshot) and categories.json."""
