@@ -1,9 +1,11 @@
-"""The ``gpuhil`` command: ``gpuhil lab build|boot|run|info``.
+"""The ``gpuhil`` command: ``gpuhil lab build|boot|run|info`` and ``gpuhil report``.
 
 ``lab build`` builds (or finds) the lab's assets and the guest's extensions, with progress.
 ``lab boot`` boots a guest with a shell on the serial console, attached to this terminal
 (Ctrl-] ends it).  ``lab run MODULE:FUNC [ARG...]`` boots a guest, calls the function there and
 prints its result.  ``lab info`` shows the stack's versions, the accelerator and the cache.
+``report`` renders Allure results into the HTML report under ``reports/`` (see
+:mod:`gpuhil.report_render`).
 """
 from __future__ import annotations
 
@@ -192,7 +194,23 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("target", metavar="MODULE:FUNC")
     run.add_argument("args", nargs="*", metavar="ARG", help="arguments (Python literals, else strings)")
     run.set_defaults(func=cmd_run)
+    report = sub.add_parser("report", help="render Allure results into the HTML report (with history)")
+    report.add_argument("--results", default="reports/allure-results",
+                        help="allure-pytest's --alluredir (default: %(default)s)")
+    report.add_argument("--output", default="reports/html", help="report directory (default: %(default)s)")
+    report.add_argument("--no-history", action="store_true",
+                        help="do not carry the previous report's history (trends) over")
+    report.set_defaults(func=cmd_report)
     return top
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from gpuhil.report_render import render
+
+    summary = render(args.results, args.output, history=not args.no_history)
+    print(f"{args.output}/index.html: {summary.total} tests, {summary.passed} passed, "
+          f"{summary.failed} failed, {summary.broken} broken, {summary.skipped} skipped")
+    return 0
 
 
 def _terminate(signum: int, frame: object) -> None:

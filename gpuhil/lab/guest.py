@@ -293,6 +293,30 @@ class Guest:
     def console_log(self) -> Path:
         return self.process.log_dir / "console.log"
 
+    @property
+    def alive(self) -> bool:
+        """Whether QEMU runs and the agent channel is open (False before launch and after close)."""
+        return (self._client is not None and self._process is not None
+                and self._process.poll() is None)
+
+    @property
+    def qemu_argv(self) -> list[str]:
+        """QEMU's command line (before the chroot wrapper); empty before launch."""
+        return list(self._process.argv) if self._process is not None else []
+
+    def qemu_stderr(self) -> str:
+        """What QEMU printed on stdout/stderr so far ("" before launch or once the log is gone)."""
+        return self._process.stderr_text() if self._process is not None else ""
+
+    def qmp_events(self) -> list[dict[str, Any]]:
+        """The QMP events received since the previous call ([] when QEMU is not running)."""
+        if self._process is None or self._process.poll() is not None:
+            return []
+        try:
+            return self._process.qmp.events()
+        except Exception:  # QMP already closed, or QEMU exiting under us
+            return []
+
     def console_tail(self, lines: int = 40) -> str:
         """The last lines of the serial console (also after the guest is gone)."""
         if self._process is None:

@@ -1,0 +1,215 @@
+"""What a gpuhil run writes next to its Allure results: ``environment.properties`` (provenance and
+the capability snapshot, shown on the report's overview) and ``categories.json`` (which failures
+are product defects, test defects or infrastructure, matched on the ``[<outcome>]`` prefix of the
+status message, see :mod:`gpuhil.outcomes`)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import gpuhil
+from gpuhil.outcomes import Outcome
+
+PROJECT_ROOT = Path(gpuhil.__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    """One entry of ``categories.json``."""
+
+    name: str
+    statuses: tuple[str, ...]
+    message_regex: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "matchedStatuses": list(self.statuses),
+                "messageRegex": self.message_regex}
+
+
+def _prefixed(*outcomes: Outcome) -> str:
+    names = "|".join(o.value for o in outcomes)
+    return rf"(?s)^\[({names})\].*"
+
+
+_SPECIAL = (Outcome.CRASH, Outcome.DMESG_WARN, Outcome.DMESG_FAIL, Outcome.TIMEOUT, Outcome.INFRA)
+
+#: Most specific first; the last two catch the remaining failed (product) and broken (test) ones.
+CATEGORIES: tuple[CategoryRule, ...] = (
+    CategoryRule("Infrastructure: the lab could not start", ("broken",), _prefixed(Outcome.INFRA)),
+    CategoryRule("Product defect: guest crash (panic, QEMU died)", ("failed",),
+                 _prefixed(Outcome.CRASH)),
+    CategoryRule("Product defect: guest kernel BUG/oops (dmesg-fail)", ("failed",),
+                 _prefixed(Outcome.DMESG_FAIL)),
+    CategoryRule("Product defect: guest kernel warnings (dmesg-warn)", ("failed",),
+                 _prefixed(Outcome.DMESG_WARN)),
+    CategoryRule("Product defect: timeout (state dumped, then killed)", ("broken",),
+                 _prefixed(Outcome.TIMEOUT)),
+    CategoryRule("Product defect: failed assertion", ("failed",),
+                 rf"(?s)^(?!\[({'|'.join(o.value for o in _SPECIAL)})\]).*"),
+    CategoryRule("Test defect: the test code broke", ("broken",), _prefixed(Outcome.ERROR)),
+)
+
+
+def categories_json() -> str:
+    """The text of ``categories.json``."""
+    return json.dumps([rule.as_json() for rule in CATEGORIES], indent=1)
+
+
+@dataclass
+class Provenance:
+    """Where a run's results come from: the stack's versions, host, GPUs and gpuhil itself."""
+
+    gpuhil_version: str = gpuhil.__version__
+    gpuhil_git: str = ""
+    host_kernel: str = ""
+    qemu: str = ""
+    virglrenderer: str = ""
+    mesa: str = ""
+    guest_kernel: str = ""
+    gpu_pci_ids: tuple[str, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def properties(self) -> dict[str, str]:
+        """Flat ``name -> value`` pairs (unknown values are left out)."""
+        pairs = {
+            "gpuhil.version": self.gpuhil_version, "gpuhil.git": self.gpuhil_git,
+            "host.kernel": self.host_kernel, "lab.qemu": self.qemu,
+            "lab.virglrenderer": self.virglrenderer, "lab.mesa": self.mesa,
+            "guest.kernel": self.guest_kernel, "host.gpu_pci_ids": " ".join(self.gpu_pci_ids),
+        }
+        pairs.update(self.extra)
+        return {k: v for k, v in pairs.items() if v}
+
+
+def git_revision(root: Path = PROJECT_ROOT) -> str:
+    """``<sha>`` of the project tree, ``<sha>-dirty`` with local changes, "" outside git."""
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}-dirty" if dirty else sha
+
+
+def host_gpu_pci_ids(sysfs: Path = Path("/sys/bus/pci/devices")) -> tuple[str, ...]:
+    """``vendor:device@slot`` of the host's display-class PCI functions (class 0x03xxxx)."""
+    found = []
+    if not sysfs.is_dir():
+        return ()
+    for dev in sorted(sysfs.iterdir()):
+        try:
+            if not (dev / "class").read_text().strip().startswith("0x03"):
+                continue
+            vendor = (dev / "vendor").read_text().strip().removeprefix("0x")
+            device = (dev / "device").read_text().strip().removeprefix("0x")
+        except OSError:
+            continue
+        found.append(f"{vendor}:{device}@{dev.name}")
+    return tuple(found)
+
+
+def collect_provenance(guests: Iterable[Any] = ()) -> Provenance:
+    """Provenance of this host and of the lab guests the run used (the first with assets wins)."""
+    prov = Provenance(gpuhil_git=git_revision(), host_kernel=os.uname().release,
+                      gpu_pci_ids=host_gpu_pci_ids())
+    for guest in guests:
+        setup = getattr(guest, "setup", None)
+        assets = getattr(setup, "assets", None)
+        if assets is not None and not prov.qemu:
+            m = assets.manifest
+            prov.qemu, prov.virglrenderer, prov.mesa = m.qemu, m.virglrenderer, m.mesa
+            prov.guest_kernel = assets.kernel_release
+        elif setup is not None and not prov.qemu:
+            prov.qemu = str(getattr(setup, "qemu", ""))
+        info = getattr(guest, "info", None)
+        if info is not None and getattr(info, "kernel", ""):
+            prov.guest_kernel = info.kernel
+    return prov
+
+
+def _escape(text: str) -> str:
+    """Java properties escaping for a value (backslashes, line breaks)."""
+    return (text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r"))
+
+
+def stack_summary(provenance: Provenance) -> str:
+    """One line: the versions of the stack under test."""
+    parts = [("QEMU", provenance.qemu), ("virglrenderer", provenance.virglrenderer),
+             ("Mesa", provenance.mesa), ("guest kernel", provenance.guest_kernel),
+             ("host kernel", provenance.host_kernel)]
+    return ", ".join(f"{name} {value}" for name, value in parts if value)
+
+
+def capability_summary(snapshot: Mapping[str, Any]) -> str:
+    """One line: the capsets (with their highest versions) and the features that are on."""
+    capsets = [f"{key.split('.')[1]} v{snapshot.get(key + '.max_version', '?')}"
+               for key, value in snapshot.items()
+               if key.startswith("capset.") and key.count(".") == 1 and value is True]
+    features = [key.split(".", 1)[1] for key, value in snapshot.items()
+                if key.startswith("feature.") and value is True]
+    text = f"capsets: {', '.join(capsets) or 'none'}"
+    return text + (f"; features: {', '.join(features)}" if features else "")
+
+
+def environment_properties(provenance: Provenance,
+                           snapshots: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """The text of ``environment.properties``; ``snapshots`` maps a guest configuration to its
+    flat capability snapshot.
+
+    Allure's overview shows the first five entries, so the one-line summaries of the stack and
+    of the capability snapshots come first; then the provenance fields and the snapshot entries
+    (``capability.<name>``, or ``capability.<configuration>.<name>`` with several).
+    """
+    snapshots = dict(sorted((snapshots or {}).items()))
+    lines = [f"stack={_escape(stack_summary(provenance))}"]
+    if len(snapshots) == 1:
+        lines.append(f"capabilities={_escape(capability_summary(next(iter(snapshots.values()))))}")
+    elif snapshots:
+        summary = " | ".join(f"{name}: {capability_summary(snap)}" for name, snap in snapshots.items())
+        lines.append(f"capabilities={_escape(summary)}")
+    lines += [f"{key}={_escape(value)}" for key, value in provenance.properties().items()]
+    for name, snapshot in snapshots.items():
+        prefix = "capability." if len(snapshots) == 1 else f"capability.{name}."
+        for key, value in sorted(snapshot.items()):
+            lines.append(f"{prefix}{key.replace(' ', '_')}={_escape(str(value))}")
+    return "\n".join(lines) + "\n"
+
+
+FRAGMENTS_DIR = "gpuhil-env"
+
+
+def write_results_metadata(results_dir: Path, provenance: Provenance,
+                           snapshots: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+    """Write ``environment.properties`` and ``categories.json`` into ``results_dir``.
+
+    Every pytest process (each xdist worker, the controller) leaves its provenance and snapshots
+    in ``gpuhil-env/<pid>.json`` and rewrites the properties from all of them, so the last one
+    to finish writes the union of every worker's configurations.
+    """
+    fragments = results_dir / FRAGMENTS_DIR
+    fragments.mkdir(parents=True, exist_ok=True)
+    mine = {"provenance": asdict(provenance), "snapshots": dict(snapshots or {})}
+    (fragments / f"{os.getpid()}.json").write_text(json.dumps(mine, default=str))
+    merged_prov, merged_snaps = provenance, {}
+    for path in sorted(fragments.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        prov = data["provenance"]
+        if prov.get("qemu") and not merged_prov.qemu:
+            merged_prov = Provenance(**{**prov, "gpu_pci_ids": tuple(prov["gpu_pci_ids"])})
+        merged_snaps.update(data["snapshots"])
+    (results_dir / "environment.properties").write_text(
+        environment_properties(merged_prov, merged_snaps))
+    (results_dir / "categories.json").write_text(categories_json())
+
+
+__all__ = ["CATEGORIES", "CategoryRule", "Provenance", "capability_summary", "categories_json",
+           "collect_provenance", "environment_properties", "stack_summary", "git_revision", "host_gpu_pci_ids", "write_results_metadata"]
