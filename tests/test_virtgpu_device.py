@@ -467,6 +467,7 @@ def test_wait_on_a_submitted_blob(gl_guest):
     assert gl_guest.call(wait_after_execbuffer_payload) == (True, True)
 
 
+@pytest.mark.kernel_log_allowed(r"\*ERROR\* response 0x12(00|03)")
 def test_host3d_blob_without_a_host_object_fails_at_mmap(gl_guest):
     with pytest.raises(IoctlError) as exc:
         gl_guest.call(host3d_without_cmd_payload)
