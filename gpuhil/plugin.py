@@ -434,8 +434,9 @@ def lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def _spec_for(request: pytest.FixtureRequest, default: str) -> tuple[str, GuestSpec]:
-    if hasattr(request, "param"):
-        return resolve_spec(request.param, request.node.nodeid)
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "guest" in callspec.params:  # indirect parametrization
+        return resolve_spec(callspec.params["guest"], request.node.nodeid)
     marker = request.node.get_closest_marker("guest")
     if marker is not None:
         return resolve_spec(marker, request.node.nodeid)
