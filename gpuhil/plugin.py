@@ -261,6 +261,7 @@ def prepare_gpu(guest: Any, timeout: float, node: str = RENDER_NODE) -> str:
     second when QEMU says the renderer could not initialize (the guest would wait for capsets
     forever), LabError when the node does not appear within ``timeout``."""
     qemu_before = len(guest.process.stderr_text())
+    started = time.monotonic()
     marker = guest.kmsg_mark("gpuhil: loading virtio_gpu")
     guest.run(["sh", "-c", "modprobe virtio_gpu </dev/null >/dev/null 2>&1 &"], check=True)
     deadline = time.monotonic() + timeout
@@ -271,7 +272,8 @@ def prepare_gpu(guest: Any, timeout: float, node: str = RENDER_NODE) -> str:
             failure = device_init_failure(guest.process.stderr_text()[qemu_before:],
                                           guest.kmsg_read(marker))
             raise DeviceInitError(f"the GPU ({guest.spec.gpu.device_arg()}) could not initialize "
-                                  f"its renderer on this host", failure)
+                                  f"its renderer on this host (seen {time.monotonic() - started:.1f} s "
+                                  f"after loading virtio_gpu)", failure)
         if guest.run(["test", "-e", node]).returncode == 0:
             late = device_init_failure("", guest.kmsg_read(marker))
             if late:
@@ -346,8 +348,16 @@ class GpuhilSession:
         if SNAPSHOT_KEY not in self.config.stash:
             self.config.stash[SNAPSHOT_KEY] = capabilities
 
+    def key(self, label: str) -> str:
+        """The slot of a configuration: on the local target every configuration is the machine."""
+        return "local" if self.settings.target.kind is TargetKind.LOCAL else label
+
+    def existing(self, label: str) -> GuestSlot:
+        return self._slots[self.key(label)]
+
     def slot(self, label: str, spec: GuestSpec) -> GuestSlot:
         """The configuration's guest, healthy: reused, or booted (again) when missing or broken."""
+        label = self.key(label)
         slot = self._slots.setdefault(label, GuestSlot(label, spec))
         if self.settings.target.kind is TargetKind.LOCAL:
             if slot.machine is None:
@@ -392,8 +402,10 @@ def describe_values(names: tuple[str, ...], capabilities: Capabilities) -> str:
 
 
 def check_requirements(requirements: list[capexpr.Expr], must_have: tuple[capexpr.Expr, ...],
-                       capabilities: Capabilities) -> None:
-    """Skip (or fail, for what a --must-have expression names) unless every requirement holds."""
+                       capabilities: Capabilities) -> str | None:
+    """Skip unless every requirement holds; a requirement sharing a name with a --must-have
+    expression that does not hold returns the failure message instead (the test then fails in
+    its call phase, see :func:`pytest_runtest_call`)."""
     values = capabilities.as_dict()
     for requirement in requirements:
         if requirement.evaluate(values):
@@ -403,8 +415,20 @@ def check_requirements(requirements: list[capexpr.Expr], must_have: tuple[capexp
         broken = [m for m in must_have
                   if not m.evaluate(values) and set(m.names) & set(requirement.names)]
         if broken:
-            pytest.fail(f"--must-have {broken[0]} does not hold: {reason}", pytrace=False)
+            return f"--must-have {broken[0]} does not hold: {reason}"
         pytest.skip(reason)
+    return None
+
+
+MUST_HAVE_FAILURE = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """A test whose requirement a --must-have guarantees fails instead of running or skipping."""
+    message = item.stash.get(MUST_HAVE_FAILURE, None)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -449,8 +473,10 @@ def _slot(request: pytest.FixtureRequest, lab: Lab) -> GuestSlot:
     label, spec = _spec_for(request, lab.session.settings.default_guest)
     slot = lab.session.slot(label, spec)
     assert slot.capabilities is not None
-    check_requirements(request.node.stash.get(REQUIRES_KEY, []), lab.session.settings.must_have,
-                       slot.capabilities)
+    failure = check_requirements(request.node.stash.get(REQUIRES_KEY, []),
+                                 lab.session.settings.must_have, slot.capabilities)
+    if failure is not None:
+        request.node.stash[MUST_HAVE_FAILURE] = failure
     return slot
 
 
@@ -472,7 +498,7 @@ def capabilities(request: pytest.FixtureRequest, lab: Lab) -> Capabilities:
     """The capability snapshot of the test's guest configuration."""
     request.getfixturevalue("guest")
     label, _ = _spec_for(request, lab.session.settings.default_guest)
-    return lab.session._slots[label].capabilities
+    return lab.session.existing(label).capabilities
 
 
 @dataclass(frozen=True)
@@ -494,7 +520,7 @@ def virtgpu(request: pytest.FixtureRequest, lab: Lab) -> VirtGpu:
     initialize or the configuration has none."""
     request.getfixturevalue("guest")
     label, _ = _spec_for(request, lab.session.settings.default_guest)
-    slot = lab.session._slots[label]
+    slot = lab.session.existing(label)
     assert slot.capabilities is not None
     if slot.capabilities.device_error:
         pytest.skip(f"virtio-gpu unavailable [{label}]: {slot.capabilities.device_error}")
