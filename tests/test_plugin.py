@@ -158,7 +158,7 @@ def test_snapshot_is_stashed_for_the_report(run, pytester):
     """)
     result = run("def test_x(guest): assert guest.call(len, 'abc') == 3", "-s")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"*SNAPSHOT local {os.uname().release} ['local']"])
+    result.stdout.fnmatch_lines([f"*SNAPSHOT local {os.uname().release} [[]'local'[]]"])
 
 
 def test_per_test_timeout_becomes_a_timeout_marker(run):
