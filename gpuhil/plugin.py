@@ -589,6 +589,13 @@ def restore_driver(address: str, driver: str | None) -> str | None:
     return dev.driver
 
 
+def pci_driver(address: str) -> str | None:
+    """Guest payload: the driver ``address`` is bound to."""
+    from gpuhil import pci
+
+    return pci.PciDevice(address).driver
+
+
 IVSHMEM_IDS = (0x1AF4, 0x1110)
 
 

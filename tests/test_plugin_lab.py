@@ -89,3 +89,30 @@ def test_drm_native_context_without_host_support_is_a_quick_gap(pytester: pytest
     assert "DRM native context support was not enabled in virglrenderer" in text
     seen = [float(s) for s in re.findall(r"seen (\d+\.\d) s after loading virtio_gpu", text)]
     assert seen and max(seen) < 10, text
+
+
+def test_vfio_device_is_bound_then_restored(pytester: pytest.Pytester):
+    pytester.makepyfile(test_inner="""
+        import pytest
+        from gpuhil.plugin import pci_driver
+
+        SEEN = {}
+
+        def test_bound(vfio_device):
+            assert vfio_device.machine.call(pci_driver, vfio_device.address) == "vfio-pci"
+            assert (vfio_device.vendor, vfio_device.device) == (0x1AF4, 0x1110)
+            SEEN["device"] = vfio_device
+
+        @pytest.mark.guest("vfio")
+        def test_restored_afterwards(guest):
+            device = SEEN["device"]
+            assert guest is device.machine
+            assert guest.call(pci_driver, device.address) == device.original_driver
+
+        @pytest.mark.guest("vfio")
+        @pytest.mark.requires("vfio.dma_buf and udmabuf.size_limit_mb > 0")
+        def test_udmabuf_and_dma_buf_probed(udmabuf):
+            assert udmabuf.path == "/dev/udmabuf" and udmabuf.size_limit_mb > 0
+    """)
+    result = pytester.runpytest_inprocess(*LAB)
+    result.assert_outcomes(passed=3)
