@@ -254,6 +254,7 @@ class GuestSlot:
     capabilities: Capabilities | None = None
     render_node: str | None = None
     boots: int = 0
+    boot_error: LabError | None = None  # a configuration that failed to boot is not retried
 
 
 def prepare_gpu(guest: Any, timeout: float, node: str = RENDER_NODE) -> str:
@@ -301,7 +302,13 @@ class GpuhilSession:
         if self._setup is None and self.settings.target.boots_guests:
             def progress(line: str) -> None:
                 print(f"[gpuhil lab] {line}", file=sys.stderr, flush=True)
-            self._setup = self.settings.target.lab_setup(progress)
+            try:
+                self._setup = self.settings.target.lab_setup(progress)
+            except LabError:
+                raise
+            except Exception as exc:
+                raise LabError(f"the lab ({self.settings.target.describe()}) could not be set up: "
+                               f"{type(exc).__name__}: {exc}") from exc
         return self._setup
 
     def _healthy(self, slot: GuestSlot) -> bool:
@@ -369,8 +376,18 @@ class GpuhilSession:
         if slot.machine is not None and not self._healthy(slot):
             slot.machine.close()
             slot.machine = None
+        if slot.boot_error is not None:
+            raise slot.boot_error
         if slot.machine is None:
-            self._boot(slot)
+            try:
+                self._boot(slot)
+            except LabError as exc:
+                if slot.machine is not None:
+                    slot.machine.close()
+                    slot.machine = None
+                if slot.capabilities is None:
+                    slot.boot_error = exc  # it never worked: later tests get the same error at once
+                raise
         return slot
 
     def close(self) -> None:

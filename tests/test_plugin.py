@@ -168,3 +168,37 @@ def test_per_test_timeout_becomes_a_timeout_marker(run):
     """, "--gpuhil-test-timeout=0.5")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*Timeout*0.5*"])
+
+
+def test_lab_that_cannot_start_is_an_infrastructure_error_once(pytester):
+    """A lab config whose QEMU does not exist: the guest fixture raises the lab's QemuLaunchError
+    (a LabError, for the report to classify) and the second test gets it without a new attempt."""
+    for name in ("vmlinuz", "initramfs.cpio"):
+        (pytester.path / name).write_bytes(b"x")
+    (pytester.path / "root").mkdir()
+    (pytester.path / "lab.toml").write_text(
+        'qemu = "/nonexistent/qemu-system-x86_64"\nkernel = "vmlinuz"\n'
+        'initramfs = "initramfs.cpio"\nguest_root = "root"\n')
+    pytester.makeconftest("""
+        import pytest
+        from gpuhil.lab.errors import QemuLaunchError
+        ERRORS = []
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_makereport(item, call):
+            outcome = yield
+            if call.excinfo is not None:
+                ERRORS.append(call.excinfo.value)
+        def pytest_sessionfinish(session):
+            assert len(ERRORS) == 2 and ERRORS[0] is ERRORS[1], ERRORS
+            assert isinstance(ERRORS[0], QemuLaunchError)
+            print("SAME-ERROR-TWICE")
+    """)
+    pytester.makepyfile("""
+        def test_a(guest): pass
+        def test_b(guest): pass
+    """)
+    result = pytester.runpytest_inprocess("-p", "gpuhil.plugin", "-p", "no:cacheprovider", "-s",
+                                          f"--gpuhil-target={pytester.path / 'lab.toml'}")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines_random(["*QEMU failed to start: cannot execute /nonexistent/qemu-system-x86_64*",
+                                 "*SAME-ERROR-TWICE*"])
