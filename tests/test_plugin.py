@@ -202,3 +202,26 @@ def test_lab_that_cannot_start_is_an_infrastructure_error_once(pytester):
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines_random(["*QEMU failed to start: cannot execute /nonexistent/qemu-system-x86_64*",
                                  "*SAME-ERROR-TWICE*"])
+
+
+def test_xdist_workers_each_have_their_own_session(pytester):
+    """Under ``-n 2`` both workers get the options, gate on their own snapshot, and own their slots."""
+    pytester.makepyfile("""
+        import os
+        import pytest
+        from gpuhil.plugin import SESSION_KEY
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_worker(n, guest, pytestconfig):
+            session = pytestconfig.stash[SESSION_KEY]
+            assert session.worker == os.environ["PYTEST_XDIST_WORKER"]
+            assert session.settings.must_have[0].source == "kernel.host >= 2"
+
+        @pytest.mark.requires("capset.venus")
+        def test_gated(): pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "gpuhil.plugin", "--gpuhil-target=local", "-n", "2",
+                                           "-p", "no:cacheprovider", "--must-have=kernel.host >= 2",
+                                           "-rs")
+    result.assert_outcomes(passed=4, skipped=1)
+    result.stdout.fnmatch_lines(["*requires capset.venus: capset.venus=absent*"])
