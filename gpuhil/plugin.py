@@ -294,21 +294,26 @@ class GpuhilSession:
         self.settings = settings
         self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         self._setup: Any = None
+        self._setup_error: LabError | None = None
         self._slots: dict[str, GuestSlot] = {}
         self.log_dir: Path | None = None
 
     # lab setup (built lazily: sessions that use no guest never touch the lab)
     def lab_setup(self) -> Any:
+        if self._setup_error is not None:
+            raise self._setup_error  # building the lab is not retried for every test
         if self._setup is None and self.settings.target.boots_guests:
             def progress(line: str) -> None:
                 print(f"[gpuhil lab] {line}", file=sys.stderr, flush=True)
             try:
                 self._setup = self.settings.target.lab_setup(progress)
-            except LabError:
+            except LabError as exc:
+                self._setup_error = exc
                 raise
             except Exception as exc:
-                raise LabError(f"the lab ({self.settings.target.describe()}) could not be set up: "
-                               f"{type(exc).__name__}: {exc}") from exc
+                self._setup_error = LabError(f"the lab ({self.settings.target.describe()}) could "
+                                             f"not be set up: {type(exc).__name__}: {exc}")
+                raise self._setup_error from exc
         return self._setup
 
     def _healthy(self, slot: GuestSlot) -> bool:
