@@ -1,0 +1,665 @@
+"""The gpuhil pytest plugin: lab fixtures, run-time capability gating, host resource leases.
+
+Fixtures: ``lab`` (session: the target and its guests), ``guest`` (a booted guest of the test's
+configuration, reused across tests, replaced when a test crashed it), ``virtgpu`` (the guest's
+render node, driver loaded), ``udmabuf``, ``vfio_device`` (a lab PCI device bound to vfio-pci in
+a vIOMMU guest, original driver restored afterwards), ``host_gpu`` (a leased host GPU).
+
+Markers: ``@pytest.mark.requires("capset.venus and param.host_visible")`` skips (or, under
+``--must-have``, fails) when the probed capabilities do not satisfy the expression;
+``@pytest.mark.guest("vfio")`` / ``@pytest.mark.guest(spec=GuestSpec(...))`` picks the guest
+configuration (``@pytest.mark.parametrize("guest", ["venus", "virgl"], indirect=True)`` too).
+
+Seams for the report plugin: the test's guest is ``item.funcargs["guest"]``; the first
+configuration's capability snapshot is ``config.stash[SNAPSHOT_KEY]`` and all of them are
+``config.stash[SNAPSHOTS_KEY]`` (label -> :class:`~gpuhil.capabilities.Capabilities`).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from gpuhil import capexpr
+from gpuhil.capabilities import (
+    Capabilities, DeviceInitError, GuestProbe, capset_summary, device_init_failure, probe_machine,
+    qemu_properties,
+)
+from gpuhil.inventory import HostGpu, SelectorError, host_gpus, parse_selector, select
+from gpuhil.lab.errors import LabError
+from gpuhil.lab.spec import (
+    MiB, VENUS_GPU, VIRGL_GPU, Edu, GpuModel, GpuSpec, GuestSpec, Iommu, Ivshmem,
+)
+from gpuhil.lease import Lease, LeaseBusy, acquire_any
+from gpuhil.targets import Target, TargetError, TargetKind, parse_target
+
+__all__ = ["CONFIGURATIONS", "GpuhilSession", "LocalMachine", "SNAPSHOT_KEY", "SNAPSHOTS_KEY",
+           "UdmabufDevice", "VfioDevice", "VirtGpu"]
+
+RENDER_NODE = "/dev/dri/renderD128"
+
+#: Named guest configurations (``@pytest.mark.guest("venus")``, ``--gpuhil-guest``).
+CONFIGURATIONS: dict[str, GuestSpec] = {
+    "plain": GuestSpec(),
+    "venus": GuestSpec(gpu=VENUS_GPU),
+    "virgl": GuestSpec(gpu=VIRGL_GPU),
+    "blob2d": GuestSpec(gpu=GpuSpec(GpuModel.VIRTIO_GPU_GL, blob=True, hostmem=256 * MiB)),
+    "drm": GuestSpec(gpu=GpuSpec(GpuModel.VIRTIO_GPU_GL, blob=True, hostmem=256 * MiB,
+                                 drm_native_context=True)),
+    "vfio": GuestSpec(iommu=Iommu.INTEL, devices=(Ivshmem(), Edu())),
+}
+
+SNAPSHOT_KEY = pytest.StashKey[Capabilities]()
+SNAPSHOTS_KEY = pytest.StashKey[dict[str, Capabilities]]()
+SESSION_KEY = pytest.StashKey["GpuhilSession"]()
+
+
+# --- options -----------------------------------------------------------------------------------
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gpuhil", "gpuhil hardware-in-the-loop")
+
+    def option(name: str, ini: str, help: str, default: Any = None, kind: str = "string",
+               append: bool = False) -> None:
+        group.addoption(name, action="append" if append else "store", dest=ini, default=None,
+                        help=f"{help} (ini: {ini})")
+        parser.addini(ini, help, type="linelist" if append else kind, default=default)
+
+    option("--gpuhil-target", "gpuhil_target",
+           "where suites run: 'lab' (the virtual lab), 'local' (this machine has the device) or "
+           "the path of a lab config TOML file", default="lab")
+    option("--gpuhil-gpu", "gpuhil_gpu", "host GPU selection: PCI slot, vendor:device or render "
+           "node (repeatable)", default=[], append=True)
+    option("--must-have", "gpuhil_must_have", "capability expression that must hold: a test "
+           "skipped for a capability it names fails instead (repeatable)", default=[], append=True)
+    option("--gpuhil-guest", "gpuhil_guest", f"default guest configuration "
+           f"({', '.join(CONFIGURATIONS)})", default="venus")
+    option("--gpuhil-boot-timeout", "gpuhil_boot_timeout", "seconds a guest may take to boot",
+           default="180")
+    option("--gpuhil-device-timeout", "gpuhil_device_timeout", "seconds for the guest's render "
+           "node to appear after loading virtio_gpu", default="30")
+    option("--gpuhil-test-timeout", "gpuhil_test_timeout", "per-test timeout in seconds "
+           "(0: none; applied through pytest-timeout)", default="0")
+    option("--gpuhil-lease-dir", "gpuhil_lease_dir", "directory of host resource leases",
+           default="~/.cache/gpuhil/leases")
+    option("--gpuhil-lease-timeout", "gpuhil_lease_timeout", "seconds to wait for a leased host "
+           "resource before skipping", default="60")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated options."""
+
+    target: Target
+    gpu_selectors: tuple[str, ...]
+    must_have: tuple[capexpr.Expr, ...]
+    default_guest: str
+    boot_timeout: float
+    device_timeout: float
+    test_timeout: float
+    lease_dir: Path
+    lease_timeout: float
+
+
+def _value(config: pytest.Config, ini: str) -> Any:
+    cli = getattr(config.option, ini, None)
+    return cli if cli is not None else config.getini(ini)
+
+
+def _seconds(config: pytest.Config, ini: str, option: str, allow_zero: bool = False) -> float:
+    raw = _value(config, ini)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{option}={raw!r}: expected a number of seconds") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise pytest.UsageError(f"{option}={raw!r}: must be {'>= 0' if allow_zero else '> 0'}")
+    return value
+
+
+def parse_settings(config: pytest.Config) -> Settings:
+    """Validate every gpuhil option; a bad one is a UsageError naming the option and value."""
+    try:
+        target = parse_target(str(_value(config, "gpuhil_target")))
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    selectors = tuple(_value(config, "gpuhil_gpu") or ())
+    for selector in selectors:
+        try:
+            parse_selector(selector)
+        except SelectorError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    must_have = []
+    for text in _value(config, "gpuhil_must_have") or ():
+        try:
+            must_have.append(capexpr.parse(text))
+        except capexpr.CapExprError as exc:
+            raise pytest.UsageError(f"--must-have: {exc}") from None
+    default_guest = str(_value(config, "gpuhil_guest"))
+    if default_guest not in CONFIGURATIONS:
+        raise pytest.UsageError(f"--gpuhil-guest={default_guest!r}: unknown configuration "
+                                f"(known: {', '.join(CONFIGURATIONS)})")
+    return Settings(
+        target, selectors, tuple(must_have), default_guest,
+        _seconds(config, "gpuhil_boot_timeout", "--gpuhil-boot-timeout"),
+        _seconds(config, "gpuhil_device_timeout", "--gpuhil-device-timeout"),
+        _seconds(config, "gpuhil_test_timeout", "--gpuhil-test-timeout", allow_zero=True),
+        Path(str(_value(config, "gpuhil_lease_dir"))).expanduser(),
+        _seconds(config, "gpuhil_lease_timeout", "--gpuhil-lease-timeout", allow_zero=True),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requires(expression): skip (or fail under --must-have) "
+                            "unless the probed capabilities satisfy the expression")
+    config.addinivalue_line("markers", "guest(name=None, *, spec=None): the guest configuration "
+                            "the test's guest fixture boots")
+    config.addinivalue_line("markers", "vfio_ids(vendor, device): the PCI function the "
+                            "vfio_device fixture binds (default: ivshmem-plain)")
+    settings = parse_settings(config)
+    config.stash[SESSION_KEY] = GpuhilSession(config, settings)
+    config.stash[SNAPSHOTS_KEY] = {}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.close()
+
+
+def _requirements(item: pytest.Item) -> list[capexpr.Expr]:
+    out = []
+    for mark in item.iter_markers("requires"):
+        if len(mark.args) != 1 or mark.kwargs or not isinstance(mark.args[0], str):
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.requires takes one expression "
+                                    f"string, got args={mark.args!r} kwargs={mark.kwargs!r}")
+        try:
+            out.append(capexpr.parse(mark.args[0]))
+        except capexpr.CapExprError as exc:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.requires: {exc}") from None
+    return out
+
+
+REQUIRES_KEY = pytest.StashKey[list[capexpr.Expr]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[SESSION_KEY].settings
+    timeout_plugin = config.pluginmanager.hasplugin("timeout")
+    for item in items:
+        item.stash[REQUIRES_KEY] = _requirements(item)
+        if item.get_closest_marker("guest") is not None:
+            resolve_spec(item.get_closest_marker("guest"), item.nodeid)  # validate early
+        if settings.test_timeout and timeout_plugin and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(settings.test_timeout))
+
+
+def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
+    """A configuration label and spec from a name, a GuestSpec, or a ``guest`` marker."""
+    if isinstance(source, pytest.Mark):
+        spec = source.kwargs.get("spec")
+        name = source.args[0] if source.args else source.kwargs.get("name")
+        source = spec if spec is not None else name
+    if isinstance(source, GuestSpec):
+        for label, known in CONFIGURATIONS.items():
+            if known == source:
+                return label, source
+        gpu = source.gpu.device_arg() if source.gpu else "nogpu"
+        return f"custom:{gpu}:{abs(hash(source)) % 10**6:06d}", source
+    if isinstance(source, str) and source in CONFIGURATIONS:
+        return source, CONFIGURATIONS[source]
+    raise pytest.UsageError(f"{where}: unknown guest configuration {source!r} (a GuestSpec or "
+                            f"one of {', '.join(CONFIGURATIONS)})")
+
+
+# --- the machines tests talk to ----------------------------------------------------------------
+
+class LocalMachine:
+    """The ``local`` target: payloads run in this process, commands on this machine."""
+
+    name = "local"
+
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``func`` here (the device is on this machine)."""
+        return func(*args, **kwargs)
+
+    def run(self, argv: list[str] | tuple[str, ...], *, check: bool = False,
+            timeout: float | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(list(argv), check=check, timeout=timeout, input=input,
+                              capture_output=True)
+
+    def kmsg_mark(self, label: str = "") -> str:
+        line = f"gpuhil-mark {label} {time.time():.6f}"
+        with open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(line + "\n")
+        return line
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+@dataclass
+class GuestSlot:
+    """One configuration's guest in this worker, and its capability snapshot."""
+
+    label: str
+    spec: GuestSpec
+    machine: Any = None  # Guest, or LocalMachine
+    capabilities: Capabilities | None = None
+    render_node: str | None = None
+    boots: int = 0
+    boot_error: LabError | None = None  # a configuration that failed to boot is not retried
+
+
+def prepare_gpu(guest: Any, timeout: float, node: str = RENDER_NODE) -> str:
+    """Load virtio_gpu in the guest and wait for ``node``; raise DeviceInitError within about a
+    second when QEMU says the renderer could not initialize (the guest would wait for capsets
+    forever), LabError when the node does not appear within ``timeout``."""
+    qemu_before = len(guest.process.stderr_text())
+    started = time.monotonic()
+    marker = guest.kmsg_mark("gpuhil: loading virtio_gpu")
+    guest.run(["sh", "-c", "modprobe virtio_gpu </dev/null >/dev/null 2>&1 &"], check=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        failure = device_init_failure(guest.process.stderr_text()[qemu_before:])
+        if failure:
+            time.sleep(0.5)  # let the guest's side of the story reach the log
+            failure = device_init_failure(guest.process.stderr_text()[qemu_before:],
+                                          guest.kmsg_read(marker))
+            raise DeviceInitError(f"the GPU ({guest.spec.gpu.device_arg()}) could not initialize "
+                                  f"its renderer on this host (seen {time.monotonic() - started:.1f} s "
+                                  f"after loading virtio_gpu)", failure)
+        if guest.run(["test", "-e", node]).returncode == 0:
+            late = device_init_failure("", guest.kmsg_read(marker))
+            if late:
+                raise DeviceInitError("the guest driver timed out waiting for capsets", late)
+            return node
+        if time.monotonic() >= deadline:
+            raise LabError(f"{node} did not appear within {timeout:g} s of modprobe virtio_gpu; "
+                           f"guest log:\n" + "\n".join(guest.kmsg_read(marker)[-20:]))
+        time.sleep(0.1)
+
+
+class GpuhilSession:
+    """This worker's guests (one per configuration), snapshots and leases."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self._setup: Any = None
+        self._setup_error: LabError | None = None
+        self._slots: dict[str, GuestSlot] = {}
+        self.log_dir: Path | None = None
+
+    # lab setup (built lazily: sessions that use no guest never touch the lab)
+    def lab_setup(self) -> Any:
+        if self._setup_error is not None:
+            raise self._setup_error  # building the lab is not retried for every test
+        if self._setup is None and self.settings.target.boots_guests:
+            def progress(line: str) -> None:
+                print(f"[gpuhil lab] {line}", file=sys.stderr, flush=True)
+            try:
+                self._setup = self.settings.target.lab_setup(progress)
+            except LabError as exc:
+                self._setup_error = exc
+                raise
+            except Exception as exc:
+                self._setup_error = LabError(f"the lab ({self.settings.target.describe()}) could "
+                                             f"not be set up: {type(exc).__name__}: {exc}")
+                raise self._setup_error from exc
+        return self._setup
+
+    def _healthy(self, slot: GuestSlot) -> bool:
+        guest = slot.machine
+        if isinstance(guest, LocalMachine):
+            return True
+        try:
+            if guest.process.poll() is not None or guest.process.console.fatal is not None:
+                return False
+            check = f"test -e {slot.render_node}" if slot.render_node else "true"
+            return guest.run(["sh", "-c", check], timeout=15).returncode == 0
+        except Exception:
+            return False
+
+    def _boot(self, slot: GuestSlot) -> None:
+        from gpuhil.lab.guest import Guest
+
+        slot.boots += 1
+        assert self.log_dir is not None
+        log_dir = self.log_dir / f"{self.worker}-{slot.label.replace(':', '_')}-{slot.boots}"
+        guest = Guest(slot.spec, setup=self.lab_setup(), boot_timeout=self.settings.boot_timeout,
+                      log_dir=log_dir, name=f"{self.worker}-{slot.label.split(':')[0]}")
+        guest.start()  # LabError subclasses propagate: infrastructure errors
+        slot.machine = guest
+        slot.render_node = None
+        device_error: str | None = None
+        if slot.spec.gpu is not None:
+            try:
+                slot.render_node = prepare_gpu(guest, self.settings.device_timeout)
+            except DeviceInitError as exc:
+                device_error = str(exc)
+        if slot.capabilities is None:
+            vfio = slot.spec.iommu is not None and bool(slot.spec.devices)
+            probe = guest.call(probe_machine, slot.render_node,
+                               gpu=slot.render_node is not None, vfio=vfio)
+            qemu_type, props = qemu_properties(guest.qmp)
+            self._record(Capabilities(slot.label, probe, qemu_device=qemu_type, qemu=props,
+                                      device_error=device_error), slot)
+
+    def _record(self, capabilities: Capabilities, slot: GuestSlot) -> None:
+        slot.capabilities = capabilities
+        snapshots = self.config.stash[SNAPSHOTS_KEY]
+        snapshots[slot.label] = capabilities
+        if SNAPSHOT_KEY not in self.config.stash:
+            self.config.stash[SNAPSHOT_KEY] = capabilities
+
+    def key(self, label: str) -> str:
+        """The slot of a configuration: on the local target every configuration is the machine."""
+        return "local" if self.settings.target.kind is TargetKind.LOCAL else label
+
+    def existing(self, label: str) -> GuestSlot:
+        return self._slots[self.key(label)]
+
+    def slot(self, label: str, spec: GuestSpec) -> GuestSlot:
+        """The configuration's guest, healthy: reused, or booted (again) when missing or broken."""
+        label = self.key(label)
+        slot = self._slots.setdefault(label, GuestSlot(label, spec))
+        if self.settings.target.kind is TargetKind.LOCAL:
+            if slot.machine is None:
+                slot.machine = LocalMachine()
+                node = RENDER_NODE if os.path.exists(RENDER_NODE) else None
+                slot.render_node = node
+                self._record(Capabilities("local", probe_machine(node, gpu=node is not None)), slot)
+            return slot
+        if slot.machine is not None and not self._healthy(slot):
+            slot.machine.close()
+            slot.machine = None
+        if slot.boot_error is not None:
+            raise slot.boot_error
+        if slot.machine is None:
+            try:
+                self._boot(slot)
+            except LabError as exc:
+                if slot.machine is not None:
+                    slot.machine.close()
+                    slot.machine = None
+                if slot.capabilities is None:
+                    slot.boot_error = exc  # it never worked: later tests get the same error at once
+                raise
+        return slot
+
+    def close(self) -> None:
+        for slot in self._slots.values():
+            if slot.machine is not None:
+                slot.machine.close()
+                slot.machine = None
+
+
+# --- capability gating -------------------------------------------------------------------------
+
+def describe_values(names: tuple[str, ...], capabilities: Capabilities) -> str:
+    """``capset.drm=absent (capsets: virgl v1, ...)``: the probed values of ``names``."""
+    values = capabilities.as_dict()
+    parts = []
+    for name in names:
+        text = f"{name}={values[name]!r}" if name in values else f"{name}=absent"
+        if name.startswith("param.") and name not in values:
+            errno_name = capabilities.probe.param_errors.get(name[len("param."):])
+            if errno_name:
+                text += f" (GETPARAM: {errno_name})"
+        parts.append(text)
+    context = []
+    if any(n.startswith(("capset.", "renderer.")) for n in names):
+        context.append(f"capsets: {capset_summary(capabilities.probe)}")
+    if capabilities.device_error and not any(n == "device.error" for n in names):
+        context.append(f"device error: {capabilities.device_error.splitlines()[0]}")
+    return ", ".join(parts) + (f" ({'; '.join(context)})" if context else "")
+
+
+def check_requirements(requirements: list[capexpr.Expr], must_have: tuple[capexpr.Expr, ...],
+                       capabilities: Capabilities) -> str | None:
+    """Skip unless every requirement holds; a requirement sharing a name with a --must-have
+    expression that does not hold returns the failure message instead (the test then fails in
+    its call phase, see :func:`pytest_runtest_call`)."""
+    values = capabilities.as_dict()
+    for requirement in requirements:
+        if requirement.evaluate(values):
+            continue
+        reason = f"requires {requirement}: {describe_values(requirement.names, capabilities)} " \
+                 f"[{capabilities.configuration}]"
+        broken = [m for m in must_have
+                  if not m.evaluate(values) and set(m.names) & set(requirement.names)]
+        if broken:
+            return f"--must-have {broken[0]} does not hold: {reason}"
+        pytest.skip(reason)
+    return None
+
+
+MUST_HAVE_FAILURE = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """A test whose requirement a --must-have guarantees fails instead of running or skipping."""
+    message = item.stash.get(MUST_HAVE_FAILURE, None)
+    if message is not None:
+        pytest.fail(message, pytrace=False)
+
+
+# --- fixtures ----------------------------------------------------------------------------------
+
+@dataclass
+class Lab:
+    """The session's target and this worker's guests."""
+
+    target: Target
+    session: GpuhilSession
+
+    @property
+    def setup(self) -> Any:
+        """The LabSetup guests boot with (None on the local target)."""
+        return self.session.lab_setup()
+
+    def snapshots(self) -> dict[str, Capabilities]:
+        return dict(self.session.config.stash[SNAPSHOTS_KEY])
+
+
+@pytest.fixture(scope="session")
+def lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    """The target (virtual lab, lab config file, or local machine) and this worker's guests."""
+    session = pytestconfig.stash[SESSION_KEY]
+    session.log_dir = tmp_path_factory.mktemp("gpuhil-guests")
+    return Lab(session.settings.target, session)
+
+
+def _spec_for(request: pytest.FixtureRequest, default: str) -> tuple[str, GuestSpec]:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "guest" in callspec.params:  # indirect parametrization
+        return resolve_spec(callspec.params["guest"], request.node.nodeid)
+    marker = request.node.get_closest_marker("guest")
+    if marker is not None:
+        return resolve_spec(marker, request.node.nodeid)
+    if "vfio_device" in request.fixturenames:
+        return resolve_spec("vfio")
+    return resolve_spec(default)
+
+
+def _slot(request: pytest.FixtureRequest, lab: Lab) -> GuestSlot:
+    label, spec = _spec_for(request, lab.session.settings.default_guest)
+    slot = lab.session.slot(label, spec)
+    assert slot.capabilities is not None
+    failure = check_requirements(request.node.stash.get(REQUIRES_KEY, []),
+                                 lab.session.settings.must_have, slot.capabilities)
+    if failure is not None:
+        request.node.stash[MUST_HAVE_FAILURE] = failure
+    return slot
+
+
+@pytest.fixture
+def guest(request: pytest.FixtureRequest, lab: Lab) -> Any:
+    """A booted guest of the test's configuration (healthy: reused, or fresh after a crash)."""
+    return _slot(request, lab).machine
+
+
+@pytest.fixture(autouse=True)
+def _gpuhil_requires(request: pytest.FixtureRequest) -> None:
+    """Tests with ``requires`` markers are gated even when they use no guest fixture directly."""
+    if request.node.stash.get(REQUIRES_KEY, None) and "guest" not in request.fixturenames:
+        request.getfixturevalue("guest")
+
+
+@pytest.fixture
+def capabilities(request: pytest.FixtureRequest, lab: Lab) -> Capabilities:
+    """The capability snapshot of the test's guest configuration."""
+    request.getfixturevalue("guest")
+    label, _ = _spec_for(request, lab.session.settings.default_guest)
+    return lab.session.existing(label).capabilities
+
+
+@dataclass(frozen=True)
+class VirtGpu:
+    """The guest's virtio-gpu render node: payloads open ``path`` with ``RenderNode(path)``."""
+
+    machine: Any
+    path: str
+    capabilities: Capabilities
+
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``func(path, *args, **kwargs)`` where the device is."""
+        return self.machine.call(func, self.path, *args, **kwargs)
+
+
+@pytest.fixture
+def virtgpu(request: pytest.FixtureRequest, lab: Lab) -> VirtGpu:
+    """The render node of the test's guest (virtio_gpu loaded); skips when the device could not
+    initialize or the configuration has none."""
+    request.getfixturevalue("guest")
+    label, _ = _spec_for(request, lab.session.settings.default_guest)
+    slot = lab.session.existing(label)
+    assert slot.capabilities is not None
+    if slot.capabilities.device_error:
+        pytest.skip(f"virtio-gpu unavailable [{label}]: {slot.capabilities.device_error}")
+    if slot.render_node is None:
+        pytest.skip(f"the {label} configuration has no virtio-gpu render node")
+    return VirtGpu(slot.machine, slot.render_node, slot.capabilities)
+
+
+@dataclass(frozen=True)
+class UdmabufDevice:
+    """``/dev/udmabuf`` where the device is, with its probed limits."""
+
+    machine: Any
+    path: str
+    size_limit_mb: int | None
+    list_limit: int | None
+
+
+@pytest.fixture
+def udmabuf(guest: Any, capabilities: Capabilities) -> UdmabufDevice:
+    """/dev/udmabuf in the test's guest (skips with the reason when it is missing)."""
+    if not capabilities.probe.udmabuf:
+        pytest.skip(f"/dev/udmabuf is missing [{capabilities.configuration}]")
+    return UdmabufDevice(guest, "/dev/udmabuf", capabilities.probe.udmabuf_size_limit_mb,
+                         capabilities.probe.udmabuf_list_limit)
+
+
+@dataclass(frozen=True)
+class VfioDevice:
+    """A PCI function of the guest bound to vfio-pci (its original driver comes back after)."""
+
+    machine: Any
+    address: str
+    vendor: int
+    device: int
+    iommu_group: int
+    original_driver: str | None
+
+
+def bind_vfio(vendor: int, device: int) -> tuple[str, int, str | None]:
+    """Guest payload: bind the first vendor:device function to vfio-pci; (address, group, old driver)."""
+    from gpuhil import pci
+
+    pci.modprobe("vfio-pci", "vfio_iommu_type1")
+    found = pci.find(vendor, device)
+    if not found:
+        raise LookupError(f"no {vendor:04x}:{device:04x} PCI function")
+    dev = found[0]
+    original = dev.driver
+    dev.bind("vfio-pci")
+    group = dev.iommu_group
+    assert group is not None
+    return dev.address, group, original
+
+
+def restore_driver(address: str, driver: str | None) -> str | None:
+    """Guest payload: give ``address`` back to ``driver`` (or none); returns the driver now bound."""
+    from gpuhil import pci
+
+    dev = pci.PciDevice(address)
+    dev.set_driver_override(None)
+    if dev.driver != driver:
+        dev.unbind()
+        if driver is not None:
+            dev.probe()
+    return dev.driver
+
+
+def pci_driver(address: str) -> str | None:
+    """Guest payload: the driver ``address`` is bound to."""
+    from gpuhil import pci
+
+    return pci.PciDevice(address).driver
+
+
+IVSHMEM_IDS = (0x1AF4, 0x1110)
+
+
+@pytest.fixture
+def vfio_device(request: pytest.FixtureRequest, guest: Any, capabilities: Capabilities) -> Iterator[VfioDevice]:
+    """The vIOMMU guest's ivshmem-plain device bound to vfio-pci (ids overridable with
+    ``@pytest.mark.vfio_ids(vendor, device)``); its original driver is restored afterwards."""
+    if isinstance(guest, LocalMachine):
+        pytest.skip("vfio_device needs a lab guest with a vIOMMU (the local target has none)")
+    label, spec = _spec_for(request, "vfio")
+    if spec.iommu is None:
+        pytest.skip(f"vfio_device needs a guest with a vIOMMU; [{label}] has none "
+                    f"(use @pytest.mark.guest('vfio'))")
+    marker = request.node.get_closest_marker("vfio_ids")
+    vendor, device = marker.args if marker is not None else IVSHMEM_IDS
+    address, group, original = guest.call(bind_vfio, vendor, device)
+    try:
+        yield VfioDevice(guest, address, vendor, device, group, original)
+    finally:
+        if guest.process.poll() is None:
+            now = guest.call(restore_driver, address, original)
+            if now != original:
+                raise LabError(f"{address} went back to {now}, not {original}")
+
+
+@pytest.fixture
+def host_gpu(pytestconfig: pytest.Config) -> Iterator[HostGpu]:
+    """A host GPU (pyudev) matching --gpuhil-gpu, leased for the test; skips when there is none."""
+    settings = pytestconfig.stash[SESSION_KEY].settings
+    found = host_gpus()
+    selectors = list(settings.gpu_selectors) + [
+        g.pci or g.render_node for g in settings.target.gpus if g.pci or g.render_node]
+    chosen = select(found, selectors)
+    if not chosen:
+        seen = ", ".join(str(g) for g in found) or "none"
+        pytest.skip(f"no host GPU matches {selectors or 'any'} (pyudev found display-class PCI "
+                    f"devices: {seen})")
+    try:
+        lease: Lease = acquire_any([g.pci_slot for g in chosen], settings.lease_dir,
+                                   settings.lease_timeout,
+                                   holder=f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+    except LeaseBusy as exc:
+        pytest.skip(str(exc))
+    with lease:
+        yield next(g for g in chosen if g.pci_slot == lease.resource)

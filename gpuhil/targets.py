@@ -1,0 +1,127 @@
+"""Where the suites run: the built-in virtual lab, the local machine, or a lab machine described
+by a TOML file (its own QEMU, kernel, initramfs, guest root and GPUs).
+
+A lab config file::
+
+    qemu = "/opt/qemu/bin/qemu-system-x86_64"
+    kernel = "/srv/lab/vmlinuz"
+    initramfs = "/srv/lab/initramfs.cpio"
+    guest_root = "/srv/lab/root"        # exported to the guest read-only over 9p
+    chroot = "/srv/lab/root"            # optional: run QEMU inside this tree
+
+    [[gpu]]                              # optional, repeatable: the GPUs tests may lease
+    pci = "0000:03:00.0"
+    render_node = "/dev/dri/renderD128"
+"""
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["GpuEntry", "Target", "TargetError", "TargetKind", "parse_target"]
+
+_KEYS = {"qemu", "kernel", "initramfs", "guest_root", "chroot", "gpu"}
+_GPU_KEYS = {"pci", "render_node", "vendor", "device"}
+
+
+class TargetError(ValueError):
+    """A target that cannot be used: names the option and the bad value."""
+
+
+class TargetKind(str, enum.Enum):
+    """The virtual lab, the local machine, or a lab described by a config file."""
+
+    LAB = "lab"
+    LOCAL = "local"
+    CONFIG = "config"
+
+
+@dataclass(frozen=True)
+class GpuEntry:
+    """A GPU a lab config file offers (selected with ``--gpuhil-gpu``, leased by tests)."""
+
+    pci: str | None = None
+    render_node: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed ``--gpuhil-target``; :meth:`lab_setup` makes the lab's :class:`LabSetup`."""
+
+    kind: TargetKind
+    config_path: Path | None = None
+    qemu: str | None = None
+    kernel: Path | None = None
+    initramfs: Path | None = None
+    guest_root: Path | None = None
+    chroot: Path | None = None
+    gpus: tuple[GpuEntry, ...] = ()
+
+    @property
+    def boots_guests(self) -> bool:
+        return self.kind is not TargetKind.LOCAL
+
+    def describe(self) -> str:
+        return str(self.config_path) if self.kind is TargetKind.CONFIG else self.kind.value
+
+    def lab_setup(self, progress: Callable[[str], None] | None = None):
+        """The LabSetup to boot guests with (built on first use for the virtual lab)."""
+        from gpuhil.lab.guest import LabSetup
+
+        if self.kind is TargetKind.LAB:
+            return LabSetup.default(progress=progress)
+        if self.kind is TargetKind.CONFIG:
+            assert self.qemu and self.kernel and self.initramfs and self.guest_root
+            return LabSetup(qemu=self.qemu, kernel=self.kernel, initramfs=self.initramfs,
+                            guest_root=self.guest_root, chroot=self.chroot)
+        raise TargetError("the local target boots no guests")
+
+
+def _config(path: Path, option: str) -> Target:
+    def bad(problem: str) -> TargetError:
+        return TargetError(f"{option}={path}: {problem}")
+
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise bad("no such file (expected 'lab', 'local' or a lab config TOML file)") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise bad(f"cannot read it as TOML: {exc}") from None
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise bad(f"unknown keys {unknown} (known: {sorted(_KEYS)})")
+    missing = [k for k in ("qemu", "kernel", "initramfs", "guest_root") if not data.get(k)]
+    if missing:
+        raise bad(f"missing {', '.join(missing)}")
+    paths: dict[str, Path] = {}
+    for key in ("kernel", "initramfs", "guest_root", "chroot"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, str):
+                raise bad(f"{key} must be a path string, not {value!r}")
+            resolved = (path.parent / value).resolve()
+            if not resolved.exists():
+                raise bad(f"{key} = {value!r}: no such file or directory")
+            paths[key] = resolved
+    gpus = []
+    for i, entry in enumerate(data.get("gpu", [])):
+        if not isinstance(entry, dict) or set(entry) - _GPU_KEYS:
+            raise bad(f"gpu[{i}] must be a table with keys from {sorted(_GPU_KEYS)}: {entry!r}")
+        gpus.append(GpuEntry(entry.get("pci"), entry.get("render_node")))
+    return Target(TargetKind.CONFIG, path, str(data["qemu"]), paths["kernel"],
+                  paths["initramfs"], paths["guest_root"], paths.get("chroot"), tuple(gpus))
+
+
+def parse_target(value: str, option: str = "--gpuhil-target") -> Target:
+    """``lab``, ``local``, or the path of a lab config file (TargetError naming ``option``)."""
+    value = value.strip()
+    if value == TargetKind.LAB.value:
+        return Target(TargetKind.LAB)
+    if value == TargetKind.LOCAL.value:
+        return Target(TargetKind.LOCAL)
+    if not value:
+        raise TargetError(f"{option} is empty (expected 'lab', 'local' or a lab config TOML file)")
+    return _config(Path(value).expanduser(), option)

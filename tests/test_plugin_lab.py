@@ -1,0 +1,118 @@
+"""The gpuhil plugin booting real lab guests (pytester sessions against the virtual lab): payloads
+in the guest, requires/must-have on probed values, reuse, replacement after a crash, and the
+``drm_native_context=on`` trap reported within seconds instead of hanging."""
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.lab
+
+LAB = ("-p", "gpuhil.plugin", "--gpuhil-target=lab", "-p", "no:cacheprovider", "-rsf")
+
+
+@pytest.fixture(autouse=True)
+def _lab_enabled():
+    if os.environ.get("GPUHIL_LAB") == "0":
+        pytest.skip("GPUHIL_LAB=0: the virtual lab is disabled")
+
+
+def test_guest_lifecycle_and_gating_in_a_real_guest(pytester: pytest.Pytester):
+    pytester.makepyfile(test_inner="""
+        import platform
+        import pytest
+        from gpuhil.lab.errors import LabError
+
+        PIDS = []
+
+        def test_payload_runs_in_the_guest(guest):
+            assert platform.release() != guest.call(platform.release)
+            assert guest.call(platform.release).startswith("7.")
+            PIDS.append(guest.pid)
+
+        @pytest.mark.requires("capset.drm and param.3d_features")
+        def test_needs_drm(guest):
+            pass
+
+        @pytest.mark.requires("param.cross_device")
+        def test_guaranteed_by_must_have(guest):
+            pass
+
+        def test_virtgpu_on_the_same_guest(virtgpu):
+            assert virtgpu.path == "/dev/dri/renderD128"
+            assert virtgpu.machine.pid == PIDS[0]
+            assert virtgpu.capabilities.as_dict()["capset.venus"] is True
+
+        def test_crash_the_guest(guest):
+            with pytest.raises(LabError):
+                guest.run(["sh", "-c", "echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger"],
+                          timeout=60)
+
+        def test_fresh_guest_after_the_crash(guest):
+            assert guest.pid != PIDS[0]
+            assert guest.call(platform.release).startswith("7.")
+    """)
+    result = pytester.runpytest_inprocess(*LAB, "--must-have=param.cross_device")
+    result.assert_outcomes(passed=4, skipped=1, failed=1)
+    result.stdout.fnmatch_lines_random([
+        "SKIPPED*requires capset.drm and param.3d_features: capset.drm=absent, param.3d_features=1 "
+        "(capsets: virgl v1, virgl2 v2, venus v0) [[]venus[]]",
+        "--must-have param.cross_device does not hold: requires param.cross_device: "
+        "param.cross_device=0 [[]venus[]]",
+    ])
+
+
+def test_drm_native_context_without_host_support_is_a_quick_gap(pytester: pytest.Pytester):
+    """This host's virglrenderer lacks DRM native context: QEMU starts, the renderer fails, and
+    the guest would wait for capsets forever; the plugin reports it within seconds as a skip."""
+    pytester.makepyfile(test_inner="""
+        import pytest
+
+        @pytest.mark.guest("drm")
+        @pytest.mark.requires("capset.drm")
+        def test_drm_capset(guest):
+            pass
+
+        @pytest.mark.guest("drm")
+        def test_drm_render_node(virtgpu):
+            pass
+    """)
+    # a 120 s device timeout: only the early detection can make the gap appear within seconds
+    result = pytester.runpytest_inprocess(*LAB, "--gpuhil-device-timeout=120")
+    result.assert_outcomes(skipped=2)
+    text = result.stdout.str()
+    assert "requires capset.drm: capset.drm=absent (capsets: none; device error: the GPU " \
+           "(virtio-gpu-gl-pci,blob=on,hostmem=256M,drm_native_context=on) could not initialize" in text
+    assert "DRM native context support was not enabled in virglrenderer" in text
+    seen = [float(s) for s in re.findall(r"seen (\d+\.\d) s after loading virtio_gpu", text)]
+    assert seen and max(seen) < 10, text
+
+
+def test_vfio_device_is_bound_then_restored(pytester: pytest.Pytester):
+    pytester.makepyfile(test_inner="""
+        import pytest
+        from gpuhil.plugin import pci_driver
+
+        SEEN = {}
+
+        def test_bound(vfio_device):
+            assert vfio_device.machine.call(pci_driver, vfio_device.address) == "vfio-pci"
+            assert (vfio_device.vendor, vfio_device.device) == (0x1AF4, 0x1110)
+            SEEN["device"] = vfio_device
+
+        @pytest.mark.guest("vfio")
+        def test_restored_afterwards(guest):
+            device = SEEN["device"]
+            assert guest is device.machine
+            assert guest.call(pci_driver, device.address) == device.original_driver
+
+        @pytest.mark.guest("vfio")
+        @pytest.mark.requires("vfio.dma_buf and udmabuf.size_limit_mb > 0")
+        def test_udmabuf_and_dma_buf_probed(udmabuf):
+            assert udmabuf.path == "/dev/udmabuf" and udmabuf.size_limit_mb > 0
+    """)
+    result = pytester.runpytest_inprocess(*LAB)
+    result.assert_outcomes(passed=3)

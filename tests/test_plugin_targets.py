@@ -1,0 +1,59 @@
+"""--gpuhil-target values: lab, local, and lab config files (valid, and each kind of mistake)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpuhil.targets import GpuEntry, TargetError, TargetKind, parse_target
+
+
+def _files(tmp_path: Path) -> None:
+    (tmp_path / "vmlinuz").write_bytes(b"k")
+    (tmp_path / "initramfs.cpio").write_bytes(b"i")
+    (tmp_path / "root").mkdir()
+
+
+def test_builtin_targets():
+    assert parse_target("lab").kind is TargetKind.LAB and parse_target("lab").boots_guests
+    assert parse_target(" local ").kind is TargetKind.LOCAL and not parse_target("local").boots_guests
+
+
+def test_config_file_relative_paths_and_gpus(tmp_path):
+    _files(tmp_path)
+    config = tmp_path / "lab.toml"
+    config.write_text('qemu = "/opt/qemu/bin/qemu-system-x86_64"\nkernel = "vmlinuz"\n'
+                      'initramfs = "initramfs.cpio"\nguest_root = "root"\n'
+                      '[[gpu]]\npci = "0000:03:00.0"\nrender_node = "/dev/dri/renderD129"\n')
+    target = parse_target(str(config))
+    assert target.kind is TargetKind.CONFIG and target.describe() == str(config)
+    assert target.kernel == tmp_path / "vmlinuz" and target.guest_root == tmp_path / "root"
+    assert target.gpus == (GpuEntry("0000:03:00.0", "/dev/dri/renderD129"),)
+    setup = target.lab_setup()
+    assert setup.qemu == "/opt/qemu/bin/qemu-system-x86_64" and setup.chroot is None
+    assert setup.initramfs == tmp_path / "initramfs.cpio"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('qemu = "q"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\nguest_root = "root"\nkvm = 1\n',
+     "unknown keys ['kvm']"),
+    ('qemu = "q"\nkernel = "missing"\ninitramfs = "initramfs.cpio"\nguest_root = "root"\n',
+     "kernel = 'missing': no such file or directory"),
+    ('qemu = "q"\nkernel = "vmlinuz"\n', "missing initramfs, guest_root"),
+    ('qemu = \n', "cannot read it as TOML"),
+    ('qemu = "q"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\nguest_root = "root"\n'
+     '[[gpu]]\nslot = "03:00.0"\n', "gpu[0] must be a table with keys from"),
+])
+def test_config_mistakes_name_option_file_and_problem(tmp_path, text, problem):
+    _files(tmp_path)
+    config = tmp_path / "lab.toml"
+    config.write_text(text)
+    with pytest.raises(TargetError) as info:
+        parse_target(str(config))
+    assert str(info.value).startswith(f"--gpuhil-target={config}: ")
+    assert problem in str(info.value)
+
+
+def test_empty_target_is_an_error():
+    with pytest.raises(TargetError, match="--gpuhil-target is empty"):
+        parse_target("")
