@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-HOST_DEBS := libdrm-dev mmdebstrap uidmap arch-test zstd cpio
+HOST_DEBS := libdrm-dev mmdebstrap uidmap arch-test zstd cpio chromium
 
 .PHONY: setup build test suites bench clean
 
@@ -27,8 +27,10 @@ build: setup
 test: build
 	$(PY) -m pytest tests
 
+# The suites' exit status is kept, but the report is rendered whatever it is.
 suites: build
-	$(PY) -m pytest suites
+	$(PY) -m pytest suites -n 2 --alluredir reports/allure-results --clean-alluredir; \
+	rc=$$?; $(VENV)/bin/gpuhil report; exit $$rc
 
 bench: build
 	$(PY) -m bench
