@@ -161,35 +161,12 @@ def _kmsg_mark(label: str) -> str:
     return marker
 
 
-def _kmsg_lines() -> list[str]:
-    """The kernel log as text lines, read non-blocking from /dev/kmsg."""
-    lines = []
-    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-    try:
-        while True:
-            try:
-                record = os.read(fd, 8192)
-            except BlockingIOError:
-                break
-            except BrokenPipeError:  # a record was overwritten while reading: keep going
-                continue
-            if not record:
-                break
-            head, _, message = record.decode(errors="replace").partition(";")
-            lines.append(message.split("\n", 1)[0])
-    finally:
-        os.close(fd)
-    return lines
-
-
 def _kmsg_read(marker: str) -> list[str]:
-    lines = _kmsg_lines()
-    if not marker:
-        return lines
-    for index, line in enumerate(lines):
-        if line.startswith(marker):
-            return lines[index + 1:]
-    raise LookupError(f"kernel log marker {marker} not found (overwritten or never written)")
+    from gpuhil import kmsg  # imported on demand: the agent's start-up stays lean
+
+    if marker:
+        return [record.text for record in kmsg.records_after(marker)]
+    return [record.text for record in kmsg.read_records()]
 
 
 _site_loaded = False

@@ -40,7 +40,8 @@ def boot_id() -> str:
         return ""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists (on this host's pid namespace)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,7 +62,7 @@ class Owner:
 
     def alive(self) -> bool:
         """Whether the owner process still exists in this boot."""
-        return self.boot_id == boot_id() and _pid_alive(self.pid)
+        return self.boot_id == boot_id() and pid_alive(self.pid)
 
     def __str__(self) -> str:
         who = f"pid {self.pid}" + (f" ({self.holder})" if self.holder else "")

@@ -17,6 +17,7 @@ from gpuhil.errors import IoctlError
 from gpuhil.lab.errors import BootTimeout, GuestDied, GuestPanic, QemuLaunchError
 from gpuhil.lab.guest import Guest, LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
+from gpuhil.lease import pid_alive
 from tests import lab_payloads
 from tests.conftest import boot_guest
 
@@ -33,14 +34,6 @@ def socket_fds() -> set[int]:
         except FileNotFoundError:
             continue
     return fds
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def assert_gone(guest: Guest, pid: int, run_dir: Path, sockets_before: set[int]) -> None:

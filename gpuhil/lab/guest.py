@@ -26,6 +26,7 @@ import gpuhil
 from gpuhil import agent
 from gpuhil.lab import accel as accel_mod
 from gpuhil.lab.agent_client import AgentClient
+from gpuhil.lease import pid_alive
 from gpuhil.lab.errors import (
     AgentError, BootTimeout, GuestBootError, GuestDied, GuestError, GuestPanic, LabError,
     QemuLaunchError,
@@ -151,23 +152,13 @@ def kvm_smoke_test(setup: LabSetup, timeout: float = 15.0) -> str | None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale_runs(runs: Path) -> None:
     """Remove run directories whose owning process is gone (it was killed outright)."""
     if not runs.is_dir():
         return
     for entry in runs.iterdir():
         owner = entry.name.split("-", 1)[0]
-        if owner.isdigit() and not _pid_alive(int(owner)):
+        if owner.isdigit() and not pid_alive(int(owner)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
