@@ -227,6 +227,12 @@ def test_panic_console_attached(lab_run: LabRun) -> None:
     assert "kernel log (test slice)" not in lab_run.attachments("test_panic")  # it died
 
 
+def test_panic_keeps_the_qmp_events_of_the_dead_qemu(lab_run: LabRun) -> None:
+    """The QMP events QEMU sent before it went away (the panic's SHUTDOWN) are still attached."""
+    events = json.loads(lab_run.attachments("test_panic")["QMP events"])
+    assert "SHUTDOWN" in [event.get("event") for event in events], events
+
+
 def test_environment_has_lab_provenance(lab_run: LabRun) -> None:
     props = dict(line.split("=", 1) for line in
                  (lab_run.results_dir / "environment.properties").read_text().splitlines())

@@ -300,12 +300,13 @@ class Guest:
         return self._process.stderr_text() if self._process is not None else ""
 
     def qmp_events(self) -> list[dict[str, Any]]:
-        """The QMP events received since the previous call ([] when QEMU is not running)."""
-        if self._process is None or self._process.poll() is not None:
+        """The QMP events received since the previous call, including those that arrived before
+        QEMU died or was stopped ([] when it was never launched)."""
+        if self._process is None:
             return []
         try:
-            return self._process.qmp.events()
-        except Exception:  # QMP already closed, or QEMU exiting under us
+            return self._process.qmp_events()
+        except Exception:  # QEMU exiting under us while the events are read
             return []
 
     def console_tail(self, lines: int = 40) -> str:

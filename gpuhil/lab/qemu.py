@@ -17,7 +17,7 @@ import weakref
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from gpuhil.errors import ClosedError
 from gpuhil.lab.console import Console
@@ -42,6 +42,8 @@ class _Resources:
     popen: subprocess.Popen | None = None
     sockets: list[socket.socket] = field(default_factory=list)
     qmp: Qmp | None = None
+    #: The QMP connection after release, for the events it had not handed out yet.
+    closed_qmp: Qmp | None = None
     console: Console | None = None
     log_file: object | None = None
 
@@ -59,6 +61,7 @@ class _Resources:
         qmp, self.qmp = self.qmp, None
         if qmp is not None:
             qmp.close()
+            self.closed_qmp = qmp
         console, self.console = self.console, None
         if console is not None:
             console.close()
@@ -114,6 +117,11 @@ class QemuProcess:
         if self._res.qmp is None:
             raise ClosedError(f"{self.name} is not running")
         return self._res.qmp
+
+    def qmp_events(self) -> list[dict[str, Any]]:
+        """QMP events not yet handed out, also those that arrived before QEMU went away."""
+        qmp = self._res.qmp or self._res.closed_qmp
+        return [] if qmp is None else qmp.events()
 
     @property
     def pid(self) -> int | None:

@@ -22,6 +22,8 @@ class Qmp:
         self._thread.start()
         self._client = QMPClient(name)
         self._closed = False
+        #: Events still unread when the connection closed (QEMU died or quit), kept for events().
+        self._unread: list[dict[str, Any]] = []
         #: Set when QEMU reports SHUTDOWN (the guest powered off, reset under -no-reboot, quit).
         self.shutdown = threading.Event()
         self._watcher = EventListener(("SHUTDOWN",))
@@ -52,11 +54,16 @@ class Qmp:
         """Run a QMP command and return its ``return`` value (raises qemu.qmp's ExecuteError)."""
         return self._run(self._client.execute(command, arguments), timeout)
 
+    async def _take(self) -> list[dict[str, Any]]:
+        return [dict(event) for event in self._client.events.clear()]
+
     def events(self) -> list[dict[str, Any]]:
-        """The events received since the last call (e.g. SHUTDOWN, RESET, STOP)."""
-        async def take() -> list[dict[str, Any]]:
-            return [dict(event) for event in self._client.events.clear()]
-        return self._run(take(), 5.0)
+        """The events received since the last call (e.g. SHUTDOWN, RESET, STOP); after close,
+        the ones that were still unread then."""
+        if self._closed:
+            unread, self._unread = self._unread, []
+            return unread
+        return self._run(self._take(), 5.0)
 
     async def _stop_watch(self) -> None:
         task = getattr(self, "_watch_task", None)
@@ -72,6 +79,10 @@ class Qmp:
             self._run(self._stop_watch(), 5.0)
             self._run(self._client.disconnect(), 5.0)
         except Exception:  # QEMU already gone: the disconnect reports its EOF
+            pass
+        try:
+            self._unread = self._run(self._take(), 5.0)
+        except Exception:
             pass
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
