@@ -230,7 +230,7 @@ def test_ctrl_c_during_boot_leaves_nothing(lab_setup: LabSetup, tmp_path: Path):
     assert pid_alive(pid) and run_dir.is_dir()
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) != 0
+    assert proc.wait(60) != 0  # teardown under a loaded 2-core host has taken close to 30 s
     assert _wait_gone(pid), f"QEMU pid {pid} survived Ctrl-C"
     assert not run_dir.exists()
 

@@ -76,13 +76,10 @@ class Qmp:
             return
         self._closed = True
         try:
+            self._unread = self._run(self._take(), 1.0)
             self._run(self._stop_watch(), 5.0)
             self._run(self._client.disconnect(), 5.0)
         except Exception:  # QEMU already gone: the disconnect reports its EOF
-            pass
-        try:
-            self._unread = self._run(self._take(), 5.0)
-        except Exception:
             pass
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
