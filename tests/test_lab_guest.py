@@ -193,7 +193,10 @@ def test_two_guests_at_once_do_not_collide(lab_setup: LabSetup, tmp_path: Path):
 
 
 _LAUNCHER = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as in an interactive shell, whatever signal state the test runner passed on
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 from gpuhil.lab.guest import Guest, LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
 guest = Guest(GuestSpec(), setup=LabSetup.default(), boot_timeout=300, name="interrupted")
@@ -230,7 +233,15 @@ def test_ctrl_c_during_boot_leaves_nothing(lab_setup: LabSetup, tmp_path: Path):
     assert pid_alive(pid) and run_dir.is_dir()
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) != 0  # teardown under a loaded 2-core host has taken close to 30 s
+    try:
+        returncode = proc.wait(60)
+    except subprocess.TimeoutExpired:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        stack = Path(f"/proc/{proc.pid}/wchan").read_text()
+        proc.kill()
+        pytest.fail(f"the launcher ignored Ctrl-C for 60 s (wchan {stack}):\n"
+                    + "\n".join(l for l in status.splitlines() if l.startswith(("Sig", "Shd", "State"))))
+    assert returncode != 0
     assert _wait_gone(pid), f"QEMU pid {pid} survived Ctrl-C"
     assert not run_dir.exists()
 
