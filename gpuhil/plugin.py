@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -27,6 +28,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from gpuhil import capexpr
+from gpuhil.expectations import (
+    Expectation, ExpectationError, ExpectationFile, Platform, load_directory,
+)
 from gpuhil.capabilities import (
     Capabilities, DeviceInitError, GuestProbe, capset_summary, device_init_failure, probe_machine,
     qemu_properties,
@@ -86,6 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
            "node to appear after loading virtio_gpu", default="30")
     option("--gpuhil-test-timeout", "gpuhil_test_timeout", "per-test timeout in seconds "
            "(0: none; applied through pytest-timeout)", default="0")
+    option("--gpuhil-expectations", "gpuhil_expectations", "directory of per-platform "
+           "expectation files (known bugs => strict xfail); default: <rootdir>/suites/expectations",
+           default="")
     option("--gpuhil-lease-dir", "gpuhil_lease_dir", "directory of host resource leases",
            default="~/.cache/gpuhil/leases")
     option("--gpuhil-lease-timeout", "gpuhil_lease_timeout", "seconds to wait for a leased host "
@@ -105,6 +112,7 @@ class Settings:
     test_timeout: float
     lease_dir: Path
     lease_timeout: float
+    expectations: tuple[ExpectationFile, ...] = ()
 
 
 def _value(config: pytest.Config, ini: str) -> Any:
@@ -145,6 +153,14 @@ def parse_settings(config: pytest.Config) -> Settings:
     if default_guest not in CONFIGURATIONS:
         raise pytest.UsageError(f"--gpuhil-guest={default_guest!r}: unknown configuration "
                                 f"(known: {', '.join(CONFIGURATIONS)})")
+    where = str(_value(config, "gpuhil_expectations") or "")
+    directory = Path(where).expanduser() if where else config.rootpath / "suites" / "expectations"
+    if where and not directory.is_dir():
+        raise pytest.UsageError(f"--gpuhil-expectations={where!r}: not a directory")
+    try:
+        expectations = tuple(load_directory(directory))
+    except ExpectationError as exc:
+        raise pytest.UsageError(f"expectations: {exc}") from None
     return Settings(
         target, selectors, tuple(must_have), default_guest,
         _seconds(config, "gpuhil_boot_timeout", "--gpuhil-boot-timeout"),
@@ -152,6 +168,7 @@ def parse_settings(config: pytest.Config) -> Settings:
         _seconds(config, "gpuhil_test_timeout", "--gpuhil-test-timeout", allow_zero=True),
         Path(str(_value(config, "gpuhil_lease_dir"))).expanduser(),
         _seconds(config, "gpuhil_lease_timeout", "--gpuhil-lease-timeout", allow_zero=True),
+        expectations,
     )
 
 
@@ -187,6 +204,7 @@ def _requirements(item: pytest.Item) -> list[capexpr.Expr]:
 
 
 REQUIRES_KEY = pytest.StashKey[list[capexpr.Expr]]()
+EXPECTATIONS_KEY = pytest.StashKey[list[tuple[ExpectationFile, Expectation]]]()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -198,6 +216,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             resolve_spec(item.get_closest_marker("guest"), item.nodeid)  # validate early
         if settings.test_timeout and timeout_plugin and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(settings.test_timeout))
+        item.stash[EXPECTATIONS_KEY] = [(f, e) for f in settings.expectations for e in f.entries
+                                        if e.covers(item.nodeid)]
+    _warn_unmatched(settings.expectations, items)
+
+
+def _warn_unmatched(files: tuple[ExpectationFile, ...], items: list[pytest.Item]) -> None:
+    """An entry for a collected test file that matches none of its tests is stale or mistyped."""
+    nodeids = [item.nodeid for item in items]
+    for file in files:
+        for entry in file.entries:
+            module = entry.test.split("::", 1)[0]
+            collected = [n for n in nodeids if n.split("::", 1)[0] == module]
+            if collected and not any(entry.covers(n) for n in collected):
+                warnings.warn(pytest.PytestConfigWarning(
+                    f"{entry.source}: {entry.test!r} matches no collected test"))
 
 
 def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
@@ -296,6 +329,7 @@ class GpuhilSession:
         self._setup: Any = None
         self._setup_error: LabError | None = None
         self._slots: dict[str, GuestSlot] = {}
+        self._platform: Platform | None = None
         self.log_dir: Path | None = None
 
     # lab setup (built lazily: sessions that use no guest never touch the lab)
@@ -315,6 +349,18 @@ class GpuhilSession:
                                              f"not be set up: {type(exc).__name__}: {exc}")
                 raise self._setup_error from exc
         return self._setup
+
+    def platform(self) -> Platform:
+        """The versions of the stack this session tests (what expectation files match on)."""
+        if self._platform is None:
+            setup = self.lab_setup()
+            assets = getattr(setup, "assets", None)
+            if assets is not None:
+                self._platform = Platform(assets.manifest.qemu, assets.manifest.virglrenderer,
+                                          assets.kernel_release)
+            else:  # the local machine, or a lab machine with its own QEMU and kernel
+                self._platform = Platform(kernel=os.uname().release if setup is None else "")
+        return self._platform
 
     def _healthy(self, slot: GuestSlot) -> bool:
         guest = slot.machine
@@ -513,6 +559,20 @@ def _gpuhil_requires(request: pytest.FixtureRequest) -> None:
     """Tests with ``requires`` markers are gated even when they use no guest fixture directly."""
     if request.node.stash.get(REQUIRES_KEY, None) and "guest" not in request.fixturenames:
         request.getfixturevalue("guest")
+
+
+@pytest.fixture(autouse=True)
+def _gpuhil_expectations(request: pytest.FixtureRequest) -> None:
+    """A test with an entry in the expectation file of this platform becomes a strict xfail."""
+    candidates = request.node.stash.get(EXPECTATIONS_KEY, [])
+    if not candidates:
+        return
+    platform = request.config.stash[SESSION_KEY].platform()
+    for file, entry in candidates:
+        if file.applies_to(platform):
+            request.node.add_marker(pytest.mark.xfail(reason=entry.marker_reason(platform),
+                                                      strict=True))
+            return
 
 
 @pytest.fixture
