@@ -88,8 +88,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
            default="180")
     option("--gpuhil-device-timeout", "gpuhil_device_timeout", "seconds for the guest's render "
            "node to appear after loading virtio_gpu", default="30")
-    option("--gpuhil-test-timeout", "gpuhil_test_timeout", "per-test timeout in seconds "
-           "(0: none; applied through pytest-timeout)", default="0")
     option("--gpuhil-expectations", "gpuhil_expectations", "directory of per-platform "
            "expectation files (known bugs => strict xfail); default: <rootdir>/suites/expectations",
            default="")
@@ -109,7 +107,6 @@ class Settings:
     default_guest: str
     boot_timeout: float
     device_timeout: float
-    test_timeout: float
     lease_dir: Path
     lease_timeout: float
     expectations: tuple[ExpectationFile, ...] = ()
@@ -165,7 +162,6 @@ def parse_settings(config: pytest.Config) -> Settings:
         target, selectors, tuple(must_have), default_guest,
         _seconds(config, "gpuhil_boot_timeout", "--gpuhil-boot-timeout"),
         _seconds(config, "gpuhil_device_timeout", "--gpuhil-device-timeout"),
-        _seconds(config, "gpuhil_test_timeout", "--gpuhil-test-timeout", allow_zero=True),
         Path(str(_value(config, "gpuhil_lease_dir"))).expanduser(),
         _seconds(config, "gpuhil_lease_timeout", "--gpuhil-lease-timeout", allow_zero=True),
         expectations,
@@ -209,13 +205,10 @@ EXPECTATIONS_KEY = pytest.StashKey[list[tuple[ExpectationFile, Expectation]]]()
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SESSION_KEY].settings
-    timeout_plugin = config.pluginmanager.hasplugin("timeout")
     for item in items:
         item.stash[REQUIRES_KEY] = _requirements(item)
         if item.get_closest_marker("guest") is not None:
             resolve_spec(item.get_closest_marker("guest"), item.nodeid)  # validate early
-        if settings.test_timeout and timeout_plugin and item.get_closest_marker("timeout") is None:
-            item.add_marker(pytest.mark.timeout(settings.test_timeout))
         item.stash[EXPECTATIONS_KEY] = [(f, e) for f in settings.expectations for e in f.entries
                                         if e.covers(item.nodeid)]
     _warn_unmatched(settings.expectations, items)

@@ -198,8 +198,7 @@ def _attach(name: str, body: str, kind: str = "text") -> None:
 
 def _timeouts(item: pytest.Item) -> tuple[float, float]:
     config = item.config
-    total = (config.getoption("gpuhil_timeout") or float(config.getini("gpuhil_timeout") or 0)
-             or float(config.getoption("gpuhil_test_timeout", None) or 0))  # the core plugin's
+    total = config.getoption("gpuhil_timeout") or float(config.getini("gpuhil_timeout") or 0)
     idle = (config.getoption("gpuhil_inactivity_timeout")
             or float(config.getini("gpuhil_inactivity_timeout") or 0))
     marker = item.get_closest_marker("gpuhil_timeout")

@@ -161,15 +161,6 @@ def test_snapshot_is_stashed_for_the_report(run, pytester):
     result.stdout.fnmatch_lines([f"*SNAPSHOT local {os.uname().release} [[]'local'[]]"])
 
 
-def test_per_test_timeout_becomes_a_timeout_marker(run):
-    result = run("""
-        import time
-        def test_slow(): time.sleep(5)
-    """, "--gpuhil-test-timeout=0.5")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*Timeout*0.5*"])
-
-
 def test_lab_that_cannot_start_is_an_infrastructure_error_once(pytester):
     """A lab config whose QEMU does not exist: the guest fixture raises the lab's QemuLaunchError
     (a LabError, for the report to classify) and the second test gets it without a new attempt."""
