@@ -123,7 +123,8 @@ class Features:
 @dataclass(frozen=True)
 class Completion:
     """One request's outcome: ``used_len`` as the device reported it, ``response`` the whole
-    response buffer afterwards, ``written`` False when it still starts with the sentinel."""
+    response buffer afterwards, ``written`` False when it still starts with the sentinel (or
+    there is no response buffer of ours)."""
 
     name: str
     used_len: int
@@ -392,6 +393,21 @@ class RawGpu:
                 self._pci.notify(self._notify[queue], queue)
         return Pending(queue, slots, self._generation)
 
+    def send_chain(self, readable: Sequence[tuple[int, int]],
+                   writable: Sequence[tuple[int, int]] = (), *, name: str = "chain",
+                   queue: int = CONTROLQ) -> Pending:
+        """One descriptor chain of caller-chosen ``(iova, length)`` buffers (e.g. an unmapped
+        IOVA, a zero length, memory from :meth:`dma`), notified at once; :meth:`wait` returns
+        its Completion (``response`` empty: the buffers are the caller's)."""
+        self._check()
+        q = self._queues[queue]
+        head = q.add(list(readable), list(writable))
+        slot = _Slot(name, head, 0, 0, time.monotonic())
+        self._tickets[queue][head] = slot
+        q.publish()
+        self._pci.notify(self._notify[queue], queue)
+        return Pending(queue, [slot], self._generation)
+
     def wait(self, pending: Pending, timeout: float | None = None) -> list[Completion]:
         """The completions of ``pending``, in request order; RawTimeout when the device has not
         completed them all within ``timeout`` seconds (default: the RawGpu's)."""
@@ -423,8 +439,8 @@ class RawGpu:
         for slot in pending.slots:
             response = arena.read(slot.response_offset, slot.response_size) \
                 if slot.response_size else b""
-            written = not (len(response) >= 4 and
-                           int.from_bytes(response[:4], "little") == _SENTINEL_WORD)
+            written = len(response) >= 4 and \
+                int.from_bytes(response[:4], "little") != _SENTINEL_WORD
             out.append(Completion(slot.name, slot.used_len, response, written, slot.seconds))
         return out
 

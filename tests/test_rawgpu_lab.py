@@ -17,7 +17,7 @@ from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlType, CtxCreate, C
                              Feature, GetCapset, GetCapsetInfo, GetDisplayInfo, HdrFlag,
                              RawMessage, ResourceCreateBlob, ResourceMapBlob, ResourceUnmapBlob,
                              ResourceUnref, RespOkMapInfo, Submit3D, CtrlHdr)
-from gpuhil.rawgpu import SENTINEL, RawGpu, RingError
+from gpuhil.rawgpu import IOVA_ARENA, SENTINEL, RawGpu, RawTimeout, RingError
 from gpuhil.virtgpu import virgl_pipe_resource_create
 from gpuhil.virtio_pci import TransportFeature
 
@@ -121,6 +121,14 @@ def payload_reset(address: str) -> dict:
     return out
 
 
+def payload_hang(address: str) -> None:
+    """A chain whose 1 GiB request runs past every DMA mapping: QEMU cannot map it, marks the
+    device broken (NEEDS_RESET) and never completes it; the RawTimeout propagates."""
+    with RawGpu.open(address, timeout=2.0) as gpu:
+        gpu.submit(GetCapsetInfo(0))
+        gpu.wait(gpu.send_chain([(IOVA_ARENA, 1 << 30)], name="HUGE_CHAIN"))
+
+
 def payload_driver(address: str) -> str | None:
     return pci.PciDevice(address).driver
 
@@ -183,6 +191,21 @@ def test_reset_abandons_pending_and_the_device_works_again(raw_gpu):
     assert out["after"] == [CtrlType.RESP_OK_DISPLAY_INFO, CtrlType.RESP_OK_CAPSET_INFO]
     assert out["free_after"] == 64
     assert out["after_close"] == "ClosedError"
+
+
+@pytest.mark.kernel_log_allowed(r"DMAR: DRHD: handling fault status",
+                                r"DMAR: \[DMA Read NO_PASID\] Request device")
+def test_hang_is_reported_with_ring_and_qemu_state(raw_gpu):
+    """A request the device never completes raises RawTimeout naming the command, the ring state
+    (NEEDS_RESET in the status) and, from the fixture, QEMU's run state and stderr."""
+    with pytest.raises(RawTimeout) as caught:
+        raw_gpu.call(payload_hang)
+    message = str(caught.value)
+    assert "HUGE_CHAIN" in message and "in_flight=[" in message, message
+    assert caught.value.state.device_status & 0x40, caught.value.state  # NEEDS_RESET
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert "QEMU run state: running" in notes, notes
+    assert "bogus descriptor" in notes, notes
 
 
 def test_raw_gpu_binding_gives_the_gpu_back_to_virtio_pci(guest):
