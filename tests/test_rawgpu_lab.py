@@ -13,10 +13,12 @@ import pytest
 
 from gpuhil import pci
 from gpuhil.plugin import raw_gpu_bound
-from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlType, CtxCreate, CtxDestroy,
-                             Feature, GetCapset, GetCapsetInfo, GetDisplayInfo, HdrFlag,
-                             RawMessage, ResourceCreateBlob, ResourceMapBlob, ResourceUnmapBlob,
-                             ResourceUnref, RespOkMapInfo, Submit3D, CtrlHdr)
+from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlHdr, CtrlType, CtxCreate,
+                             CtxDestroy, Feature, Format, GetCapset, GetCapsetInfo,
+                             GetDisplayInfo, HdrFlag, MemEntry, RawMessage, Rect,
+                             ResourceAttachBacking, ResourceCreate2D, ResourceCreateBlob,
+                             ResourceDetachBacking, ResourceMapBlob, ResourceUnmapBlob,
+                             ResourceUnref, RespOkMapInfo, Submit3D, TransferToHost2D)
 from gpuhil.rawgpu import IOVA_ARENA, SENTINEL, RawGpu, RawTimeout, RingError
 from gpuhil.virtgpu import virgl_pipe_resource_create
 from gpuhil.virtio_pci import TransportFeature
@@ -72,7 +74,8 @@ def payload_queries(address: str) -> dict:
 
 def payload_blob(address: str) -> dict:
     """A HOST3D blob made by an inline PIPE_RESOURCE_CREATE, mapped at a chosen hostmem offset,
-    written and read through the hostmem window, unmapped and unreferenced."""
+    written and read through the hostmem window, unmapped and unreferenced; then a 2D resource
+    backed by DMA memory from RawGpu.dma (ATTACH_BACKING with its IOVA) and transferred."""
     out: dict = {}
     pattern = bytes((i * 13 + 5) & 0xFF for i in range(256)) * (BLOB_SIZE // 256)
     with RawGpu.open(address) as gpu:
@@ -93,6 +96,13 @@ def payload_blob(address: str) -> dict:
         out["unmap"] = gpu.submit(ResourceUnmapBlob(7, hdr=hdr)).type
         out["unref"] = gpu.submit(ResourceUnref(7, hdr=hdr)).type
         out["ctx_destroy"] = gpu.submit(CtxDestroy(hdr=hdr)).type
+        backing = gpu.dma(64 * 64 * 4)
+        backing.memory.write(pattern[:backing.size])
+        out["backing"] = [r.type for r in gpu.submit_batch([
+            ResourceCreate2D(3, Format.B8G8R8X8_UNORM, 64, 64),
+            ResourceAttachBacking(3, (MemEntry(backing.iova, backing.size),)),
+            TransferToHost2D(Rect(0, 0, 64, 64), 0, 3),
+            ResourceDetachBacking(3), ResourceUnref(3)])]
     return out
 
 
@@ -170,7 +180,8 @@ def test_queries_answer_like_the_kernel_driver_sees_them(raw_gpu):
 
 def test_host3d_blob_is_readable_and_writable_through_hostmem(raw_gpu):
     """A blob mapped with RESOURCE_MAP_BLOB at a chosen offset holds what is written through the
-    hostmem BAR at that offset, and unmap/unref are accepted."""
+    hostmem BAR at that offset, and unmap/unref are accepted; guest memory from RawGpu.dma
+    serves as resource backing."""
     out = raw_gpu.call(payload_blob)
     ok = CtrlType.RESP_OK_NODATA
     assert (out["ctx"], out["submit"], out["create"]) == (ok, ok, ok), out
@@ -179,6 +190,7 @@ def test_host3d_blob_is_readable_and_writable_through_hostmem(raw_gpu):
     assert out["readback"] is True
     assert out["word"] == int.from_bytes(bytes((i * 13 + 5) & 0xFF for i in range(4, 8)), "little")
     assert (out["unmap"], out["unref"], out["ctx_destroy"]) == (ok, ok, ok), out
+    assert out["backing"] == [ok] * 5, out["backing"]
 
 
 def test_reset_abandons_pending_and_the_device_works_again(raw_gpu):
