@@ -212,7 +212,12 @@ class RawGpu:
             SplitQueue(self._rings.memory, cursor_size, IOVA_RINGS + cursor_offset,
                        cursor_offset, "cursorq"),
         ]
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            for queue in self._queues:
+                queue.close()  # release the ring memory before open() closes the container
+            raise
 
     @classmethod
     def open(cls, address: str, *, queue_size: int = 64, features: int | None = None,
@@ -267,7 +272,7 @@ class RawGpu:
         self._closed = True
         try:
             if not self._pci.device.closed:
-                self._pci.set_status(0)
+                self._pci.reset(timeout=1.0)  # the device lets go of the rings before unmap
         finally:
             for queue in self._queues:
                 queue.close()

@@ -21,7 +21,7 @@ from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlHdr, CtrlType, Ctx
                              ResourceUnref, RespOkMapInfo, Submit3D, TransferToHost2D)
 from gpuhil.rawgpu import IOVA_ARENA, SENTINEL, RawGpu, RawTimeout, RingError
 from gpuhil.virtgpu import virgl_pipe_resource_create
-from gpuhil.virtio_pci import TransportFeature
+from gpuhil.virtio_pci import TransportFeature, VirtioError
 
 pytestmark = [pytest.mark.lab, pytest.mark.guest("raw")]
 
@@ -107,8 +107,14 @@ def payload_blob(address: str) -> dict:
 
 
 def payload_reset(address: str) -> dict:
-    """A command left pending, a reset, then commands work; close twice, use after close."""
+    """Features without ACCESS_PLATFORM are refused; a command left pending, a reset, then
+    commands work; close twice, use after close."""
     out: dict = {}
+    try:
+        RawGpu.open(address, features=1 << TransportFeature.VERSION_1 | 1 << Feature.VIRGL).close()
+        out["no_access_platform"] = "accepted"
+    except VirtioError as exc:
+        out["no_access_platform"] = str(exc)
     gpu = RawGpu.open(address)
     with gpu:
         out["before"] = gpu.submit(GetCapsetInfo(0)).type
@@ -194,9 +200,11 @@ def test_host3d_blob_is_readable_and_writable_through_hostmem(raw_gpu):
 
 
 def test_reset_abandons_pending_and_the_device_works_again(raw_gpu):
-    """After a virtio reset with a command pending, the pending one is reported abandoned, the
-    device is running (0x0f) and answers; a closed RawGpu refuses work."""
+    """Without ACCESS_PLATFORM the device refuses FEATURES_OK; after a virtio reset with a
+    command pending, the pending one is reported abandoned, the device is running (0x0f) and
+    answers; a closed RawGpu refuses work."""
     out = raw_gpu.call(payload_reset)
+    assert "refused FEATURES_OK for features 0x100000001" in out["no_access_platform"]
     assert out["before"] == CtrlType.RESP_OK_CAPSET_INFO
     assert out["status_after_reset"] == 0x0F
     assert "abandoned by a device reset" in out["abandoned"]
