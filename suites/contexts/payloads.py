@@ -134,11 +134,22 @@ def init_attempts(path: str, attempts: Sequence[Params], submit: bytes | None = 
 
 
 def capset_id_sweep(path: str, ids: Sequence[int]) -> dict[int, str]:
-    """CONTEXT_INIT(CAPSET_ID=id) on a fresh fd for every id: "ok" or the errno name."""
+    """CONTEXT_INIT(CAPSET_ID=id) for every id: "ok" or the errno name.  An fd is reused after
+    a refusal (the capset check comes before the kernel stores anything) and replaced after a
+    success (its context exists then)."""
     out: dict[int, str] = {}
-    for capset_id in ids:
-        with RenderNode(path) as node:
+    node: RenderNode | None = None
+    try:
+        for capset_id in ids:
+            if node is None:
+                node = RenderNode(path)
             out[capset_id] = _outcome(lambda: node.context_init(capset_id=capset_id))
+            if out[capset_id] == OK:
+                node.close()
+                node = None
+    finally:
+        if node is not None:
+            node.close()
     return out
 
 
