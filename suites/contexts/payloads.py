@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from gpuhil.errors import IoctlError
 from gpuhil.kmsg import WARNING_LEVEL, read_records
-from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, ContextParam, Param, RenderNode,
+from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode,
                             virgl_pipe_resource_create)
 
 #: the kernel's limits on CONTEXT_INIT
