@@ -4,10 +4,12 @@ Device work runs in the guest (``suites/capsets/payloads.py``); the host compare
 """
 from __future__ import annotations
 
+import errno
 import struct
 
 import pytest
 
+from gpuhil.errors import IoctlError
 from suites.capsets import payloads
 
 KNOWN_CAPSETS = {"virgl": 1, "virgl2": 2, "gfxstream_vulkan": 3, "venus": 4, "cross_domain": 5,
@@ -19,15 +21,19 @@ def _capset_params(names=KNOWN_CAPSETS):
             for name in names]
 
 
-def test_getparam_agrees_with_device_features(virtgpu):
-    """GETPARAM's feature parameters equal the virtio feature bits the device negotiated, so
-    userspace that trusts GETPARAM sees what the device really offers."""
+@pytest.mark.parametrize("guest", ["venus", "virgl"], indirect=True)
+def test_getparam_agrees_with_device_features(guest, virtgpu):
+    """GETPARAM's feature parameters equal the virtio feature bits the device negotiated (with
+    blob and without), so userspace that trusts GETPARAM sees what the device really offers."""
     found = virtgpu.call(payloads.params_and_features)
     params, features = found["params"], found["features"]
     assert features, "no virtio-gpu device in /sys/bus/virtio/devices"
     assert params["FEATURES_3D"] == int(features["virgl"])
     assert params["RESOURCE_BLOB"] == int(features["resource_blob"])
     assert params["CONTEXT_INIT"] == int(features["context_init"])
+    # the debug name rides on CONTEXT_INIT; cross-device sharing needs resource UUIDs
+    assert params["EXPLICIT_DEBUG_NAME"] == int(features["context_init"])
+    assert params["CROSS_DEVICE"] == int(features["resource_uuid"])
     assert params["CAPSET_QUERY_FIX"] == 1
     # BLOB_ALIGNMENT exists only with VIRTIO_GPU_F_BLOB_ALIGNMENT; without it the kernel says ENOENT.
     assert (params["BLOB_ALIGNMENT"] != "ENOENT") == features["blob_alignment"]
@@ -95,3 +101,37 @@ def test_truncated_get_caps_is_a_prefix(virtgpu, name):
     head = virtgpu.call(payloads.capset_payload, capset_id, 0, 16)
     assert head == full[:16]
     assert full.rstrip(b"\0"), "the capset payload is empty"
+
+
+@pytest.mark.parametrize("name", _capset_params())
+def test_get_caps_of_size_zero_is_einval(virtgpu, name):
+    """GET_CAPS with a zero-byte buffer fails with EINVAL (the kernel refuses size 0) rather
+    than succeeding with nothing copied."""
+    with pytest.raises(IoctlError) as exc:
+        virtgpu.call(payloads.capset_payload, KNOWN_CAPSETS[name], 0, 0)
+    assert exc.value.op == "GET_CAPS" and exc.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("name", _capset_params())
+def test_capset_payload_is_bounded(virtgpu, name):
+    """A 64 KiB GET_CAPS returns the 4 KiB payload followed only by zeros, and the probed payload
+    size is within it: the host's capset has a fixed size and nothing past it is copied."""
+    capset_id = KNOWN_CAPSETS[name]
+    large = virtgpu.call(payloads.capset_payload, capset_id, 0, 1 << 16)
+    small = virtgpu.call(payloads.capset_payload, capset_id, 0, 4096)
+    assert large[:4096] == small and not any(large[4096:])
+    extent = len(small.rstrip(b"\0"))
+    assert 0 < extent <= 4096
+    probed = virtgpu.capabilities.capset(name)
+    assert probed.payload_bytes == len(virtgpu.call(payloads.capset_payload, capset_id,
+                                                    probed.max_version).rstrip(b"\0"))
+
+
+@pytest.mark.guest("drm")
+@pytest.mark.requires("capset.drm")
+def test_drm_capset_header_is_sane(virtgpu):
+    """The DRM native-context capset names wire format version 1 or later and a non-zero
+    context type (the host GPU driver it forwards to), so the guest picks the right driver."""
+    data = virtgpu.call(payloads.capset_payload, KNOWN_CAPSETS["drm"], 0)
+    wire_format, context_type = struct.unpack_from("<2I", data)
+    assert wire_format >= 1 and context_type != 0, (wire_format, context_type)
