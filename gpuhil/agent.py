@@ -155,7 +155,7 @@ def _kmsg_mark(label: str) -> str:
     line = f"{marker} {label}".rstrip()
     fd = os.open("/dev/kmsg", os.O_WRONLY)
     try:
-        os.write(fd, line.encode())
+        os.write(fd, line.encode() + b"\n")  # an unterminated record stays open, unreadable
     finally:
         os.close(fd)
     return marker
