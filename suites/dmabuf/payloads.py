@@ -17,6 +17,7 @@ from gpuhil.dmabuf import DmaBuf, SyncFile, SyncFlag
 from gpuhil.errors import IoctlError, Unsupported
 from gpuhil.memfd import Memfd, Seal
 from gpuhil.udmabuf import Udmabuf, UdmabufRange
+from gpuhil.virtgpu import Capset, RenderNode
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20
@@ -324,6 +325,31 @@ def sync_file_outcomes() -> dict:
         events = dict(poller.poll(0)).get(a.fd, 0)
         out["poll_in"] = bool(events & select.POLLIN)
         out["poll_out"] = bool(events & select.POLLOUT)
+    return out
+
+
+def gpu_fence_through_udmabuf(path: str) -> dict:
+    """A virtio-gpu out-fence imported into a udmabuf becomes its write fence: a READ sync file
+    exported from the udmabuf signals once the GPU fence does, the dma-buf polls readable, and the
+    exported fence works as the in-fence of a further submission (GPU -> dma-buf -> GPU)."""
+    nop = (0).to_bytes(4, "little")  # a virgl command buffer header with no commands
+    out: dict = {}
+    with RenderNode(path) as node, _sealed("gpu-fenced", PAGE) as memfd, Udmabuf() as dev, \
+            dev.create(memfd) as buf:
+        node.context_init(capset_id=Capset.VIRGL2)
+        with node.execbuffer(nop, fence_out=True) as gpu_fence:
+            buf.import_sync_file(gpu_fence, write=True)
+            with buf.export_sync_file(read=True, write=False) as exported:
+                out["exported_signaled"] = exported.wait(10)
+                out["gpu_fence_signaled"] = gpu_fence.signaled
+                poller = select.poll()
+                poller.register(buf.fd, select.POLLIN)
+                out["dmabuf_readable"] = bool(poller.poll(10_000))
+                with node.execbuffer(nop, fence_in=exported, fence_out=True) as chained:
+                    out["chained_signaled"] = chained.wait(10)
+                buf.import_sync_file(exported, write=False)
+        with buf.export_sync_file(read=True, write=True) as everything:
+            out["all_fences_signaled"] = everything.wait(10)
     return out
 
 

@@ -64,3 +64,13 @@ def test_sync_file_export_and_import(udmabuf):
         "export_no_flags": "EINVAL", "export_unknown_flag": "EINVAL", "export_on_memfd": "ENOTTY",
         "poll_in": True, "poll_out": True,
     }
+
+
+@pytest.mark.requires("capset.virgl2")
+def test_gpu_fence_round_trip_through_a_udmabuf(udmabuf, virtgpu):
+    """A virtio-gpu EXECBUFFER out-fence imported into a udmabuf gates the buffer's exported READ
+    fence and its poll, and that exported fence can gate the next submission, so implicit sync
+    between a GPU and a udmabuf consumer works through sync files."""
+    out = virtgpu.call(payloads.gpu_fence_through_udmabuf)
+    assert out == {"exported_signaled": True, "gpu_fence_signaled": True, "dmabuf_readable": True,
+                   "chained_signaled": True, "all_fences_signaled": True}

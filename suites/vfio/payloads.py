@@ -384,8 +384,9 @@ def dma_buf_raw_outcomes(address: str) -> dict:
 
 
 def dma_buf_behaviour(address: str) -> dict:
-    """What a VFIO dma-buf does: mmap, SYNC, sync files and poll, then after DEVICE_RESET, after
-    the device fd closes and after vfio-pci lets go of the function (the dma-buf still open)."""
+    """What a VFIO dma-buf does: mmap, SYNC and sync files, then with memory decode turned off and
+    on again (the kernel revokes and restores it for importers), after DEVICE_RESET, after the
+    device fd closes and after vfio-pci lets go of the function (the dma-buf still open)."""
     out: dict = {}
     log = KernelLog()
     dev = pci.PciDevice(address)
@@ -412,6 +413,13 @@ def dma_buf_behaviour(address: str) -> dict:
         out["resettable"] = device.info().resettable
         buf = device.export_dma_buf(RegionIndex.BAR2, [(0, 2 * PAGE)])
         out["fresh"] = probe(buf)
+        command = device.config_read(PCI_COMMAND, 2)
+        device.config_write(PCI_COMMAND, 2, command & ~PCI_COMMAND_MEMORY)  # revokes the export
+        out["decode_off"] = probe(buf)
+        out["export_decode_off"] = _outcome(
+            lambda: device.export_dma_buf(RegionIndex.BAR2, [(0, PAGE)]))
+        device.config_write(PCI_COMMAND, 2, command | PCI_COMMAND_MEMORY)
+        out["decode_on"] = probe(buf)
         out["reset"] = _outcome(device.reset)
         out["after_reset"] = probe(buf)
         out["export_after_reset"] = _outcome(

@@ -87,7 +87,8 @@ def test_export_flags_and_open_flags(vfio):
 
 def test_dma_buf_mmap_sync_reset_and_close(vfio):
     """A VFIO dma-buf cannot be mmapped (EINVAL), takes SYNC as a no-op (bad flags still EINVAL)
-    and has signalled fences; it keeps its size and behaviour across a DEVICE_RESET (EINVAL on
+    and has signalled fences; it keeps its size and behaviour while memory decode is off (an
+    export then still succeeds, born revoked) and across a DEVICE_RESET (EINVAL on
     these devices, which lack a reset method), the device fd's close and vfio-pci's unbind, which
     must not wait for the dma-buf; and the kernel logs no warning meanwhile."""
     out = vfio.call(payloads.dma_buf_behaviour)
@@ -95,8 +96,10 @@ def test_dma_buf_mmap_sync_reset_and_close(vfio):
     expected = {"size": 2 * PAGE, "exp_name": "vfio_pci_core", "mmap": "EINVAL",
                 "sync_start_rw": "ok", "sync_end_rw": "ok", "sync_bad_flags": "EINVAL",
                 "fence_signaled": True}
-    for stage in ("fresh", "after_reset", "after_device_close", "after_unbind"):
+    for stage in ("fresh", "decode_off", "decode_on", "after_reset", "after_device_close",
+                  "after_unbind"):
         assert out[stage] == expected, stage
+    assert out["export_decode_off"] == f"ok:{PAGE}"  # exported revoked, not refused
     assert out["reset"] == ("ok" if out["resettable"] else "EINVAL")
     assert out["export_after_reset"] == f"ok:{PAGE}"
     assert out["driver_after_unbind"] is None and out["unbind_seconds"] < 5
