@@ -94,6 +94,16 @@ class KernelLog:
         """Kernel (not userspace) lines logged since construction."""
         return [r.text for r in kmsg.read_records() if r.seq > self.seq and r.from_kernel]
 
+    def wait_for(self, text: str, timeout: float = 3.0) -> list[str]:
+        """:meth:`lines` once one contains ``text`` (fault reports arrive by interrupt), or when
+        ``timeout`` seconds passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.lines()
+            if any(text in line for line in lines) or time.monotonic() >= deadline:
+                return lines
+            time.sleep(0.05)
+
 
 # ---- the machine ------------------------------------------------------------------------------
 
@@ -285,7 +295,7 @@ def edu_dma(address: str, iova: int = EDU_IOVA) -> dict:
             memory.write(b"\0" * PAGE, 0)
             out["blocked_done"] = _edu_dma(bar, EDU_BUFFER, iova + 2 * PAGE, PAGE, to_ram=True)
             out["blocked_memory_untouched"] = memory.read(0, PAGE) == b"\0" * PAGE
-    out["kmsg"] = log.lines()
+    out["kmsg"] = log.wait_for(f"{iova + 2 * PAGE:#x}")
     return out
 
 
