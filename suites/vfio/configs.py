@@ -1,0 +1,53 @@
+"""The vfio suite's guest configurations and the host-side view of a bound function.
+
+Two vIOMMUs: the named "vfio" configuration (q35 + intel-iommu with interrupt remapping) and a
+virtio-iommu guest.  virtio-iommu has no interrupt remapping, so vfio_iommu_type1 refuses to
+attach a group (EPERM) unless ``allow_unsafe_interrupts`` is set; that guest sets it on its
+kernel command line so that the boot-time capability probe (``vfio.dma_buf``) sees a usable
+VFIO, and ``test_iommu_setup`` checks the refusal with the parameter turned off.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gpuhil.lab.spec import Edu, GuestSpec, Iommu, Ivshmem
+
+VIRTIO_IOMMU = GuestSpec(iommu=Iommu.VIRTIO, devices=(Ivshmem(), Edu()),
+                         kernel_args=("vfio_iommu_type1.allow_unsafe_interrupts=1",))
+
+#: ``@pytest.mark.parametrize("guest", IOMMUS, indirect=True)``: run a test under both vIOMMUs.
+IOMMUS = [pytest.param("vfio", id="intel-iommu"), pytest.param(VIRTIO_IOMMU, id="virtio-iommu")]
+
+IVSHMEM = (0x1AF4, 0x1110)
+EDU = (0x1234, 0x11E8)
+IVSHMEM_SIZE = Ivshmem().size
+
+
+@dataclass(frozen=True)
+class Vfio:
+    """A function bound to vfio-pci in the test's vIOMMU guest (the plugin's ``vfio_device``)."""
+
+    guest: Any
+    address: str
+    iommu: Iommu
+
+    def call(self, func, /, *args: Any) -> Any:
+        """Run ``func(address, *args)`` in the guest."""
+        return self.guest.call(func, self.address, *args)
+
+
+def qemu_memfd(pid: int, size: int) -> str | None:
+    """``/proc/<pid>/fd/<n>`` of QEMU's memfd of ``size`` bytes (the ivshmem backend), or None."""
+    fd_dir = f"/proc/{pid}/fd"
+    for name in os.listdir(fd_dir):
+        path = os.path.join(fd_dir, name)
+        try:
+            if os.readlink(path).startswith("/memfd:") and os.stat(path).st_size == size:
+                return path
+        except OSError:
+            continue
+    return None
