@@ -1,0 +1,148 @@
+"""Raw-path benchmark payloads: run in a lab guest whose virtio-gpu sits behind a vIOMMU.
+
+The same operations are timed through the raw virtqueue driver (:class:`gpuhil.rawgpu.RawGpu`,
+device bound to vfio-pci) and through the kernel driver (virtio_gpu, render node ioctls) on the
+same device in the same boot: :func:`bind_vfio` / :func:`run_raw` first, then
+:func:`bind_virtio` / :func:`run_kernel`.  Workloads:
+
+- capset query: GET_CAPSET_INFO + GET_CAPSET (raw) vs DRM_IOCTL_VIRTGPU_GET_CAPS (kernel);
+- blob create+unref: RESOURCE_CREATE_BLOB + RESOURCE_UNREF of a 4 KiB GUEST blob (raw) vs
+  the RESOURCE_CREATE_BLOB ioctl + GEM_CLOSE (kernel).
+
+Each is timed in ``rounds`` rounds of ``iterations`` operations; the fastest and the median
+round are kept, in nanoseconds per operation.  Imports only the standard library and gpuhil.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gpuhil import pci
+from gpuhil import protocol as P
+
+VIRTIO_GPU_IDS = (0x1AF4, 0x1050)
+BLOB_SIZE = 4096
+BENCH_RID = 0x700
+
+
+@dataclass(frozen=True)
+class OpTiming:
+    """Nanoseconds per operation: fastest and median round."""
+
+    best: float
+    median: float
+
+
+@dataclass(frozen=True)
+class PathTimings:
+    """One path's timings; ``commands`` is virtio commands per operation."""
+
+    path: str
+    capset: OpTiming
+    blob: OpTiming
+    capset_commands: int
+    blob_commands: int
+    batched_ns_per_command: float | None = None  # raw only: a 64-command batch
+
+
+def _rounds(op: Callable[[], None], iterations: int, rounds: int) -> OpTiming:
+    op()  # warm-up (first virgl command initialises the renderer)
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter_ns()
+        for _ in range(iterations):
+            op()
+        samples.append((time.perf_counter_ns() - start) / iterations)
+    return OpTiming(min(samples), statistics.median(samples))
+
+
+# ---- binding ----------------------------------------------------------------------------------
+
+def bind_vfio() -> str:
+    """Bind the virtio-gpu function to vfio-pci; its PCI address."""
+    pci.modprobe("vfio-pci", "vfio_iommu_type1")
+    dev = pci.find(*VIRTIO_GPU_IDS)[0]
+    dev.bind("vfio-pci")
+    return dev.address
+
+
+def bind_virtio(address: str, timeout: float = 60.0) -> str:
+    """Give the function back to virtio-pci, load virtio_gpu and wait for the render node;
+    its path."""
+    from gpuhil.virtgpu import find_render_nodes
+
+    dev = pci.PciDevice(address)
+    dev.set_driver_override(None)
+    dev.unbind()
+    dev.probe()
+    subprocess.run(["modprobe", "virtio_gpu"], check=True, capture_output=True, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while not find_render_nodes():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no virtio_gpu render node within {timeout:g} s "
+                               f"(driver of {address}: {dev.driver})")
+        time.sleep(0.05)
+    return str(find_render_nodes()[0])
+
+
+# ---- the two paths ----------------------------------------------------------------------------
+
+def run_raw(address: str, iterations: int = 200, rounds: int = 5) -> PathTimings:
+    """Time both workloads through RawGpu (and a batch of 64 GET_CAPSET_INFO)."""
+    from gpuhil.rawgpu import RawGpu
+
+    with RawGpu.open(address) as gpu, gpu.dma(BLOB_SIZE) as backing:
+        submit = gpu.submit
+        info = submit(P.GetCapsetInfo(0))
+        get_info, get_caps = P.GetCapsetInfo(0), P.GetCapset(info.capset_id,
+                                                             info.capset_max_version)
+        size = info.capset_max_size
+
+        def capset() -> None:
+            submit(get_info)
+            submit(get_caps, capset_size=size)
+
+        create = P.ResourceCreateBlob(BENCH_RID, P.BlobMem.GUEST, 0, 0, BLOB_SIZE,
+                                      (P.MemEntry(backing.iova, BLOB_SIZE),))
+        unref = P.ResourceUnref(BENCH_RID)
+
+        def blob() -> None:
+            submit(create)
+            submit(unref)
+
+        capset_t = _rounds(capset, iterations, rounds)
+        blob_t = _rounds(blob, iterations, rounds)
+        batch = [get_info] * 64
+        batch_t = _rounds(lambda: gpu.submit_batch(batch), max(1, iterations // 20), rounds)
+    return PathTimings("raw", capset_t, blob_t, 2, 2, batch_t.best / len(batch))
+
+
+def run_kernel(node_path: str, iterations: int = 200, rounds: int = 5) -> PathTimings:
+    """Time both workloads through the render node (virtio_gpu)."""
+    from gpuhil.virtgpu import BlobMem, RenderNode
+
+    with RenderNode(node_path) as node:
+        capsets = node.supported_capsets()
+        capset_id = int(capsets[0])
+        get_caps = node.get_caps
+
+        def capset() -> None:
+            get_caps(capset_id, 0, 512)
+
+        create = node.create_blob
+
+        def blob() -> None:
+            create(BlobMem.GUEST, BLOB_SIZE).close()
+
+        capset_t = _rounds(capset, iterations, rounds)
+        blob_t = _rounds(blob, iterations, rounds)
+    return PathTimings("kernel", capset_t, blob_t, 1, 2)
+
+
+def kernel_module_loaded(name: str = "virtio_gpu") -> bool:
+    """Whether the module is loaded (for the report)."""
+    return Path(f"/sys/module/{name}").is_dir()
