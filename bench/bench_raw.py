@@ -46,15 +46,17 @@ def report(raw: PathTimings, kernel: PathTimings) -> str:
 def main(argv: list[str] | None = None) -> list[Result]:
     """Boot the lab's "raw" configuration, time the raw path, rebind, time the kernel path."""
     from gpuhil.lab.guest import Guest, LabSetup
-    from gpuhil.plugin import CONFIGURATIONS
+    from gpuhil.plugin import CONFIGURATIONS, bind_vfio, restore_driver
+    from gpuhil.rawgpu import VIRTIO_GPU_IDS
 
     setup = LabSetup.default(progress=lambda line: print(f"  {line}", file=sys.stderr))
     print("bench_raw: booting the lab's raw configuration (virtio-gpu-gl behind intel-iommu)",
           flush=True)
     with Guest(CONFIGURATIONS["raw"], setup=setup, boot_timeout=300) as guest:
-        address = guest.call(raw_payload.bind_vfio)
+        address, _group, original = guest.call(bind_vfio, *VIRTIO_GPU_IDS)
         raw = guest.call(raw_payload.run_raw, address)
-        node = guest.call(raw_payload.bind_virtio, address)
+        guest.call(restore_driver, address, original)
+        node = guest.call(raw_payload.load_virtio_gpu)
         kernel = guest.call(raw_payload.run_kernel, node)
     print(f"bench_raw on {address} (render node {node} after rebinding)")
     print(report(raw, kernel))

@@ -2,8 +2,8 @@
 
 The same operations are timed through the raw virtqueue driver (:class:`gpuhil.rawgpu.RawGpu`,
 device bound to vfio-pci) and through the kernel driver (virtio_gpu, render node ioctls) on the
-same device in the same boot: :func:`bind_vfio` / :func:`run_raw` first, then
-:func:`bind_virtio` / :func:`run_kernel`.  Workloads:
+same device in the same boot: :func:`run_raw` first (the host binds the
+function to vfio-pci), then :func:`load_virtio_gpu` / :func:`run_kernel` (back on virtio-pci).  Workloads:
 
 - capset query: GET_CAPSET_INFO + GET_CAPSET (raw) vs DRM_IOCTL_VIRTGPU_GET_CAPS (kernel);
 - blob create+unref: RESOURCE_CREATE_BLOB + RESOURCE_UNREF of a 4 KiB GUEST blob (raw) vs
@@ -18,13 +18,10 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from gpuhil import pci
 from gpuhil import protocol as P
 
-VIRTIO_GPU_IDS = (0x1AF4, 0x1050)
 BLOB_SIZE = 4096
 BENCH_RID = 0x700
 
@@ -60,31 +57,18 @@ def _rounds(op: Callable[[], None], iterations: int, rounds: int) -> OpTiming:
     return OpTiming(min(samples), statistics.median(samples))
 
 
-# ---- binding ----------------------------------------------------------------------------------
+# ---- the kernel driver ------------------------------------------------------------------------
 
-def bind_vfio() -> str:
-    """Bind the virtio-gpu function to vfio-pci; its PCI address."""
-    pci.modprobe("vfio-pci", "vfio_iommu_type1")
-    dev = pci.find(*VIRTIO_GPU_IDS)[0]
-    dev.bind("vfio-pci")
-    return dev.address
-
-
-def bind_virtio(address: str, timeout: float = 60.0) -> str:
-    """Give the function back to virtio-pci, load virtio_gpu and wait for the render node;
+def load_virtio_gpu(timeout: float = 60.0) -> str:
+    """modprobe virtio_gpu (the function is back on virtio-pci) and wait for the render node;
     its path."""
     from gpuhil.virtgpu import find_render_nodes
 
-    dev = pci.PciDevice(address)
-    dev.set_driver_override(None)
-    dev.unbind()
-    dev.probe()
     subprocess.run(["modprobe", "virtio_gpu"], check=True, capture_output=True, timeout=timeout)
     deadline = time.monotonic() + timeout
     while not find_render_nodes():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no virtio_gpu render node within {timeout:g} s "
-                               f"(driver of {address}: {dev.driver})")
+            raise TimeoutError(f"no virtio_gpu render node within {timeout:g} s")
         time.sleep(0.05)
     return str(find_render_nodes()[0])
 
@@ -100,11 +84,10 @@ def run_raw(address: str, iterations: int = 200, rounds: int = 5) -> PathTimings
         info = submit(P.GetCapsetInfo(0))
         get_info, get_caps = P.GetCapsetInfo(0), P.GetCapset(info.capset_id,
                                                              info.capset_max_version)
-        size = info.capset_max_size
 
         def capset() -> None:
             submit(get_info)
-            submit(get_caps, capset_size=size)
+            submit(get_caps)
 
         create = P.ResourceCreateBlob(BENCH_RID, P.BlobMem.GUEST, 0, 0, BLOB_SIZE,
                                       (P.MemEntry(backing.iova, BLOB_SIZE),))
@@ -142,7 +125,3 @@ def run_kernel(node_path: str, iterations: int = 200, rounds: int = 5) -> PathTi
         blob_t = _rounds(blob, iterations, rounds)
     return PathTimings("kernel", capset_t, blob_t, 1, 2)
 
-
-def kernel_module_loaded(name: str = "virtio_gpu") -> bool:
-    """Whether the module is loaded (for the report)."""
-    return Path(f"/sys/module/{name}").is_dir()

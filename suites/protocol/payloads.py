@@ -23,6 +23,8 @@ TIMEOUT = "TIMEOUT"
 UNWRITTEN = "UNWRITTEN"
 #: bytes reserved for any response (the largest is OK_EDID, 1048 bytes)
 RESPONSE_MAX = 4096
+#: seconds a command the suite expects may hang gets (normal ones take a millisecond)
+HANG_TIMEOUT = 3.0
 
 
 def name(type_: int) -> str:
@@ -40,12 +42,13 @@ def kind(resp: P.Message) -> str:
 
 def raw_kind(resp: bytes) -> str:
     """The type of a raw response buffer (UNWRITTEN when the sentinel is still there)."""
-    from gpuhil.rawgpu import SENTINEL_TYPE
+    from gpuhil.rawgpu import SENTINEL
 
     if len(resp) < 4:
         return f"SHORT({len(resp)})"
-    type_ = struct.unpack_from("<I", resp)[0]
-    return UNWRITTEN if type_ == SENTINEL_TYPE else name(type_)
+    if resp[:4] == bytes([SENTINEL]) * 4:
+        return UNWRITTEN
+    return name(struct.unpack_from("<I", resp)[0])
 
 
 class SetupFailed(AssertionError):
@@ -64,6 +67,12 @@ def _timeout_type() -> type[BaseException]:
     return RawTimeout
 
 
+def _missing_type() -> type[BaseException]:
+    from gpuhil.rawgpu import MissingResponse
+
+    return MissingResponse
+
+
 def ok(gpu, cmd: P.Message, expected: str = "RESP_OK_NODATA") -> P.Message:
     """Submit a setup command; SetupFailed unless it gets ``expected``."""
     resp = gpu.submit(cmd)
@@ -74,7 +83,7 @@ def ok(gpu, cmd: P.Message, expected: str = "RESP_OK_NODATA") -> P.Message:
 
 def has_feature(gpu, feature: P.Feature) -> bool:
     """Whether the device offered (and the driver negotiated) ``feature``."""
-    return bool(int(gpu.features) >> int(feature) & 1)
+    return gpu.features.has(feature)
 
 
 def _pattern(size: int, seed: int) -> bytes:
@@ -112,10 +121,11 @@ def device_queries(address: str) -> dict:
     out: dict = {}
     with _open(address) as gpu:
         cfg = gpu.config
-        out["features"] = int(gpu.features)
+        out["features"] = gpu.features.negotiated
         out["num_scanouts"] = cfg.num_scanouts
         out["num_capsets"] = cfg.num_capsets
-        out["hostmem_size"] = len(gpu.hostmem) if gpu.hostmem is not None else 0
+        out["hostmem_size"] = len(gpu.hostmem) if has_feature(gpu, P.Feature.RESOURCE_BLOB) \
+            else 0
         display = gpu.submit(P.GetDisplayInfo())
         out["display"] = (kind(display), [
             (m.r.x, m.r.y, m.r.width, m.r.height, m.enabled, m.flags)
@@ -133,8 +143,7 @@ def device_queries(address: str) -> dict:
                      "max_version": getattr(info, "capset_max_version", None),
                      "max_size": getattr(info, "capset_max_size", None)}
             if index < cfg.num_capsets and entry["info"] == "RESP_OK_CAPSET_INFO":
-                caps = gpu.submit(P.GetCapset(entry["id"], entry["max_version"]),
-                                  capset_size=entry["max_size"])
+                caps = gpu.submit(P.GetCapset(entry["id"], entry["max_version"]))
                 entry["capset"] = kind(caps)
                 entry["data"] = bytes(getattr(caps, "capset_data", b""))
             out["capsets"].append(entry)
@@ -148,7 +157,7 @@ def resource_2d_lifecycle(address: str) -> list[tuple[str, str]]:
     rect = P.Rect(0, 0, FB_WIDTH, FB_HEIGHT)
     steps: list[tuple[str, str]] = []
     with _open(address) as gpu, gpu.dma(size) as backing:
-        backing.view[:size] = _pattern(size, 1)
+        backing.memory.write(_pattern(size, 1), 0)
         for cmd in (P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT),
                     P.ResourceAttachBacking(RID, (P.MemEntry(backing.iova, size),)),
                     P.TransferToHost2D(rect, 0, RID),
@@ -309,14 +318,18 @@ def error_case(address: str, case: str) -> dict:
     resource create+unref under a fresh id (it still creates): their response types.  A hang
     is reported as TIMEOUT and the device is reset before the follow-up."""
     out: dict = {"case": case}
-    timeout = _timeout_type()
+    timeout, missing = _timeout_type(), _missing_type()
     with _open(address) as gpu, gpu.dma(4096) as scratch:
         request = ERROR_CASES[case](_CaseEnv(gpu, scratch))
         try:
             if isinstance(request, bytes):
-                out["response"] = raw_kind(gpu.submit_raw(request, RESPONSE_MAX))
+                out["response"] = raw_kind(gpu.submit_raw(request, RESPONSE_MAX,
+                                                          timeout=HANG_TIMEOUT))
             else:
-                out["response"] = kind(gpu.submit(request))
+                out["response"] = kind(gpu.submit(request, timeout=HANG_TIMEOUT))
+        except missing as exc:
+            out["response"] = UNWRITTEN
+            out["missing"] = str(exc)
         except timeout as exc:
             out["response"] = TIMEOUT
             out["timeout"] = str(exc)
@@ -348,11 +361,11 @@ def blob_lifecycle(address: str, offsets: tuple[int, int]) -> dict:
         step(("map@first", kind(resp)))
         out["map_cache"] = resp.cache if kind(resp) == "RESP_OK_MAP_INFO" else None
         pattern = _pattern(BLOB_SIZE, 5)
-        hostmem[first:first + BLOB_SIZE] = pattern
-        out["readback_first"] = bytes(hostmem[first:first + BLOB_SIZE]) == pattern
+        hostmem.write(pattern, first)
+        out["readback_first"] = hostmem.read(first, BLOB_SIZE) == pattern
         step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
         step(("map@second", kind(map_blob(gpu, RID, second))))
-        out["persisted_second"] = bytes(hostmem[second:second + BLOB_SIZE]) == pattern
+        out["persisted_second"] = hostmem.read(second, BLOB_SIZE) == pattern
         step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
         step(("unref", kind(gpu.submit(P.ResourceUnref(RID)))))
         step(("unref_again", kind(gpu.submit(P.ResourceUnref(RID)))))
@@ -360,8 +373,8 @@ def blob_lifecycle(address: str, offsets: tuple[int, int]) -> dict:
         step(("create_reused_id", kind(host3d_blob(gpu, RID, CTX, blob_id=2))))
         step(("map@first_again", kind(map_blob(gpu, RID, first))))
         other = _pattern(BLOB_SIZE, 9)
-        hostmem[first:first + BLOB_SIZE] = other
-        out["readback_reused"] = bytes(hostmem[first:first + BLOB_SIZE]) == other
+        hostmem.write(other, first)
+        out["readback_reused"] = hostmem.read(first, BLOB_SIZE) == other
         step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
         step(("unref", kind(gpu.submit(P.ResourceUnref(RID)))))
         step(("ctx_destroy", kind(gpu.submit(P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=CTX))))))
@@ -378,9 +391,9 @@ def blob_map_twice_and_unref_mapped(address: str) -> dict:
         if kind(host3d_blob(gpu, RID, CTX, blob_id=1)) != "RESP_OK_NODATA":
             raise SetupFailed("HOST3D blob refused")
         out["map"] = kind(map_blob(gpu, RID, 0))
-        hostmem[0:16] = b"gpuhil-map-twice"
+        hostmem.write(b"gpuhil-map-twice", 0)
         out["map_again"] = kind(map_blob(gpu, RID, 2 * BLOB_SIZE))
-        out["first_mapping_intact"] = bytes(hostmem[0:16]) == b"gpuhil-map-twice"
+        out["first_mapping_intact"] = hostmem.read(0, 16) == b"gpuhil-map-twice"
         out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
         out["unmap_again"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
         out["map_after_unmap"] = kind(map_blob(gpu, RID, 0))
@@ -408,13 +421,31 @@ def unmap_ordering(address: str, fenced: bool) -> dict:
                  P.ResourceCreate2D(RID + 1, P.Format.B8G8R8X8_UNORM, 16, 16),
                  P.GetCapsetInfo(0),
                  P.ResourceUnref(RID + 1)]
-        result = gpu.submit_batch(batch)
-        out["responses"] = [kind(r) for r in result.responses]
-        out["completion_order"] = list(result.completion_order)
+        out["responses"], out["completion_order"] = _completion_order(gpu, batch)
         out["map_again"] = kind(map_blob(gpu, RID, 0))
         out["unmap_again"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
         out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
     return out
+
+
+def _completion_order(gpu, batch: list[P.Message]) -> tuple[list[str], list[list[int]]]:
+    """Put the batch on the control queue with one notify, then wait for its commands one by
+    one in submission order: waiting for command k collects every completion the device
+    posted before it, so the groups that become complete at each step give the device's
+    completion order ([[0], [1], ...] when it is the submission order)."""
+    from gpuhil.rawgpu import Pending
+
+    pending = gpu.send([P.encode(c) for c in batch], [gpu.response_size(c) for c in batch])
+    order: list[list[int]] = []
+    seen: set[int] = set()
+    for k, slot in enumerate(pending.slots):
+        if k not in seen:
+            gpu.wait(Pending(pending.queue, [slot], pending.generation))
+            done = {i for i, s in enumerate(pending.slots) if s.used_len is not None}
+            order.append(sorted(done - seen))
+            seen = done
+    completions = gpu.wait(pending)
+    return [raw_kind(c.response) for c in completions], order
 
 
 # ---- reset ------------------------------------------------------------------------------------
@@ -430,7 +461,7 @@ def reset_with_blobs_mapped(address: str) -> dict:
             if kind(host3d_blob(gpu, RID + n, CTX, blob_id=n + 1)) != "RESP_OK_NODATA":
                 raise SetupFailed("HOST3D blob refused")
             ok(gpu, P.ResourceMapBlob(RID + n, offset), "RESP_OK_MAP_INFO")
-        hostmem[0:BLOB_SIZE] = _pattern(BLOB_SIZE, 3)
+        hostmem.write(_pattern(BLOB_SIZE, 3), 0)
         _create_2d(gpu, RID + 2)
         gpu.reset()
         out["display"] = kind(gpu.submit(P.GetDisplayInfo()))
@@ -440,8 +471,8 @@ def reset_with_blobs_mapped(address: str) -> dict:
         out["blob_same_id"] = kind(host3d_blob(gpu, RID, CTX, blob_id=1))
         out["map_same_offset"] = kind(map_blob(gpu, RID, 0))
         pattern = _pattern(BLOB_SIZE, 11)
-        hostmem[0:BLOB_SIZE] = pattern
-        out["readback"] = bytes(hostmem[0:BLOB_SIZE]) == pattern
+        hostmem.write(pattern, 0)
+        out["readback"] = hostmem.read(0, BLOB_SIZE) == pattern
         out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
         out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
     return out
@@ -457,7 +488,8 @@ def reset_while_pending(address: str) -> dict:
         _create_2d(gpu)
         try:
             out["pending"] = kind(gpu.submit(
-                P.Submit3D(b"", hdr=P.CtrlHdr.fenced(7, 0xDEAD, ring_idx=0))))
+                P.Submit3D(b"", hdr=P.CtrlHdr.fenced(7, 0xDEAD, ring_idx=0)),
+                timeout=HANG_TIMEOUT))
         except timeout:
             out["pending"] = TIMEOUT
         gpu.reset()
@@ -482,7 +514,8 @@ def fuzz_batch(address: str, requests: list[bytes], resource_ids: list[int],
     with _open(address) as gpu, gpu.dma(FB_WIDTH * FB_HEIGHT * 4) as backing:
         for n, request in enumerate(requests):
             try:
-                out["responses"].append(raw_kind(gpu.submit_raw(request, RESPONSE_MAX)))
+                out["responses"].append(raw_kind(gpu.submit_raw(request, RESPONSE_MAX,
+                                                                timeout=HANG_TIMEOUT)))
             except timeout as exc:
                 out["responses"].append(TIMEOUT)
                 out["timeouts"].append((n, str(exc)))

@@ -4,11 +4,13 @@ is reported), QEMU stays alive, and the device's state stays consistent: what th
 exists can be destroyed, nothing else can, and a fresh resource still works."""
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 
 from suites.protocol import fuzz, payloads
 
+# bounded: no shrinking (each example is a guest round trip), the failing batch is printed whole
 FUZZ_SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                         phases=(Phase.explicit, Phase.generate),
                          suppress_health_check=list(HealthCheck))
 
 
