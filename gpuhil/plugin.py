@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -53,6 +54,10 @@ CONFIGURATIONS: dict[str, GuestSpec] = {
     "drm": GuestSpec(gpu=GpuSpec(GpuModel.VIRTIO_GPU_GL, blob=True, hostmem=256 * MiB,
                                  drm_native_context=True)),
     "vfio": GuestSpec(iommu=Iommu.INTEL, devices=(Ivshmem(), Edu())),
+    # virtio-gpu behind the vIOMMU, left to vfio-pci for the raw driver (raw_gpu fixture)
+    "raw": GuestSpec(gpu=GpuSpec(GpuModel.VIRTIO_GPU_GL, blob=True, hostmem=256 * MiB,
+                                 venus=True, iommu_platform=True),
+                     iommu=Iommu.INTEL, kernel_args=("iommu=nopt",)),
 }
 
 SNAPSHOT_KEY = pytest.StashKey[Capabilities]()
@@ -340,7 +345,7 @@ class GpuhilSession:
         slot.machine = guest
         slot.render_node = None
         device_error: str | None = None
-        if slot.spec.gpu is not None:
+        if slot.spec.gpu is not None and not is_raw_spec(slot.spec):
             try:
                 slot.render_node = prepare_gpu(guest, self.settings.device_timeout)
             except DeviceInitError as exc:
@@ -488,6 +493,8 @@ def _spec_for(request: pytest.FixtureRequest, default: str) -> tuple[str, GuestS
         return resolve_spec(marker, request.node.nodeid)
     if "vfio_device" in request.fixturenames:
         return resolve_spec("vfio")
+    if "raw_gpu" in request.fixturenames:
+        return resolve_spec("raw")
     return resolve_spec(default)
 
 
@@ -663,3 +670,72 @@ def host_gpu(pytestconfig: pytest.Config) -> Iterator[HostGpu]:
         pytest.skip(str(exc))
     with lease:
         yield next(g for g in chosen if g.pci_slot == lease.resource)
+
+
+# --- raw virtio-gpu (issue 6) ------------------------------------------------------------------
+
+def is_raw_spec(spec: GuestSpec) -> bool:
+    """A configuration whose virtio-gpu is for the raw driver: behind a vIOMMU with
+    iommu_platform=on; the plugin never loads virtio_gpu for it."""
+    return spec.gpu is not None and bool(spec.gpu.iommu_platform) and spec.iommu is not None
+
+
+@dataclass(frozen=True)
+class RawGpuDevice:
+    """The guest's virtio-gpu bound to vfio-pci: payloads open ``address`` with
+    ``gpuhil.rawgpu.RawGpu.open(address)``."""
+
+    machine: Any
+    address: str
+    iommu_group: int
+    original_driver: str | None
+
+    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``func(address, *args, **kwargs)`` in the guest; a RawTimeout or another gpuhil
+        error gets QEMU's run state and stderr tail attached as notes."""
+        from gpuhil.errors import GpuhilError
+
+        try:
+            return self.machine.call(func, self.address, *args, **kwargs)
+        except GpuhilError as exc:
+            exc.add_note(self.qemu_state())
+            raise
+
+    def qemu_state(self) -> str:
+        """QEMU's run state and the tail of its stderr (where DMA faults show up)."""
+        try:
+            status = self.machine.status()
+        except Exception as exc:  # noqa: BLE001 - the report must not hide the original error
+            status = f"unknown ({type(exc).__name__}: {exc})"
+        tail = "\n".join(self.machine.qemu_stderr().splitlines()[-20:])
+        return f"QEMU run state: {status}; QEMU stderr tail:\n{tail or '(empty)'}"
+
+
+@contextmanager
+def raw_gpu_bound(guest: Any) -> Iterator[RawGpuDevice]:
+    """The guest's virtio-gpu bound to vfio-pci inside the block; its original driver comes
+    back afterwards (LabError if it does not)."""
+    from gpuhil.rawgpu import VIRTIO_GPU_IDS
+
+    address, group, original = guest.call(bind_vfio, *VIRTIO_GPU_IDS)
+    try:
+        yield RawGpuDevice(guest, address, group, original)
+    finally:
+        if guest.process.poll() is None:
+            now = guest.call(restore_driver, address, original)
+            if now != original:
+                raise LabError(f"{address} went back to {now}, not {original}")
+
+
+@pytest.fixture
+def raw_gpu(request: pytest.FixtureRequest, guest: Any) -> Iterator[RawGpuDevice]:
+    """The "raw" guest's virtio-gpu (1af4:1050) bound to vfio-pci for gpuhil.rawgpu; its
+    original driver (virtio-pci) is restored afterwards."""
+    if isinstance(guest, LocalMachine):
+        pytest.skip("raw_gpu needs a lab guest whose virtio-gpu sits behind a vIOMMU")
+    label, spec = _spec_for(request, "raw")
+    if not is_raw_spec(spec):
+        pytest.skip(f"raw_gpu needs a virtio-gpu with iommu_platform=on behind a vIOMMU; "
+                    f"[{label}] is {spec.gpu.device_arg() if spec.gpu else 'without a GPU'}")
+    with raw_gpu_bound(guest) as device:
+        yield device

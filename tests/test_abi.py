@@ -19,7 +19,7 @@ from tests.uapi_headers import header_version, newest_uapi_include
 
 HEADERS = [
     "stddef.h", "stdio.h", "fcntl.h", "sys/mman.h", "linux/types.h", "linux/memfd.h",
-    "linux/virtio_gpu.h",
+    "linux/virtio_gpu.h", "linux/virtio_config.h", "linux/virtio_ring.h", "linux/virtio_pci.h", "linux/pci_regs.h",
     "linux/dma-buf.h", "linux/udmabuf.h", "linux/vfio.h", "linux/iommufd.h", "drm/drm.h",
     "drm/virtgpu_drm.h",
 ]

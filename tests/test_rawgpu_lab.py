@@ -1,0 +1,195 @@
+"""gpuhil.rawgpu against QEMU's virtio-gpu-gl in the lab's "raw" guest (iommu_platform=on behind
+intel-iommu, the GPU bound to vfio-pci by the ``raw_gpu`` fixture).
+
+The ``payload_*`` functions run in the guest (``raw_gpu.call(f)`` calls ``f(address)``): each
+opens the device with :class:`gpuhil.rawgpu.RawGpu`, puts a few commands on the control queue
+and returns plain results.  One boot serves the whole module.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gpuhil import pci
+from gpuhil.plugin import raw_gpu_bound
+from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlType, CtxCreate, CtxDestroy,
+                             Feature, GetCapset, GetCapsetInfo, GetDisplayInfo, HdrFlag,
+                             RawMessage, ResourceCreateBlob, ResourceMapBlob, ResourceUnmapBlob,
+                             ResourceUnref, RespOkMapInfo, Submit3D, CtrlHdr)
+from gpuhil.rawgpu import SENTINEL, RawGpu, RingError
+from gpuhil.virtgpu import virgl_pipe_resource_create
+from gpuhil.virtio_pci import TransportFeature
+
+pytestmark = [pytest.mark.lab, pytest.mark.guest("raw")]
+
+BLOB_SIZE = 1 << 16
+MAP_OFFSET = 0x20_0000  # a chosen offset in the 256 MiB hostmem window
+CTX = 1
+INVALID = 0x01FF  # not a virtio-gpu command
+
+
+# ---- payloads (run in the guest) ---------------------------------------------------------------
+
+def payload_queries(address: str) -> dict:
+    """Features, config, DISPLAY_INFO, every CAPSET_INFO (one batch), every GET_CAPSET, an
+    invalid command (typed and raw), a fenced CTX_CREATE."""
+    out: dict = {"driver": pci.PciDevice(address).driver}
+    with RawGpu.open(address) as gpu:
+        out["offered"] = gpu.features.offered
+        out["negotiated"] = gpu.features.negotiated
+        out["status"] = int(gpu.status)
+        config = gpu.config
+        out["num_scanouts"], out["num_capsets"] = config.num_scanouts, config.num_capsets
+        started = time.monotonic()
+        display = gpu.submit(GetDisplayInfo())
+        out["first_command_s"] = time.monotonic() - started
+        out["display"] = (display.type, [(m.r.width, m.r.height, m.enabled)
+                                         for m in display.pmodes[:config.num_scanouts]])
+        infos = gpu.submit_batch([GetCapsetInfo(i) for i in range(config.num_capsets + 1)])
+        out["capset_infos"] = [(r.type, getattr(r, "capset_id", None),
+                                getattr(r, "capset_max_version", None),
+                                getattr(r, "capset_max_size", None)) for r in infos]
+        capsets = {}
+        for info in infos[:config.num_capsets]:
+            response = gpu.submit(GetCapset(info.capset_id, info.capset_max_version))
+            capsets[info.capset_id] = (response.type, len(response.capset_data))
+        out["capsets"] = capsets
+        started = time.monotonic()
+        rounds = 20
+        for _ in range(rounds):
+            gpu.submit(GetCapsetInfo(0))
+        out["round_trip_s"] = (time.monotonic() - started) / rounds
+        out["invalid_typed"] = gpu.submit(RawMessage(INVALID)).type
+        raw = gpu.submit_raw(INVALID.to_bytes(4, "little") + bytes(20), 64)
+        out["invalid_raw"] = (int.from_bytes(raw[:4], "little"), raw[24:] == bytes([SENTINEL]) * 40)
+        fenced = gpu.submit(CtxCreate(b"gpuhil-raw", CapsetId.VIRGL2, hdr=CtrlHdr(ctx_id=CTX)),
+                            fence=77)
+        out["fenced"] = (fenced.type, fenced.hdr.flags, fenced.hdr.fence_id)
+        out["ctx_destroy"] = gpu.submit(CtxDestroy(hdr=CtrlHdr(ctx_id=CTX))).type
+    return out
+
+
+def payload_blob(address: str) -> dict:
+    """A HOST3D blob made by an inline PIPE_RESOURCE_CREATE, mapped at a chosen hostmem offset,
+    written and read through the hostmem window, unmapped and unreferenced."""
+    out: dict = {}
+    pattern = bytes((i * 13 + 5) & 0xFF for i in range(256)) * (BLOB_SIZE // 256)
+    with RawGpu.open(address) as gpu:
+        hdr = CtrlHdr(ctx_id=CTX)
+        out["ctx"] = gpu.submit(CtxCreate(b"gpuhil-blob", CapsetId.VIRGL2, hdr=hdr)).type
+        stream = virgl_pipe_resource_create(BLOB_SIZE, blob_id=1)
+        out["submit"] = gpu.submit(Submit3D(stream, hdr=hdr)).type
+        out["create"] = gpu.submit(ResourceCreateBlob(
+            7, BlobMem.HOST3D, BlobFlag.USE_MAPPABLE | BlobFlag.USE_SHAREABLE, 1, BLOB_SIZE,
+            hdr=hdr)).type
+        mapped = gpu.submit(ResourceMapBlob(7, MAP_OFFSET, hdr=hdr))
+        out["map"] = (mapped.type, mapped.map_info if isinstance(mapped, RespOkMapInfo) else None)
+        window = gpu.hostmem
+        out["hostmem_size"] = len(window)
+        window.write(pattern, MAP_OFFSET)
+        out["readback"] = window.read(MAP_OFFSET, BLOB_SIZE) == pattern
+        out["word"] = window.read32(MAP_OFFSET + 4)
+        out["unmap"] = gpu.submit(ResourceUnmapBlob(7, hdr=hdr)).type
+        out["unref"] = gpu.submit(ResourceUnref(7, hdr=hdr)).type
+        out["ctx_destroy"] = gpu.submit(CtxDestroy(hdr=hdr)).type
+    return out
+
+
+def payload_reset(address: str) -> dict:
+    """A command left pending, a reset, then commands work; close twice, use after close."""
+    out: dict = {}
+    gpu = RawGpu.open(address)
+    with gpu:
+        out["before"] = gpu.submit(GetCapsetInfo(0)).type
+        pending = gpu.send([GetCapsetInfo(1).encode()], [64])
+        gpu.reset()
+        out["status_after_reset"] = int(gpu.status)
+        try:
+            gpu.wait(pending)
+            out["abandoned"] = "completed"
+        except RingError as exc:
+            out["abandoned"] = str(exc)
+        out["after"] = [r.type for r in gpu.submit_batch([GetDisplayInfo(), GetCapsetInfo(0)])]
+        out["free_after"] = gpu.ring_state().num_free
+    gpu.close()
+    try:
+        gpu.submit(GetDisplayInfo())
+        out["after_close"] = "accepted"
+    except Exception as exc:  # noqa: BLE001 - the class is the observation
+        out["after_close"] = type(exc).__name__
+    return out
+
+
+def payload_driver(address: str) -> str | None:
+    return pci.PciDevice(address).driver
+
+
+# ---- tests (host) ------------------------------------------------------------------------------
+
+def test_queries_answer_like_the_kernel_driver_sees_them(raw_gpu):
+    """DISPLAY_INFO, CAPSET_INFO for every index and GET_CAPSET answer with the right types and
+    sizes through the raw path, an index past num_capsets names no capset, an unknown command
+    gets ERR_UNSPEC, a fenced command's response carries its fence id."""
+    out = raw_gpu.call(payload_queries)
+    assert out["driver"] == "vfio-pci"
+    negotiated = out["negotiated"]
+    for bit in (TransportFeature.VERSION_1, TransportFeature.ACCESS_PLATFORM, Feature.VIRGL,
+                Feature.RESOURCE_BLOB, Feature.CONTEXT_INIT):
+        assert negotiated >> bit & 1, f"{bit!r} not negotiated: {negotiated:#x}"
+    assert negotiated & ~out["offered"] == 0
+    assert out["status"] == 0x0F
+    assert out["num_scanouts"] >= 1 and out["num_capsets"] >= 1
+    assert out["display"][0] == CtrlType.RESP_OK_DISPLAY_INFO
+    assert out["display"][1][0][2] == 1, out["display"]
+    infos = out["capset_infos"]
+    assert [i[0] for i in infos[:-1]] == [CtrlType.RESP_OK_CAPSET_INFO] * out["num_capsets"]
+    # Past the last index QEMU answers OK with an empty capset (id 0, size 0), not an error.
+    assert infos[-1][0] == CtrlType.RESP_ERR_INVALID_PARAMETER or infos[-1][1:] == (0, 0, 0), \
+        infos[-1]
+    ids = [i[1] for i in infos[:-1]]
+    assert len(set(ids)) == len(ids) and CapsetId.VIRGL2 in ids, infos
+    sizes = {i[1]: i[3] for i in infos[:-1]}
+    assert out["capsets"] == {cid: (CtrlType.RESP_OK_CAPSET, sizes[cid]) for cid in ids}
+    assert out["invalid_typed"] == CtrlType.RESP_ERR_UNSPEC
+    assert out["invalid_raw"] == (CtrlType.RESP_ERR_UNSPEC, True)
+    kind, flags, fence_id = out["fenced"]
+    assert kind == CtrlType.RESP_OK_NODATA and flags & HdrFlag.FENCE and fence_id == 77, out["fenced"]
+    assert out["ctx_destroy"] == CtrlType.RESP_OK_NODATA
+    print(f"first command {out['first_command_s'] * 1e3:.1f} ms, "
+          f"GET_CAPSET_INFO round trip {out['round_trip_s'] * 1e3:.2f} ms")
+
+
+def test_host3d_blob_is_readable_and_writable_through_hostmem(raw_gpu):
+    """A blob mapped with RESOURCE_MAP_BLOB at a chosen offset holds what is written through the
+    hostmem BAR at that offset, and unmap/unref are accepted."""
+    out = raw_gpu.call(payload_blob)
+    ok = CtrlType.RESP_OK_NODATA
+    assert (out["ctx"], out["submit"], out["create"]) == (ok, ok, ok), out
+    assert out["map"][0] == CtrlType.RESP_OK_MAP_INFO, out
+    assert out["hostmem_size"] == 256 << 20
+    assert out["readback"] is True
+    assert out["word"] == int.from_bytes(bytes((i * 13 + 5) & 0xFF for i in range(4, 8)), "little")
+    assert (out["unmap"], out["unref"], out["ctx_destroy"]) == (ok, ok, ok), out
+
+
+def test_reset_abandons_pending_and_the_device_works_again(raw_gpu):
+    """After a virtio reset with a command pending, the pending one is reported abandoned, the
+    device is running (0x0f) and answers; a closed RawGpu refuses work."""
+    out = raw_gpu.call(payload_reset)
+    assert out["before"] == CtrlType.RESP_OK_CAPSET_INFO
+    assert out["status_after_reset"] == 0x0F
+    assert "abandoned by a device reset" in out["abandoned"]
+    assert out["after"] == [CtrlType.RESP_OK_DISPLAY_INFO, CtrlType.RESP_OK_CAPSET_INFO]
+    assert out["free_after"] == 64
+    assert out["after_close"] == "ClosedError"
+
+
+def test_raw_gpu_binding_gives_the_gpu_back_to_virtio_pci(guest):
+    """While the raw_gpu fixture holds the GPU it is bound to vfio-pci; afterwards virtio-pci
+    (the driver it had at boot) owns it again, so other tests see the guest unchanged."""
+    with raw_gpu_bound(guest) as device:
+        assert device.original_driver == "virtio-pci"
+        assert guest.call(payload_driver, device.address) == "vfio-pci"
+        assert device.iommu_group is not None
+    assert guest.call(payload_driver, device.address) == "virtio-pci"
