@@ -103,7 +103,7 @@ def host3d_blob(gpu, rid: int, ctx: int, blob_id: int, size: int = BLOB_SIZE) ->
     RESOURCE_CREATE_BLOB; returns the CREATE_BLOB response."""
     hdr = P.CtrlHdr(ctx_id=ctx)
     ok(gpu, P.Submit3D(virgl_pipe_resource_create(size, blob_id), hdr=hdr))
-    flags = P.BlobFlag.MAPPABLE | P.BlobFlag.SHAREABLE
+    flags = P.BlobFlag.USE_MAPPABLE | P.BlobFlag.USE_SHAREABLE
     return gpu.submit(P.ResourceCreateBlob(rid, P.BlobMem.HOST3D, int(flags), blob_id, size,
                                            hdr=hdr))
 
@@ -241,56 +241,56 @@ ERROR_CASES: dict[str, Callable] = {
     "create_2d_resource_id_zero":
         lambda g: P.ResourceCreate2D(0, P.Format.B8G8R8X8_UNORM, 16, 16),
     "create_2d_duplicate_id":
-        lambda g: (_create_2d(g), P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, 16, 16))[1],
+        lambda g: (_create_2d(g.gpu), P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, 16, 16))[1],
     "attach_backing_unknown_resource":
         lambda g: P.ResourceAttachBacking(0xDEAD, (P.MemEntry(g.scratch_iova, 4096),)),
     "attach_backing_too_many_entries":
-        lambda g: (_create_2d(g), P.ResourceAttachBacking(RID, (), nr_entries=16385))[1],
+        lambda g: (_create_2d(g.gpu), P.ResourceAttachBacking(RID, (), nr_entries=16385))[1],
     "attach_backing_entries_missing":
-        lambda g: (_create_2d(g), P.ResourceAttachBacking(RID, (), nr_entries=4))[1],
+        lambda g: (_create_2d(g.gpu), P.ResourceAttachBacking(RID, (), nr_entries=4))[1],
     "attach_backing_unmapped_iova":
-        lambda g: (_create_2d(g), P.ResourceAttachBacking(
+        lambda g: (_create_2d(g.gpu), P.ResourceAttachBacking(
             RID, (P.MemEntry(0x7F_0000_0000, 4096),)))[1],
     "detach_backing_unknown_resource": lambda g: P.ResourceDetachBacking(0xDEAD),
     "transfer_2d_unknown_resource":
         lambda g: P.TransferToHost2D(P.Rect(0, 0, 16, 16), 0, 0xDEAD),
     "flush_unknown_resource": lambda g: P.ResourceFlush(P.Rect(0, 0, 16, 16), 0xDEAD),
     "set_scanout_bad_scanout_id":
-        lambda g: (_create_2d(g), P.SetScanout(P.Rect(0, 0, 64, 64), P.MAX_SCANOUTS, RID))[1],
+        lambda g: (_create_2d(g.gpu), P.SetScanout(P.Rect(0, 0, 64, 64), P.MAX_SCANOUTS, RID))[1],
     "set_scanout_unknown_resource":
         lambda g: P.SetScanout(P.Rect(0, 0, 64, 64), 0, 0xDEAD),
     "set_scanout_rect_outside_resource":
-        lambda g: (_create_2d(g), P.SetScanout(P.Rect(32, 32, 64, 64), 0, RID))[1],
+        lambda g: (_create_2d(g.gpu), P.SetScanout(P.Rect(32, 32, 64, 64), 0, RID))[1],
     "get_edid_bad_scanout": lambda g: P.GetEdid(P.MAX_SCANOUTS),
     "get_capset_unknown_id": lambda g: P.GetCapset(0x7F, 0),
     "ctx_destroy_unknown_context": lambda g: P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=0xDEAD)),
     "ctx_attach_unknown_context":
-        lambda g: (_create_2d(g), P.CtxAttachResource(RID, hdr=P.CtrlHdr(ctx_id=0xDEAD)))[1],
+        lambda g: (_create_2d(g.gpu), P.CtxAttachResource(RID, hdr=P.CtrlHdr(ctx_id=0xDEAD)))[1],
     "ctx_create_unknown_capset":
         lambda g: P.CtxCreate(b"bad", 0x7F, hdr=P.CtrlHdr(ctx_id=CTX)),
     "submit_3d_unknown_context": lambda g: P.Submit3D(b"", hdr=P.CtrlHdr(ctx_id=0xDEAD)),
     "submit_3d_size_mismatch":
-        lambda g: (virgl_context(g, CTX), P.Submit3D(b"", size=64, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
+        lambda g: (virgl_context(g.gpu, CTX), P.Submit3D(b"", size=64, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
     "submit_3d_too_large":
-        lambda g: (virgl_context(g, CTX),
+        lambda g: (virgl_context(g.gpu, CTX),
                    P.Submit3D(b"", size=0x1000_0000, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
     "create_blob_resource_id_zero":
         lambda g: P.ResourceCreateBlob(0, P.BlobMem.GUEST, 0, 0, 4096,
                                        (P.MemEntry(g.scratch_iova, 4096),)),
     "create_blob_duplicate_id":
-        lambda g: (_create_2d(g), P.ResourceCreateBlob(RID, P.BlobMem.GUEST, 0, 0, 4096,
+        lambda g: (_create_2d(g.gpu), P.ResourceCreateBlob(RID, P.BlobMem.GUEST, 0, 0, 4096,
                                                        (P.MemEntry(g.scratch_iova, 4096),)))[1],
     "create_blob_bad_blob_mem": lambda g: P.ResourceCreateBlob(RID, 0x7F, 0, 0, 4096),
     "create_blob_unknown_blob_id":
-        lambda g: (virgl_context(g, CTX),
-                   P.ResourceCreateBlob(RID, P.BlobMem.HOST3D, int(P.BlobFlag.MAPPABLE), 0x7777,
+        lambda g: (virgl_context(g.gpu, CTX),
+                   P.ResourceCreateBlob(RID, P.BlobMem.HOST3D, int(P.BlobFlag.USE_MAPPABLE), 0x7777,
                                         4096, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
     "map_blob_unknown_resource": lambda g: P.ResourceMapBlob(0xDEAD, 0),
-    "map_blob_not_a_blob": lambda g: (_create_2d(g), P.ResourceMapBlob(RID, 0))[1],
+    "map_blob_not_a_blob": lambda g: (_create_2d(g.gpu), P.ResourceMapBlob(RID, 0))[1],
     "map_blob_offset_past_hostmem":
-        lambda g: (_case_blob(g), P.ResourceMapBlob(RID, len(g.gpu.hostmem)))[1],
+        lambda g: (_case_blob(g.gpu), P.ResourceMapBlob(RID, len(g.gpu.hostmem)))[1],
     "map_blob_offset_wraps":
-        lambda g: (_case_blob(g), P.ResourceMapBlob(RID, (1 << 64) - 4096))[1],
+        lambda g: (_case_blob(g.gpu), P.ResourceMapBlob(RID, (1 << 64) - 4096))[1],
     "unmap_blob_unknown_resource": lambda g: P.ResourceUnmapBlob(0xDEAD),
     "truncated_create_2d":
         lambda g: _truncated(P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, 16, 16), 28),

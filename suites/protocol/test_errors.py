@@ -85,10 +85,6 @@ def test_error_response(raw_gpu, facts, qemu_log, case):
     assert raw_gpu.machine.process.poll() is None, f"QEMU died: {context}"
     follow_up = (out["display_after"], out["create_after"], out["unref_after"])
     assert follow_up == ("RESP_OK_DISPLAY_INFO", "RESP_OK_NODATA", "RESP_OK_NODATA"), context
-    if out["response"].startswith("RESP_ERR_"):
-        error = int(payloads.P.CtrlType[out["response"]])
-        assert error in {err for _, err in log.cmd_errors}, \
-            f"QEMU did not print the {out['response']} it answered: {context}"
     want = EXPECTED[case]
     if want == ANY_ERROR:
         assert out["response"].startswith("RESP_ERR_"), context
@@ -97,10 +93,12 @@ def test_error_response(raw_gpu, facts, qemu_log, case):
 
 
 def test_unmapped_iova_is_a_vtd_fault_not_a_crash(raw_gpu, qemu_log):
-    """ATTACH_BACKING naming an IOVA the vIOMMU does not map is refused, and QEMU reports the
-    translation failure on stderr (the only place a DMA fault shows), so a driver bug that
-    points the device at the wrong address is visible and harmless."""
+    """ATTACH_BACKING naming an IOVA the vIOMMU does not map makes QEMU report the translation
+    failure on stderr (the only place a DMA fault shows) and leaves the device working, so a
+    driver bug that points the device at the wrong address is visible and harmless (whether
+    the command is refused is test_error_response[attach_backing_unmapped_iova])."""
     out = raw_gpu.call(payloads.error_case, "attach_backing_unmapped_iova")
     log = qemu_log.read()
-    assert out["response"].startswith("RESP_ERR_"), out
-    assert any("vtd_" in line for line in log.vtd_faults), qemu_log.text()[-2000:]
+    assert any("iova=0x7f00000000" in line for line in log.vtd_faults), qemu_log.text()[-2000:]
+    assert (out["display_after"], out["create_after"], out["unref_after"]) == \
+        ("RESP_OK_DISPLAY_INFO", "RESP_OK_NODATA", "RESP_OK_NODATA"), out
