@@ -28,6 +28,7 @@ def test_replay_tracks_creations_and_unrefs():
 def test_replay_ignores_truncated_creations_and_forgets_everything_after_a_timeout():
     truncated = _create(5)[:30]
     assert fuzz.expected_live_resources([truncated], [OK]) == set()
+    assert fuzz.expected_live_resources([P.encode(P.CtxDestroy())], [OK]) == set()
     requests = [_create(1), P.encode(P.Submit3D(b"")), _create(2)]
     assert fuzz.expected_live_resources(requests, [OK, fuzz.TIMEOUT, OK]) == {2}
 

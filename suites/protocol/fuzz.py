@@ -136,7 +136,8 @@ def expected_live_resources(requests: list[bytes], responses: list[str]) -> set[
             live.clear()
             continue
         type_ = struct.unpack_from("<I", request)[0]
-        if response != ANSWERED_OK or not _complete(request, type_):
+        if type_ not in _CREATES | {_UNREF} or response != ANSWERED_OK \
+                or not _complete(request, type_):
             continue
         rid = struct.unpack_from("<I", request, HDR_SIZE)[0]
         if type_ in _CREATES:

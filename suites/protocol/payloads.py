@@ -421,7 +421,12 @@ def unmap_ordering(address: str, fenced: bool) -> dict:
                  P.ResourceCreate2D(RID + 1, P.Format.B8G8R8X8_UNORM, 16, 16),
                  P.GetCapsetInfo(0),
                  P.ResourceUnref(RID + 1)]
-        out["responses"], out["completion_order"] = _completion_order(gpu, batch)
+        try:
+            out["responses"], out["completion_order"] = _completion_order(gpu, batch)
+        except _timeout_type() as exc:
+            out["responses"], out["completion_order"] = TIMEOUT, str(exc)
+            gpu.reset()
+            return out
         out["map_again"] = kind(map_blob(gpu, RID, 0))
         out["unmap_again"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
         out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
@@ -440,11 +445,11 @@ def _completion_order(gpu, batch: list[P.Message]) -> tuple[list[str], list[list
     seen: set[int] = set()
     for k, slot in enumerate(pending.slots):
         if k not in seen:
-            gpu.wait(Pending(pending.queue, [slot], pending.generation))
+            gpu.wait(Pending(pending.queue, [slot], pending.generation), HANG_TIMEOUT)
             done = {i for i, s in enumerate(pending.slots) if s.used_len is not None}
             order.append(sorted(done - seen))
             seen = done
-    completions = gpu.wait(pending)
+    completions = gpu.wait(pending, HANG_TIMEOUT)
     return [raw_kind(c.response) for c in completions], order
 
 
@@ -464,7 +469,11 @@ def reset_with_blobs_mapped(address: str) -> dict:
         hostmem.write(_pattern(BLOB_SIZE, 3), 0)
         _create_2d(gpu, RID + 2)
         gpu.reset()
-        out["display"] = kind(gpu.submit(P.GetDisplayInfo()))
+        try:
+            out["display"] = kind(gpu.submit(P.GetDisplayInfo(), timeout=HANG_TIMEOUT))
+        except _timeout_type() as exc:
+            out["display"], out["timeout"] = TIMEOUT, str(exc)
+            return out
         out["unref_old"] = [kind(gpu.submit(P.ResourceUnref(RID + n))) for n in range(3)]
         out["ctx_create_same_id"] = kind(gpu.submit(
             P.CtxCreate(b"gpuhil-again", 0, hdr=P.CtrlHdr(ctx_id=CTX))))
