@@ -36,8 +36,8 @@ def report(raw: PathTimings, kernel: PathTimings) -> str:
                      f"(median {k.median / 1e3:.1f} us); kernel/raw {k.best / r.best:.2f}x "
                      f"(median {k.median / r.median:.2f}x)")
     if raw.batched_ns_per_command:
-        lines.append(f"raw batch of 64 GET_CAPSET_INFO: {raw.batched_ns_per_command / 1e3:.1f} "
-                     f"us/command ({1e9 / raw.batched_ns_per_command:.0f} commands/s)")
+        lines.append(f"raw batch of {raw_payload.BATCH} GET_CAPSET_INFO: "
+                     f"{raw.batched_ns_per_command / 1e3:.1f} us/command ({1e9 / raw.batched_ns_per_command:.0f} commands/s)")
     lines.append("note: the kernel serves GET_CAPS from its cache after the first query and "
                  "does not wait for CREATE_BLOB/UNREF responses; raw waits for every response")
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 The same operations are timed through the raw virtqueue driver (:class:`gpuhil.rawgpu.RawGpu`,
 device bound to vfio-pci) and through the kernel driver (virtio_gpu, render node ioctls) on the
 same device in the same boot: :func:`run_raw` first (the host binds the
-function to vfio-pci), then :func:`load_virtio_gpu` / :func:`run_kernel` (back on virtio-pci).  Workloads:
+function to vfio-pci), then :func:`load_virtio_gpu` / :func:`run_kernel` (back on virtio-pci).
+Workloads:
 
 - capset query: GET_CAPSET_INFO + GET_CAPSET (raw) vs DRM_IOCTL_VIRTGPU_GET_CAPS (kernel);
 - blob create+unref: RESOURCE_CREATE_BLOB + RESOURCE_UNREF of a 4 KiB GUEST blob (raw) vs
@@ -24,6 +25,8 @@ from gpuhil import protocol as P
 
 BLOB_SIZE = 4096
 BENCH_RID = 0x700
+#: commands per batch (a 64-entry control queue holds 32 two-descriptor chains)
+BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class PathTimings:
     blob: OpTiming
     capset_commands: int
     blob_commands: int
-    batched_ns_per_command: float | None = None  # raw only: a 64-command batch
+    batched_ns_per_command: float | None = None  # raw only: a batch of BATCH commands
 
 
 def _rounds(op: Callable[[], None], iterations: int, rounds: int) -> OpTiming:
@@ -99,7 +102,7 @@ def run_raw(address: str, iterations: int = 200, rounds: int = 5) -> PathTimings
 
         capset_t = _rounds(capset, iterations, rounds)
         blob_t = _rounds(blob, iterations, rounds)
-        batch = [get_info] * 64
+        batch = [get_info] * BATCH
         batch_t = _rounds(lambda: gpu.submit_batch(batch), max(1, iterations // 20), rounds)
     return PathTimings("raw", capset_t, blob_t, 2, 2, batch_t.best / len(batch))
 

@@ -270,7 +270,8 @@ ERROR_CASES: dict[str, Callable] = {
         lambda g: P.CtxCreate(b"bad", 0x7F, hdr=P.CtrlHdr(ctx_id=CTX)),
     "submit_3d_unknown_context": lambda g: P.Submit3D(b"", hdr=P.CtrlHdr(ctx_id=0xDEAD)),
     "submit_3d_size_mismatch":
-        lambda g: (virgl_context(g.gpu, CTX), P.Submit3D(b"", size=64, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
+        lambda g: (virgl_context(g.gpu, CTX),
+                   P.Submit3D(b"", size=64, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
     "submit_3d_too_large":
         lambda g: (virgl_context(g.gpu, CTX),
                    P.Submit3D(b"", size=0x1000_0000, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
