@@ -123,7 +123,8 @@ class Features:
 @dataclass(frozen=True)
 class Completion:
     """One request's outcome: ``used_len`` as the device reported it, ``response`` the whole
-    response buffer afterwards, ``written`` False when it still starts with the sentinel."""
+    response buffer afterwards, ``written`` False when it still starts with the sentinel (or
+    there is no response buffer of ours)."""
 
     name: str
     used_len: int
@@ -211,7 +212,12 @@ class RawGpu:
             SplitQueue(self._rings.memory, cursor_size, IOVA_RINGS + cursor_offset,
                        cursor_offset, "cursorq"),
         ]
-        self._start()
+        try:
+            self._start()
+        except BaseException:
+            for queue in self._queues:
+                queue.close()  # release the ring memory before open() closes the container
+            raise
 
     @classmethod
     def open(cls, address: str, *, queue_size: int = 64, features: int | None = None,
@@ -266,7 +272,7 @@ class RawGpu:
         self._closed = True
         try:
             if not self._pci.device.closed:
-                self._pci.set_status(0)
+                self._pci.reset(timeout=1.0)  # the device lets go of the rings before unmap
         finally:
             for queue in self._queues:
                 queue.close()
@@ -392,6 +398,21 @@ class RawGpu:
                 self._pci.notify(self._notify[queue], queue)
         return Pending(queue, slots, self._generation)
 
+    def send_chain(self, readable: Sequence[tuple[int, int]],
+                   writable: Sequence[tuple[int, int]] = (), *, name: str = "chain",
+                   queue: int = CONTROLQ) -> Pending:
+        """One descriptor chain of caller-chosen ``(iova, length)`` buffers (e.g. an unmapped
+        IOVA, a zero length, memory from :meth:`dma`), notified at once; :meth:`wait` returns
+        its Completion (``response`` empty: the buffers are the caller's)."""
+        self._check()
+        q = self._queues[queue]
+        head = q.add(list(readable), list(writable))
+        slot = _Slot(name, head, 0, 0, time.monotonic())
+        self._tickets[queue][head] = slot
+        q.publish()
+        self._pci.notify(self._notify[queue], queue)
+        return Pending(queue, [slot], self._generation)
+
     def wait(self, pending: Pending, timeout: float | None = None) -> list[Completion]:
         """The completions of ``pending``, in request order; RawTimeout when the device has not
         completed them all within ``timeout`` seconds (default: the RawGpu's)."""
@@ -423,8 +444,8 @@ class RawGpu:
         for slot in pending.slots:
             response = arena.read(slot.response_offset, slot.response_size) \
                 if slot.response_size else b""
-            written = not (len(response) >= 4 and
-                           int.from_bytes(response[:4], "little") == _SENTINEL_WORD)
+            written = len(response) >= 4 and \
+                int.from_bytes(response[:4], "little") != _SENTINEL_WORD
             out.append(Completion(slot.name, slot.used_len, response, written, slot.seconds))
         return out
 

@@ -13,13 +13,15 @@ import pytest
 
 from gpuhil import pci
 from gpuhil.plugin import raw_gpu_bound
-from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlType, CtxCreate, CtxDestroy,
-                             Feature, GetCapset, GetCapsetInfo, GetDisplayInfo, HdrFlag,
-                             RawMessage, ResourceCreateBlob, ResourceMapBlob, ResourceUnmapBlob,
-                             ResourceUnref, RespOkMapInfo, Submit3D, CtrlHdr)
-from gpuhil.rawgpu import SENTINEL, RawGpu, RingError
+from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlHdr, CtrlType, CtxCreate,
+                             CtxDestroy, Feature, Format, GetCapset, GetCapsetInfo,
+                             GetDisplayInfo, HdrFlag, MemEntry, RawMessage, Rect,
+                             ResourceAttachBacking, ResourceCreate2D, ResourceCreateBlob,
+                             ResourceDetachBacking, ResourceMapBlob, ResourceUnmapBlob,
+                             ResourceUnref, RespOkMapInfo, Submit3D, TransferToHost2D)
+from gpuhil.rawgpu import IOVA_ARENA, SENTINEL, RawGpu, RawTimeout, RingError
 from gpuhil.virtgpu import virgl_pipe_resource_create
-from gpuhil.virtio_pci import TransportFeature
+from gpuhil.virtio_pci import TransportFeature, VirtioError
 
 pytestmark = [pytest.mark.lab, pytest.mark.guest("raw")]
 
@@ -72,7 +74,8 @@ def payload_queries(address: str) -> dict:
 
 def payload_blob(address: str) -> dict:
     """A HOST3D blob made by an inline PIPE_RESOURCE_CREATE, mapped at a chosen hostmem offset,
-    written and read through the hostmem window, unmapped and unreferenced."""
+    written and read through the hostmem window, unmapped and unreferenced; then a 2D resource
+    backed by DMA memory from RawGpu.dma (ATTACH_BACKING with its IOVA) and transferred."""
     out: dict = {}
     pattern = bytes((i * 13 + 5) & 0xFF for i in range(256)) * (BLOB_SIZE // 256)
     with RawGpu.open(address) as gpu:
@@ -93,12 +96,25 @@ def payload_blob(address: str) -> dict:
         out["unmap"] = gpu.submit(ResourceUnmapBlob(7, hdr=hdr)).type
         out["unref"] = gpu.submit(ResourceUnref(7, hdr=hdr)).type
         out["ctx_destroy"] = gpu.submit(CtxDestroy(hdr=hdr)).type
+        backing = gpu.dma(64 * 64 * 4)
+        backing.memory.write(pattern[:backing.size])
+        out["backing"] = [r.type for r in gpu.submit_batch([
+            ResourceCreate2D(3, Format.B8G8R8X8_UNORM, 64, 64),
+            ResourceAttachBacking(3, (MemEntry(backing.iova, backing.size),)),
+            TransferToHost2D(Rect(0, 0, 64, 64), 0, 3),
+            ResourceDetachBacking(3), ResourceUnref(3)])]
     return out
 
 
 def payload_reset(address: str) -> dict:
-    """A command left pending, a reset, then commands work; close twice, use after close."""
+    """Features without ACCESS_PLATFORM are refused; a command left pending, a reset, then
+    commands work; close twice, use after close."""
     out: dict = {}
+    try:
+        RawGpu.open(address, features=1 << TransportFeature.VERSION_1 | 1 << Feature.VIRGL).close()
+        out["no_access_platform"] = "accepted"
+    except VirtioError as exc:
+        out["no_access_platform"] = str(exc)
     gpu = RawGpu.open(address)
     with gpu:
         out["before"] = gpu.submit(GetCapsetInfo(0)).type
@@ -119,6 +135,14 @@ def payload_reset(address: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - the class is the observation
         out["after_close"] = type(exc).__name__
     return out
+
+
+def payload_hang(address: str) -> None:
+    """A chain whose 1 GiB request runs past every DMA mapping: QEMU cannot map it, marks the
+    device broken (NEEDS_RESET) and never completes it; the RawTimeout propagates."""
+    with RawGpu.open(address, timeout=2.0) as gpu:
+        gpu.submit(GetCapsetInfo(0))
+        gpu.wait(gpu.send_chain([(IOVA_ARENA, 1 << 30)], name="HUGE_CHAIN"))
 
 
 def payload_driver(address: str) -> str | None:
@@ -162,7 +186,8 @@ def test_queries_answer_like_the_kernel_driver_sees_them(raw_gpu):
 
 def test_host3d_blob_is_readable_and_writable_through_hostmem(raw_gpu):
     """A blob mapped with RESOURCE_MAP_BLOB at a chosen offset holds what is written through the
-    hostmem BAR at that offset, and unmap/unref are accepted."""
+    hostmem BAR at that offset, and unmap/unref are accepted; guest memory from RawGpu.dma
+    serves as resource backing."""
     out = raw_gpu.call(payload_blob)
     ok = CtrlType.RESP_OK_NODATA
     assert (out["ctx"], out["submit"], out["create"]) == (ok, ok, ok), out
@@ -171,18 +196,36 @@ def test_host3d_blob_is_readable_and_writable_through_hostmem(raw_gpu):
     assert out["readback"] is True
     assert out["word"] == int.from_bytes(bytes((i * 13 + 5) & 0xFF for i in range(4, 8)), "little")
     assert (out["unmap"], out["unref"], out["ctx_destroy"]) == (ok, ok, ok), out
+    assert out["backing"] == [ok] * 5, out["backing"]
 
 
 def test_reset_abandons_pending_and_the_device_works_again(raw_gpu):
-    """After a virtio reset with a command pending, the pending one is reported abandoned, the
-    device is running (0x0f) and answers; a closed RawGpu refuses work."""
+    """Without ACCESS_PLATFORM the device refuses FEATURES_OK; after a virtio reset with a
+    command pending, the pending one is reported abandoned, the device is running (0x0f) and
+    answers; a closed RawGpu refuses work."""
     out = raw_gpu.call(payload_reset)
+    assert "refused FEATURES_OK for features 0x100000001" in out["no_access_platform"]
     assert out["before"] == CtrlType.RESP_OK_CAPSET_INFO
     assert out["status_after_reset"] == 0x0F
     assert "abandoned by a device reset" in out["abandoned"]
     assert out["after"] == [CtrlType.RESP_OK_DISPLAY_INFO, CtrlType.RESP_OK_CAPSET_INFO]
     assert out["free_after"] == 64
     assert out["after_close"] == "ClosedError"
+
+
+@pytest.mark.kernel_log_allowed(r"DMAR: DRHD: handling fault status",
+                                r"DMAR: \[DMA Read NO_PASID\] Request device")
+def test_hang_is_reported_with_ring_and_qemu_state(raw_gpu):
+    """A request the device never completes raises RawTimeout naming the command, the ring state
+    (NEEDS_RESET in the status) and, from the fixture, QEMU's run state and stderr."""
+    with pytest.raises(RawTimeout) as caught:
+        raw_gpu.call(payload_hang)
+    message = str(caught.value)
+    assert "HUGE_CHAIN" in message and "in_flight=[" in message, message
+    assert caught.value.state.device_status & 0x40, caught.value.state  # NEEDS_RESET
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert "QEMU run state: running" in notes, notes
+    assert "bogus descriptor" in notes, notes
 
 
 def test_raw_gpu_binding_gives_the_gpu_back_to_virtio_pci(guest):
