@@ -1,0 +1,545 @@
+"""Guest payloads of the protocol suite.
+
+Each function takes the PCI address of the virtio-gpu function bound to vfio-pci (the ``raw_gpu``
+fixture passes it first), drives the device through :class:`gpuhil.rawgpu.RawGpu`, and returns
+plain data: response types as ``CtrlType`` names (``"RESP_OK_NODATA"``), fields as ints and
+tuples.  The host side asserts.  Only the standard library and gpuhil are imported.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Callable
+
+from gpuhil import protocol as P
+from gpuhil.virtgpu import virgl_pipe_resource_create
+
+#: resource and context ids the suite uses (each payload starts from a freshly reset device)
+RID = 0x100
+CTX = 0x10
+BLOB_SIZE = 64 * 1024
+FB_WIDTH = FB_HEIGHT = 64
+TIMEOUT = "TIMEOUT"
+#: the type a response buffer keeps when the device never wrote it
+UNWRITTEN = "UNWRITTEN"
+#: bytes reserved for any response (the largest is OK_EDID, 1048 bytes)
+RESPONSE_MAX = 4096
+#: seconds a command the suite expects may hang gets (normal ones take a millisecond)
+HANG_TIMEOUT = 3.0
+
+
+def name(type_: int) -> str:
+    """A control type as its CtrlType name, or hex when it is no known type."""
+    try:
+        return P.CtrlType(type_).name
+    except ValueError:
+        return f"{type_:#x}"
+
+
+def kind(resp: P.Message) -> str:
+    """The CtrlType name of a decoded response."""
+    return name(resp.type)
+
+
+def raw_kind(resp: bytes) -> str:
+    """The type of a raw response buffer (UNWRITTEN when the sentinel is still there)."""
+    from gpuhil.rawgpu import SENTINEL
+
+    if len(resp) < 4:
+        return f"SHORT({len(resp)})"
+    if resp[:4] == bytes([SENTINEL]) * 4:
+        return UNWRITTEN
+    return name(struct.unpack_from("<I", resp)[0])
+
+
+class SetupFailed(AssertionError):
+    """A command that prepares a case was refused; the case says nothing then."""
+
+
+def _open(address: str):
+    from gpuhil.rawgpu import RawGpu
+
+    return RawGpu.open(address)
+
+
+def _timeout_type() -> type[BaseException]:
+    from gpuhil.rawgpu import RawTimeout
+
+    return RawTimeout
+
+
+def _missing_type() -> type[BaseException]:
+    from gpuhil.rawgpu import MissingResponse
+
+    return MissingResponse
+
+
+def ok(gpu, cmd: P.Message, expected: str = "RESP_OK_NODATA") -> P.Message:
+    """Submit a setup command; SetupFailed unless it gets ``expected``."""
+    resp = gpu.submit(cmd)
+    if kind(resp) != expected:
+        raise SetupFailed(f"{type(cmd).__name__} got {kind(resp)}, wanted {expected}")
+    return resp
+
+
+def has_feature(gpu, feature: P.Feature) -> bool:
+    """Whether the device offered (and the driver negotiated) ``feature``."""
+    return gpu.features.has(feature)
+
+
+def _pattern(size: int, seed: int) -> bytes:
+    return bytes((i * 7 + seed) & 0xFF for i in range(256)) * (size // 256)
+
+
+def virgl_context(gpu, ctx: int) -> int:
+    """Create a virgl context ``ctx`` (VIRGL2 through context_init when the device has
+    CONTEXT_INIT, as the kernel driver does for blobs); returns the context_init used."""
+    init = int(P.CapsetId.VIRGL2) if has_feature(gpu, P.Feature.CONTEXT_INIT) else 0
+    ok(gpu, P.CtxCreate(b"gpuhil-protocol", init, hdr=P.CtrlHdr(ctx_id=ctx)))
+    return init
+
+
+def host3d_blob(gpu, rid: int, ctx: int, blob_id: int, size: int = BLOB_SIZE) -> P.Message:
+    """A mappable HOST3D blob: an inline virgl PIPE_RESOURCE_CREATE in ``ctx`` then
+    RESOURCE_CREATE_BLOB; returns the CREATE_BLOB response."""
+    hdr = P.CtrlHdr(ctx_id=ctx)
+    ok(gpu, P.Submit3D(virgl_pipe_resource_create(size, blob_id), hdr=hdr))
+    flags = P.BlobFlag.USE_MAPPABLE | P.BlobFlag.USE_SHAREABLE
+    return gpu.submit(P.ResourceCreateBlob(rid, P.BlobMem.HOST3D, int(flags), blob_id, size,
+                                           hdr=hdr))
+
+
+def map_blob(gpu, rid: int, offset: int) -> P.Message:
+    """RESOURCE_MAP_BLOB at ``offset`` of the hostmem window."""
+    return gpu.submit(P.ResourceMapBlob(rid, offset))
+
+
+# ---- conformance ------------------------------------------------------------------------------
+
+def device_queries(address: str) -> dict:
+    """Config space, features, GET_DISPLAY_INFO, GET_EDID per scanout and GET_CAPSET_INFO /
+    GET_CAPSET for every capset index (and one index past the end)."""
+    out: dict = {}
+    with _open(address) as gpu:
+        cfg = gpu.config
+        out["features"] = gpu.features.negotiated
+        out["num_scanouts"] = cfg.num_scanouts
+        out["num_capsets"] = cfg.num_capsets
+        out["hostmem_size"] = len(gpu.hostmem) if has_feature(gpu, P.Feature.RESOURCE_BLOB) \
+            else 0
+        display = gpu.submit(P.GetDisplayInfo())
+        out["display"] = (kind(display), [
+            (m.r.x, m.r.y, m.r.width, m.r.height, m.enabled, m.flags)
+            for m in getattr(display, "pmodes", ())])
+        out["edid"] = {}
+        if has_feature(gpu, P.Feature.EDID):
+            for scanout in range(cfg.num_scanouts):
+                edid = gpu.submit(P.GetEdid(scanout))
+                out["edid"][scanout] = (kind(edid), bytes(getattr(edid, "edid", b"")))
+        out["capsets"] = []
+        for index in range(cfg.num_capsets + 1):
+            info = gpu.submit(P.GetCapsetInfo(index))
+            entry = {"index": index, "info": kind(info),
+                     "id": getattr(info, "capset_id", None),
+                     "max_version": getattr(info, "capset_max_version", None),
+                     "max_size": getattr(info, "capset_max_size", None)}
+            if index < cfg.num_capsets and entry["info"] == "RESP_OK_CAPSET_INFO":
+                caps = gpu.submit(P.GetCapset(entry["id"], entry["max_version"]))
+                entry["capset"] = kind(caps)
+                entry["data"] = bytes(getattr(caps, "capset_data", b""))
+            out["capsets"].append(entry)
+    return out
+
+
+def resource_2d_lifecycle(address: str) -> list[tuple[str, str]]:
+    """A 64x64 XRGB resource through CREATE_2D, ATTACH_BACKING, TRANSFER_TO_HOST_2D,
+    SET_SCANOUT, RESOURCE_FLUSH, SET_SCANOUT(0), DETACH_BACKING, UNREF: (command, response)."""
+    size = FB_WIDTH * FB_HEIGHT * 4
+    rect = P.Rect(0, 0, FB_WIDTH, FB_HEIGHT)
+    steps: list[tuple[str, str]] = []
+    with _open(address) as gpu, gpu.dma(size) as backing:
+        backing.memory.write(_pattern(size, 1), 0)
+        for cmd in (P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT),
+                    P.ResourceAttachBacking(RID, (P.MemEntry(backing.iova, size),)),
+                    P.TransferToHost2D(rect, 0, RID),
+                    P.SetScanout(rect, 0, RID),
+                    P.ResourceFlush(rect, RID),
+                    P.SetScanout(P.Rect(), 0, 0),
+                    P.ResourceDetachBacking(RID),
+                    P.ResourceUnref(RID)):
+            steps.append((type(cmd).__name__, kind(gpu.submit(cmd))))
+    return steps
+
+
+def context_lifecycle(address: str, context_inits: list[int]) -> dict[int, list[tuple[str, str]]]:
+    """For each context_init value: CTX_CREATE, CTX_ATTACH_RESOURCE, SUBMIT_3D (empty),
+    fenced SUBMIT_3D (response hdr flags and fence_id recorded), CTX_DETACH_RESOURCE,
+    CTX_DESTROY, on one 2D resource."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    with _open(address) as gpu:
+        ok(gpu, P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT))
+        for n, init in enumerate(context_inits):
+            ctx = CTX + n
+            hdr = P.CtrlHdr(ctx_id=ctx)
+            steps = []
+            for cmd in (P.CtxCreate(b"gpuhil-protocol", init, hdr=hdr),
+                        P.CtxAttachResource(RID, hdr=hdr),
+                        P.Submit3D(b"", hdr=hdr)):
+                steps.append((type(cmd).__name__, kind(gpu.submit(cmd))))
+            fenced = gpu.submit(P.Submit3D(b"", hdr=P.CtrlHdr.fenced(1000 + n, ctx)))
+            steps.append(("Submit3D(fenced)", f"{kind(fenced)} flags={fenced.hdr.flags:#x} "
+                                              f"fence_id={fenced.hdr.fence_id}"))
+            for cmd in (P.CtxDetachResource(RID, hdr=hdr), P.CtxDestroy(hdr=hdr)):
+                steps.append((type(cmd).__name__, kind(gpu.submit(cmd))))
+            out[init] = steps
+        ok(gpu, P.ResourceUnref(RID))
+    return out
+
+
+def cursor_queue(address: str) -> dict:
+    """UPDATE_CURSOR with a 64x64 cursor resource, MOVE_CURSOR, UPDATE_CURSOR hiding it: what
+    the cursor queue gives back for each, then a control command still works."""
+    out: dict = {}
+    size = 64 * 64 * 4
+    with _open(address) as gpu, gpu.dma(size) as backing:
+        ok(gpu, P.ResourceCreate2D(RID, P.Format.B8G8R8A8_UNORM, 64, 64))
+        ok(gpu, P.ResourceAttachBacking(RID, (P.MemEntry(backing.iova, size),)))
+        ok(gpu, P.TransferToHost2D(P.Rect(0, 0, 64, 64), 0, RID))
+        out["cursor"] = [
+            gpu.submit_cursor(P.UpdateCursor(P.CursorPos(0, 10, 20), RID, 1, 2)),
+            gpu.submit_cursor(P.MoveCursor(P.CursorPos(0, 30, 40))),
+            gpu.submit_cursor(P.UpdateCursor(P.CursorPos(0, 30, 40), 0)),
+        ]
+        out["control_after"] = kind(gpu.submit(P.GetDisplayInfo()))
+        ok(gpu, P.ResourceUnref(RID))
+    return out
+
+
+# ---- errors -----------------------------------------------------------------------------------
+
+def _create_2d(gpu, rid: int = RID) -> None:
+    ok(gpu, P.ResourceCreate2D(rid, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT))
+
+
+def _case_blob(gpu) -> int:
+    virgl_context(gpu, CTX)
+    resp = host3d_blob(gpu, RID, CTX, blob_id=1)
+    if kind(resp) != "RESP_OK_NODATA":
+        raise SetupFailed(f"HOST3D blob: {kind(resp)}")
+    return RID
+
+
+def _truncated(cmd: P.Message, keep: int) -> bytes:
+    return P.encode(cmd)[:keep]
+
+
+#: name -> what the case submits: a Message, or raw bytes (submitted with submit_raw); each
+#: function may prepare state first (resources and contexts are all gone after the reset that
+#: ends every payload)
+ERROR_CASES: dict[str, Callable] = {
+    "unknown_command": lambda g: P.RawMessage(0x01FF),
+    "unref_unknown_resource": lambda g: P.ResourceUnref(0xDEAD),
+    "create_2d_resource_id_zero":
+        lambda g: P.ResourceCreate2D(0, P.Format.B8G8R8X8_UNORM, 16, 16),
+    "create_2d_duplicate_id":
+        lambda g: (_create_2d(g.gpu), P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, 16, 16))[1],
+    "attach_backing_unknown_resource":
+        lambda g: P.ResourceAttachBacking(0xDEAD, (P.MemEntry(g.scratch_iova, 4096),)),
+    "attach_backing_too_many_entries":
+        lambda g: (_create_2d(g.gpu), P.ResourceAttachBacking(RID, (), nr_entries=16385))[1],
+    "attach_backing_entries_missing":
+        lambda g: (_create_2d(g.gpu), P.ResourceAttachBacking(RID, (), nr_entries=4))[1],
+    "attach_backing_unmapped_iova":
+        lambda g: (_create_2d(g.gpu), P.ResourceAttachBacking(
+            RID, (P.MemEntry(0x7F_0000_0000, 4096),)))[1],
+    "detach_backing_unknown_resource": lambda g: P.ResourceDetachBacking(0xDEAD),
+    "transfer_2d_unknown_resource":
+        lambda g: P.TransferToHost2D(P.Rect(0, 0, 16, 16), 0, 0xDEAD),
+    "flush_unknown_resource": lambda g: P.ResourceFlush(P.Rect(0, 0, 16, 16), 0xDEAD),
+    "set_scanout_bad_scanout_id":
+        lambda g: (_create_2d(g.gpu), P.SetScanout(P.Rect(0, 0, 64, 64), P.MAX_SCANOUTS, RID))[1],
+    "set_scanout_unknown_resource":
+        lambda g: P.SetScanout(P.Rect(0, 0, 64, 64), 0, 0xDEAD),
+    "set_scanout_rect_outside_resource":
+        lambda g: (_create_2d(g.gpu), P.SetScanout(P.Rect(32, 32, 64, 64), 0, RID))[1],
+    "get_edid_bad_scanout": lambda g: P.GetEdid(P.MAX_SCANOUTS),
+    "get_capset_unknown_id": lambda g: P.GetCapset(0x7F, 0),
+    "ctx_destroy_unknown_context": lambda g: P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=0xDEAD)),
+    "ctx_attach_unknown_context":
+        lambda g: (_create_2d(g.gpu), P.CtxAttachResource(RID, hdr=P.CtrlHdr(ctx_id=0xDEAD)))[1],
+    "ctx_create_unknown_capset":
+        lambda g: P.CtxCreate(b"bad", 0x7F, hdr=P.CtrlHdr(ctx_id=CTX)),
+    "submit_3d_unknown_context": lambda g: P.Submit3D(b"", hdr=P.CtrlHdr(ctx_id=0xDEAD)),
+    "submit_3d_size_mismatch":
+        lambda g: (virgl_context(g.gpu, CTX),
+                   P.Submit3D(b"", size=64, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
+    "submit_3d_too_large":
+        lambda g: (virgl_context(g.gpu, CTX),
+                   P.Submit3D(b"", size=0x1000_0000, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
+    "create_blob_resource_id_zero":
+        lambda g: P.ResourceCreateBlob(0, P.BlobMem.GUEST, 0, 0, 4096,
+                                       (P.MemEntry(g.scratch_iova, 4096),)),
+    "create_blob_duplicate_id":
+        lambda g: (_create_2d(g.gpu), P.ResourceCreateBlob(RID, P.BlobMem.GUEST, 0, 0, 4096,
+                                                       (P.MemEntry(g.scratch_iova, 4096),)))[1],
+    "create_blob_bad_blob_mem": lambda g: P.ResourceCreateBlob(RID, 0x7F, 0, 0, 4096),
+    "create_blob_unknown_blob_id":
+        lambda g: (virgl_context(g.gpu, CTX),
+                   P.ResourceCreateBlob(RID, P.BlobMem.HOST3D, int(P.BlobFlag.USE_MAPPABLE), 0x7777,
+                                        4096, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
+    "map_blob_unknown_resource": lambda g: P.ResourceMapBlob(0xDEAD, 0),
+    "map_blob_not_a_blob": lambda g: (_create_2d(g.gpu), P.ResourceMapBlob(RID, 0))[1],
+    "map_blob_offset_past_hostmem":
+        lambda g: (_case_blob(g.gpu), P.ResourceMapBlob(RID, len(g.gpu.hostmem)))[1],
+    "map_blob_offset_wraps":
+        lambda g: (_case_blob(g.gpu), P.ResourceMapBlob(RID, (1 << 64) - 4096))[1],
+    "unmap_blob_unknown_resource": lambda g: P.ResourceUnmapBlob(0xDEAD),
+    "truncated_create_2d":
+        lambda g: _truncated(P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, 16, 16), 28),
+    "truncated_unref": lambda g: _truncated(P.ResourceUnref(RID), 24),
+    "header_only_8_bytes": lambda g: _truncated(P.GetDisplayInfo(), 8),
+    # GET_DISPLAY_INFO and the other commands with a data response are answered at once even
+    # when fenced; a fence waits only on commands answered with OK_NODATA, such as SUBMIT_3D
+    "fenced_ring_idx_unknown_context":
+        lambda g: P.Submit3D(b"", hdr=P.CtrlHdr.fenced(7, 0xDEAD, ring_idx=0)),
+    "fenced_fence_id_above_32_bits":
+        lambda g: P.Submit3D(b"", hdr=P.CtrlHdr.fenced((1 << 32) + 5)),
+}
+
+
+class _CaseEnv:
+    """What a case's builder may use: the device and a DMA page it may point entries at."""
+
+    def __init__(self, gpu, scratch) -> None:
+        self.gpu = gpu
+        self.scratch_iova = scratch.iova
+
+
+def error_case(address: str, case: str) -> dict:
+    """Submit ERROR_CASES[case]; then GET_DISPLAY_INFO (the device still answers) and a 2D
+    resource create+unref under a fresh id (it still creates): their response types.  A hang
+    is reported as TIMEOUT and the device is reset before the follow-up."""
+    out: dict = {"case": case}
+    timeout, missing = _timeout_type(), _missing_type()
+    with _open(address) as gpu, gpu.dma(4096) as scratch:
+        request = ERROR_CASES[case](_CaseEnv(gpu, scratch))
+        try:
+            if isinstance(request, bytes):
+                out["response"] = raw_kind(gpu.submit_raw(request, RESPONSE_MAX,
+                                                          timeout=HANG_TIMEOUT))
+            else:
+                out["response"] = kind(gpu.submit(request, timeout=HANG_TIMEOUT))
+        except missing as exc:
+            out["response"] = UNWRITTEN
+            out["missing"] = str(exc)
+        except timeout as exc:
+            out["response"] = TIMEOUT
+            out["timeout"] = str(exc)
+            gpu.reset()
+        out["display_after"] = kind(gpu.submit(P.GetDisplayInfo()))
+        fresh = RID + 0x80
+        out["create_after"] = kind(gpu.submit(
+            P.ResourceCreate2D(fresh, P.Format.B8G8R8X8_UNORM, 16, 16)))
+        out["unref_after"] = kind(gpu.submit(P.ResourceUnref(fresh)))
+    return out
+
+
+# ---- blob lifecycle ---------------------------------------------------------------------------
+
+def blob_lifecycle(address: str, offsets: tuple[int, int]) -> dict:
+    """HOST3D blob: map at offsets[0], write a pattern through the hostmem window, read it back;
+    unmap; map at offsets[1] and read the same pattern; unmap; unref; then the same resource id
+    and offsets[0] again for a new blob (create, map, write, read, unmap, unref)."""
+    first, second = offsets
+    out: dict = {"steps": []}
+    step = out["steps"].append
+    with _open(address) as gpu:
+        hostmem = gpu.hostmem
+        init = virgl_context(gpu, CTX)
+        out["context_init"] = init
+        step(("create", kind(host3d_blob(gpu, RID, CTX, blob_id=1))))
+        step(("attach", kind(gpu.submit(P.CtxAttachResource(RID, hdr=P.CtrlHdr(ctx_id=CTX))))))
+        resp = map_blob(gpu, RID, first)
+        step(("map@first", kind(resp)))
+        out["map_cache"] = resp.cache if kind(resp) == "RESP_OK_MAP_INFO" else None
+        pattern = _pattern(BLOB_SIZE, 5)
+        hostmem.write(pattern, first)
+        out["readback_first"] = hostmem.read(first, BLOB_SIZE) == pattern
+        step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
+        step(("map@second", kind(map_blob(gpu, RID, second))))
+        out["persisted_second"] = hostmem.read(second, BLOB_SIZE) == pattern
+        step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
+        step(("unref", kind(gpu.submit(P.ResourceUnref(RID)))))
+        step(("unref_again", kind(gpu.submit(P.ResourceUnref(RID)))))
+        # the same id and offset for a new blob
+        step(("create_reused_id", kind(host3d_blob(gpu, RID, CTX, blob_id=2))))
+        step(("map@first_again", kind(map_blob(gpu, RID, first))))
+        other = _pattern(BLOB_SIZE, 9)
+        hostmem.write(other, first)
+        out["readback_reused"] = hostmem.read(first, BLOB_SIZE) == other
+        step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
+        step(("unref", kind(gpu.submit(P.ResourceUnref(RID)))))
+        step(("ctx_destroy", kind(gpu.submit(P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=CTX))))))
+    return out
+
+
+def blob_map_twice_and_unref_mapped(address: str) -> dict:
+    """A second MAP_BLOB of a mapped blob, UNMAP of an unmapped blob, UNREF of a mapped blob
+    (implicit unmap) and the id's reuse afterwards."""
+    out: dict = {}
+    with _open(address) as gpu:
+        hostmem = gpu.hostmem
+        virgl_context(gpu, CTX)
+        if kind(host3d_blob(gpu, RID, CTX, blob_id=1)) != "RESP_OK_NODATA":
+            raise SetupFailed("HOST3D blob refused")
+        out["map"] = kind(map_blob(gpu, RID, 0))
+        hostmem.write(b"gpuhil-map-twice", 0)
+        out["map_again"] = kind(map_blob(gpu, RID, 2 * BLOB_SIZE))
+        out["first_mapping_intact"] = hostmem.read(0, 16) == b"gpuhil-map-twice"
+        out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
+        out["unmap_again"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
+        out["map_after_unmap"] = kind(map_blob(gpu, RID, 0))
+        out["unref_mapped"] = kind(gpu.submit(P.ResourceUnref(RID)))
+        out["display_after_unref"] = kind(gpu.submit(P.GetDisplayInfo()))
+        out["create_same_id"] = kind(host3d_blob(gpu, RID, CTX, blob_id=2))
+        out["map_same_offset"] = kind(map_blob(gpu, RID, 0))
+        out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
+    return out
+
+
+def unmap_ordering(address: str, fenced: bool) -> dict:
+    """Map a blob, then submit [UNMAP_BLOB, GET_DISPLAY_INFO, RESOURCE_CREATE_2D, GET_CAPSET_INFO,
+    RESOURCE_UNREF(2D)] in one batch (UNMAP fenced when ``fenced``): each response type and the
+    order the device completed them in; then whether the blob can be mapped again."""
+    out: dict = {}
+    with _open(address) as gpu:
+        virgl_context(gpu, CTX)
+        if kind(host3d_blob(gpu, RID, CTX, blob_id=1)) != "RESP_OK_NODATA":
+            raise SetupFailed("HOST3D blob refused")
+        ok(gpu, P.ResourceMapBlob(RID, 0), "RESP_OK_MAP_INFO")
+        unmap_hdr = P.CtrlHdr.fenced(50, CTX) if fenced else P.CtrlHdr()
+        batch = [P.ResourceUnmapBlob(RID, hdr=unmap_hdr),
+                 P.GetDisplayInfo(),
+                 P.ResourceCreate2D(RID + 1, P.Format.B8G8R8X8_UNORM, 16, 16),
+                 P.GetCapsetInfo(0),
+                 P.ResourceUnref(RID + 1)]
+        try:
+            out["responses"], out["completion_order"] = _completion_order(gpu, batch)
+        except _timeout_type() as exc:
+            out["responses"], out["completion_order"] = TIMEOUT, str(exc)
+            gpu.reset()
+            return out
+        out["map_again"] = kind(map_blob(gpu, RID, 0))
+        out["unmap_again"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
+        out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
+    return out
+
+
+def _completion_order(gpu, batch: list[P.Message]) -> tuple[list[str], list[list[int]]]:
+    """Put the batch on the control queue with one notify, then wait for its commands one by
+    one in submission order: waiting for command k collects every completion the device
+    posted before it, so the groups that become complete at each step give the device's
+    completion order ([[0], [1], ...] when it is the submission order)."""
+    from gpuhil.rawgpu import Pending
+
+    pending = gpu.send([P.encode(c) for c in batch], [gpu.response_size(c) for c in batch])
+    order: list[list[int]] = []
+    seen: set[int] = set()
+    for k, slot in enumerate(pending.slots):
+        if k not in seen:
+            gpu.wait(Pending(pending.queue, [slot], pending.generation), HANG_TIMEOUT)
+            done = {i for i, s in enumerate(pending.slots) if s.used_len is not None}
+            order.append(sorted(done - seen))
+            seen = done
+    completions = gpu.wait(pending, HANG_TIMEOUT)
+    return [raw_kind(c.response) for c in completions], order
+
+
+# ---- reset ------------------------------------------------------------------------------------
+
+def reset_with_blobs_mapped(address: str) -> dict:
+    """Two blobs mapped (one written), a 2D resource and a context; device reset; then: the
+    device answers, the old ids are gone, the same ids, offsets and context id work again."""
+    out: dict = {}
+    with _open(address) as gpu:
+        hostmem = gpu.hostmem
+        virgl_context(gpu, CTX)
+        for n, offset in enumerate((0, 4 * BLOB_SIZE)):
+            if kind(host3d_blob(gpu, RID + n, CTX, blob_id=n + 1)) != "RESP_OK_NODATA":
+                raise SetupFailed("HOST3D blob refused")
+            ok(gpu, P.ResourceMapBlob(RID + n, offset), "RESP_OK_MAP_INFO")
+        hostmem.write(_pattern(BLOB_SIZE, 3), 0)
+        _create_2d(gpu, RID + 2)
+        gpu.reset()
+        try:
+            out["display"] = kind(gpu.submit(P.GetDisplayInfo(), timeout=HANG_TIMEOUT))
+        except _timeout_type() as exc:
+            out["display"], out["timeout"] = TIMEOUT, str(exc)
+            return out
+        out["unref_old"] = [kind(gpu.submit(P.ResourceUnref(RID + n))) for n in range(3)]
+        out["ctx_create_same_id"] = kind(gpu.submit(
+            P.CtxCreate(b"gpuhil-again", 0, hdr=P.CtrlHdr(ctx_id=CTX))))
+        out["blob_same_id"] = kind(host3d_blob(gpu, RID, CTX, blob_id=1))
+        out["map_same_offset"] = kind(map_blob(gpu, RID, 0))
+        pattern = _pattern(BLOB_SIZE, 11)
+        hostmem.write(pattern, 0)
+        out["readback"] = hostmem.read(0, BLOB_SIZE) == pattern
+        out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
+        out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
+    return out
+
+
+def reset_while_pending(address: str) -> dict:
+    """A command the device leaves pending (a fenced SUBMIT_3D on the timeline of a
+    context that does not exist, see ERROR_CASES), then device reset; then the device answers
+    and creates again."""
+    out: dict = {}
+    timeout = _timeout_type()
+    with _open(address) as gpu:
+        _create_2d(gpu)
+        try:
+            out["pending"] = kind(gpu.submit(
+                P.Submit3D(b"", hdr=P.CtrlHdr.fenced(7, 0xDEAD, ring_idx=0)),
+                timeout=HANG_TIMEOUT))
+        except timeout:
+            out["pending"] = TIMEOUT
+        gpu.reset()
+        out["display"] = kind(gpu.submit(P.GetDisplayInfo()))
+        out["unref_old"] = kind(gpu.submit(P.ResourceUnref(RID)))
+        out["create"] = kind(gpu.submit(
+            P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, 16, 16)))
+        out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
+    return out
+
+
+# ---- fuzzing ----------------------------------------------------------------------------------
+
+def fuzz_batch(address: str, requests: list[bytes], resource_ids: list[int],
+               context_ids: list[int]) -> dict:
+    """Submit each request (raw bytes) and record its response type (TIMEOUT: the device was
+    reset after it); then UNREF every id in resource_ids and CTX_DESTROY every context id (so
+    the host can check the device's state against what was answered); then a 2D create,
+    attach, transfer, unref and GET_DISPLAY_INFO (the device still works)."""
+    out: dict = {"responses": [], "timeouts": []}
+    timeout = _timeout_type()
+    with _open(address) as gpu, gpu.dma(FB_WIDTH * FB_HEIGHT * 4) as backing:
+        for n, request in enumerate(requests):
+            try:
+                out["responses"].append(raw_kind(gpu.submit_raw(request, RESPONSE_MAX,
+                                                                timeout=HANG_TIMEOUT)))
+            except timeout as exc:
+                out["responses"].append(TIMEOUT)
+                out["timeouts"].append((n, str(exc)))
+                gpu.reset()
+        out["unref"] = {rid: kind(gpu.submit(P.ResourceUnref(rid))) for rid in resource_ids}
+        out["ctx_destroy"] = {ctx: kind(gpu.submit(P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=ctx))))
+                              for ctx in context_ids}
+        size = FB_WIDTH * FB_HEIGHT * 4
+        health = [
+            P.ResourceCreate2D(RID + 0x80, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT),
+            P.ResourceAttachBacking(RID + 0x80, (P.MemEntry(backing.iova, size),)),
+            P.TransferToHost2D(P.Rect(0, 0, FB_WIDTH, FB_HEIGHT), 0, RID + 0x80),
+            P.ResourceUnref(RID + 0x80),
+            P.GetDisplayInfo(),
+        ]
+        out["health"] = [kind(gpu.submit(cmd)) for cmd in health]
+    return out
