@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpuhil.dmabuf import SyncFlag
+from gpuhil.dmabuf import Mapping
 from gpuhil.errors import IoctlError
 from gpuhil.virtgpu import (Blob, BlobFlag, BlobMem, Capset, RenderNode,
                             virgl_pipe_resource_create)
@@ -170,7 +170,6 @@ class Lifecycle:
     dmabuf_mmap: str = "not tried"
     dmabuf_sees_blob: bool = False
     blob_sees_dmabuf: bool = False
-    dmabuf_tail_matches: bool = False    # the dma-buf's last page mapped at its offset
     dmabuf_past_end: str = "not tried"   # a dma-buf mapping that runs past its end
     window_nodes: tuple[tuple[int, int], ...] = ()  # hostmem ranges while mapped (debugfs)
     after_close: str = "not tried"   # RESOURCE_INFO on the closed handle
@@ -204,10 +203,7 @@ def _dmabuf_checks(out: Lifecycle, buf, view: memoryview | None, seed: int) -> N
             out.blob_sees_dmabuf = matches(view, seed + 1)
         dview.release()
     if out.dmabuf_size > PAGE:
-        tail_offset = out.dmabuf_size - PAGE
-        with buf.mmap(PAGE, tail_offset) as tail, buf.mmap() as whole:
-            out.dmabuf_tail_matches = tail.read(0, PAGE) == whole.read(tail_offset, PAGE)
-        out.dmabuf_past_end = _try(lambda: buf.mmap(2 * PAGE, tail_offset).close())
+        out.dmabuf_past_end = _try(lambda: buf.mmap(2 * PAGE, out.dmabuf_size - PAGE).close())
 
 
 def _lifecycle_one(node: RenderNode, blob_mem: int, size: int, flags: int, blob_id: int,
@@ -273,6 +269,30 @@ def lifecycles(path: str, blob_mem: int, flags: int, sizes: list[int]) -> list[L
         if window is not None:
             results[-1].window_used_after = window.used
     return results
+
+
+def offset_mappings(path: str, blob_mem: int, pages: int = 4) -> dict[str, list[str]]:
+    """Fill page i of a mappable blob with byte 0x40+i, then map one page of its dma-buf at
+    each page offset and of the GEM object past its start; what each mapping shows first
+    (``0x41``...) or the errno name."""
+    size = pages * PAGE
+    out: dict[str, list[str]] = {"dmabuf": [], "gem": []}
+    with open_node(path, blob_mem) as node, \
+            create(node, blob_mem, size, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE) as blob:
+        with blob.mmap() as mapping:
+            for page in range(pages):
+                mapping.write(bytes([0x40 + page]) * PAGE, page * PAGE)
+            with blob.export() as buf:
+                for page in range(pages):
+                    with buf.mmap(PAGE, page * PAGE) as one:
+                        out["dmabuf"].append(hex(one.read8(0)))
+            for page in range(1, pages):
+                try:
+                    with Mapping.map(node.fd, PAGE, blob.map_offset() + page * PAGE) as one:
+                        out["gem"].append(hex(one.read8(0)))
+                except IoctlError as exc:
+                    out["gem"].append(errno_name(exc))
+    return out
 
 
 def create_errno(path: str, blob_mem: int, size: int, flags: int = 0, blob_id: int = 0,
