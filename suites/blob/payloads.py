@@ -609,3 +609,12 @@ def remap_after_reboot(path: str, count: int, size: int) -> dict:
     window = wait_window_empty()
     out["window_used_after"] = window.used if window else -1
     return out
+
+
+def write_kmsg(line: str) -> None:
+    """Write ``line`` to the kernel log (carries the report's test markers into a fresh boot)."""
+    fd = os.open("/dev/kmsg", os.O_WRONLY)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
