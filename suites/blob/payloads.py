@@ -47,13 +47,28 @@ def open_node(path: str, blob_mem: int) -> RenderNode:
 
 
 def create(node: RenderNode, blob_mem: int, size: int, flags: int, blob_id: int = 1,
-           hints: int = 0) -> Blob:
+           hints: int = 0, wait_for_space: float = 0.0) -> Blob:
     """RESOURCE_CREATE_BLOB; HOST3D(_GUEST) with the inline virgl PIPE_RESOURCE_CREATE (a
-    persistent, coherent PIPE_BUFFER of ``size`` bytes named ``blob_id``)."""
-    if blob_mem in HOST_MEM:
-        cmd = virgl_pipe_resource_create(size, blob_id)
-        return node.create_blob(blob_mem, size, flags, blob_id=blob_id, cmd=cmd, hints=hints)
-    return node.create_blob(blob_mem, size, flags)
+    persistent, coherent PIPE_BUFFER of ``size`` bytes named ``blob_id``).
+
+    ``wait_for_space``: retry an ENOSPC for that many seconds (hostmem that closed blobs held
+    comes back only once the host answered their UNREF)."""
+    deadline = time.monotonic() + wait_for_space
+    while True:
+        try:
+            if blob_mem in HOST_MEM:
+                cmd = virgl_pipe_resource_create(size, blob_id)
+                return node.create_blob(blob_mem, size, flags, blob_id=blob_id, cmd=cmd,
+                                        hints=hints)
+            return node.create_blob(blob_mem, size, flags)
+        except IoctlError as exc:
+            if exc.errno != errno.ENOSPC or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+#: how long payloads wait for hostmem that closed blobs still hold
+SPACE_WAIT = 10.0
 
 
 # --- patterns -----------------------------------------------------------------------------------
@@ -112,7 +127,10 @@ class HostVisible:
 
 def host_visible() -> HostVisible | None:
     """The window from ``virtio-gpu-features`` and its allocations from
-    ``virtio-gpu-host-visible-mm`` (None without debugfs or without a window)."""
+    ``virtio-gpu-host-visible-mm`` (None without debugfs or without a window).
+
+    Only call it while no mappable HOST3D blob is being freed: Linux 7.2 prints the allocator
+    without its lock, and a node removed meanwhile oopses the reader (seen in the lab)."""
     dri = _debugfs_dri()
     if dri is None:
         return None
@@ -135,14 +153,18 @@ def host_visible() -> HostVisible | None:
     return HostVisible(start, length, used, tuple(nodes))
 
 
-def wait_window_empty(timeout: float = 10.0) -> HostVisible | None:
-    """Wait until no blob holds hostmem (frees complete when the host answers UNREF)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        window = host_visible()
-        if window is None or window.used == 0 or time.monotonic() > deadline:
-            return window
-        time.sleep(0.05)
+def whole_window_fits(path: str, window: int, timeout: float = SPACE_WAIT) -> bool:
+    """Whether one mappable HOST3D blob as large as the whole window can be created (waiting
+    up to ``timeout`` for hostmem that closed blobs give back): nothing else holds hostmem.
+    While it is held the allocator is read too and must show exactly that one blob."""
+    with open_node(path, BlobMem.HOST3D) as node:
+        try:
+            blob = create(node, BlobMem.HOST3D, window, BlobFlag.MAPPABLE, 1, wait_for_space=timeout)
+        except IoctlError:
+            return False
+        with blob:
+            state = host_visible()   # safe: no other node can be in the allocator now
+            return state is None or (state.used == window and len(state.nodes) == 1)
 
 
 # --- lifecycle ----------------------------------------------------------------------------------
@@ -171,9 +193,7 @@ class Lifecycle:
     dmabuf_sees_blob: bool = False
     blob_sees_dmabuf: bool = False
     dmabuf_past_end: str = "not tried"   # a dma-buf mapping that runs past its end
-    window_nodes: tuple[tuple[int, int], ...] = ()  # hostmem ranges while mapped (debugfs)
     after_close: str = "not tried"   # RESOURCE_INFO on the closed handle
-    window_used_after: int = -1
 
 
 def _try(action) -> str:
@@ -209,9 +229,7 @@ def _dmabuf_checks(out: Lifecycle, buf, view: memoryview | None, seed: int) -> N
 def _lifecycle_one(node: RenderNode, blob_mem: int, size: int, flags: int, blob_id: int,
                    seed: int) -> Lifecycle:
     out = Lifecycle(int(blob_mem), int(flags), size)
-    if blob_mem == BlobMem.HOST3D and flags & BlobFlag.MAPPABLE and size > PAGE * 256:
-        wait_window_empty()   # a large mapping needs the space earlier blobs gave back
-    blob = create(node, blob_mem, size, flags, blob_id)
+    blob = create(node, blob_mem, size, flags, blob_id, wait_for_space=SPACE_WAIT)
     try:
         out.idle = blob.wait()
         info = blob.info()
@@ -227,9 +245,6 @@ def _lifecycle_one(node: RenderNode, blob_mem: int, size: int, flags: int, blob_
             view = memoryview(mapping)
             fill(view, seed)
             out.readback = matches(view, seed)
-            if blob_mem == BlobMem.HOST3D:
-                window = host_visible()
-                out.window_nodes = window.nodes if window is not None else ()
             try:
                 with blob.mmap(PAGE) as first:
                     out.first_page_mmap = "ok"
@@ -264,10 +279,6 @@ def lifecycles(path: str, blob_mem: int, flags: int, sizes: list[int]) -> list[L
     with open_node(path, blob_mem) as node:
         for index, size in enumerate(sizes):
             results.append(_lifecycle_one(node, blob_mem, size, flags, index + 1, index + 11))
-    if blob_mem == BlobMem.HOST3D and flags & BlobFlag.MAPPABLE:
-        window = wait_window_empty()
-        if window is not None:
-            results[-1].window_used_after = window.used
     return results
 
 
@@ -278,7 +289,8 @@ def offset_mappings(path: str, blob_mem: int, pages: int = 4) -> dict[str, list[
     size = pages * PAGE
     out: dict[str, list[str]] = {"dmabuf": [], "gem": []}
     with open_node(path, blob_mem) as node, \
-            create(node, blob_mem, size, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE) as blob:
+            create(node, blob_mem, size, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE,
+                   wait_for_space=SPACE_WAIT) as blob:
         with blob.mmap() as mapping:
             for page in range(pages):
                 mapping.write(bytes([0x40 + page]) * PAGE, page * PAGE)
@@ -342,7 +354,6 @@ class CycleStats:
     shmem_kib_after: int = 0
     available_kib_before: int = 0
     available_kib_after: int = 0
-    window_used_after: int = -1
     res_handles: tuple[int, int] = (0, 0)   # first and last resource id handed out
     seconds: float = 0.0
 
@@ -354,7 +365,6 @@ def cycles(path: str, blob_mem: int, size: int, count: int) -> CycleStats:
     with open_node(path, blob_mem) as node:
         # one warm-up cycle so first-use allocations (context, caches) are not counted as growth
         _one_cycle(node, blob_mem, size, flags, 1)
-        wait_window_empty()
         before = meminfo()
         stats.fds_before = len(os.listdir("/proc/self/fd"))
         stats.shmem_kib_before, stats.available_kib_before = before["Shmem"], before["MemAvailable"]
@@ -370,8 +380,6 @@ def cycles(path: str, blob_mem: int, size: int, count: int) -> CycleStats:
                     break
         stats.seconds = time.monotonic() - started
         stats.res_handles = (first, last)
-    window = wait_window_empty()
-    stats.window_used_after = window.used if window else -1
     after = meminfo()
     stats.fds_after = len(os.listdir("/proc/self/fd"))
     stats.shmem_kib_after, stats.available_kib_after = after["Shmem"], after["MemAvailable"]
@@ -379,7 +387,7 @@ def cycles(path: str, blob_mem: int, size: int, count: int) -> CycleStats:
 
 
 def _one_cycle(node: RenderNode, blob_mem: int, size: int, flags: int, blob_id: int) -> int:
-    with create(node, blob_mem, size, flags, blob_id) as blob:
+    with create(node, blob_mem, size, flags, blob_id, wait_for_space=SPACE_WAIT) as blob:
         with blob.mmap() as mapping:
             mapping.write64(0, blob_id)
             mapping.write64(size - 8, blob_id)
@@ -397,35 +405,33 @@ class FillResult:
     chunk: int
     created: int = 0
     error: str = ""                  # errno of the first create that did not fit
-    used_when_full: int = -1
+    used_when_full: int = -1         # debugfs, read while full (no free can be in flight)
     readback_all: bool = False
     after_free_one: str = ""         # create of one chunk after freeing one
-    reused_range: bool = False       # it got the range the freed blob had
-    after_free_all: str = ""         # a window-sized blob once everything is freed
-    used_after: int = -1
+    same_ranges_again: bool = False  # the new blob filled exactly the hole the freed one left
 
 
 def fill_window(path: str, window: int, parts: int = 8) -> FillResult:
-    """Create window/parts-sized mappable HOST3D blobs until creation fails; free one and
-    allocate again; free all and allocate the whole window at once."""
+    """Create window/parts-sized mappable HOST3D blobs until creation fails; free one in the
+    middle and allocate again (it must get the hole back)."""
     chunk = window // parts
     out = FillResult(chunk)
-    wait_window_empty()
     with open_node(path, BlobMem.HOST3D) as node:
         blobs: list[Blob] = []
         maps = []
         try:
-            for i in range(parts + 2):
+            # the first one may wait for hostmem that earlier tests' blobs still hold
+            blobs.append(create(node, BlobMem.HOST3D, chunk, BlobFlag.MAPPABLE, 1,
+                                wait_for_space=SPACE_WAIT))
+            for i in range(1, parts + 2):
                 try:
                     blobs.append(create(node, BlobMem.HOST3D, chunk, BlobFlag.MAPPABLE, i + 1))
                 except IoctlError as exc:
                     out.error = errno_name(exc)
                     break
             out.created = len(blobs)
-            window_state = host_visible()
-            out.used_when_full = window_state.used if window_state else -1
-            ranges = dict(zip((b.res_handle for b in blobs), window_state.nodes)) \
-                if window_state else {}
+            full = host_visible()
+            out.used_when_full = full.used if full else -1
             for i, blob in enumerate(blobs):
                 mapping = blob.mmap()
                 maps.append(mapping)
@@ -434,36 +440,22 @@ def fill_window(path: str, window: int, parts: int = 8) -> FillResult:
             out.readback_all = all(m.read64(0) == i + 1 and m.read64(chunk - 8) == i + 1
                                    for i, m in enumerate(maps))
             middle = len(blobs) // 2
-            freed_range = sorted(window_state.nodes)[middle] if window_state else None
-            victim = next((b for b in blobs if ranges.get(b.res_handle) == freed_range), blobs[middle])
-            index = blobs.index(victim)
-            maps.pop(index).close()
-            blobs.pop(index).close()
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    again = create(node, BlobMem.HOST3D, chunk, BlobFlag.MAPPABLE, parts + 10)
-                    out.after_free_one = "ok"
-                    blobs.append(again)
-                    state = host_visible()
-                    out.reused_range = state is not None and freed_range in state.nodes
-                    break
-                except IoctlError as exc:
-                    out.after_free_one = errno_name(exc)
-                    if time.monotonic() > deadline:   # the host answers UNREF asynchronously
-                        break
-                    time.sleep(0.05)
+            maps.pop(middle).close()
+            blobs.pop(middle).close()
+            try:
+                blobs.append(create(node, BlobMem.HOST3D, chunk, BlobFlag.MAPPABLE, parts + 10,
+                                    wait_for_space=SPACE_WAIT))
+                out.after_free_one = "ok"
+                again = host_visible()   # full again: the freed node is gone
+                out.same_ranges_again = full is not None and again is not None \
+                    and sorted(again.nodes) == sorted(full.nodes)
+            except IoctlError as exc:
+                out.after_free_one = errno_name(exc)
         finally:
             for mapping in maps:
                 mapping.close()
             for blob in blobs:
                 blob.close()
-        wait_window_empty()
-        out.after_free_all = create_errno(path, BlobMem.HOST3D, window, BlobFlag.MAPPABLE,
-                                          blob_id=1, cmd=virgl_pipe_resource_create(window, 1),
-                                          context=True)
-    state = wait_window_empty()
-    out.used_after = state.used if state else -1
     return out
 
 
@@ -476,7 +468,7 @@ def map_and_close(path: str, blob_mem: int, size: int) -> dict:
     """Create and mmap a blob, write a pattern, then GEM_CLOSE it and close the render node
     while the mapping stays; the mapping is kept for :func:`use_and_unmap`."""
     node = open_node(path, blob_mem)
-    blob = create(node, blob_mem, size, BlobFlag.MAPPABLE, 7)
+    blob = create(node, blob_mem, size, BlobFlag.MAPPABLE, 7, wait_for_space=SPACE_WAIT)
     blob.wait()
     mapping = blob.mmap()
     mapping.write(pattern(size, 5), 0)
@@ -484,8 +476,7 @@ def map_and_close(path: str, blob_mem: int, size: int) -> dict:
     blob.close()
     node.close()
     _held["mapping"] = mapping
-    window = host_visible()
-    return {"res_handle": res, "window_used": window.used if window else -1}
+    return {"res_handle": res}
 
 
 def use_and_unmap(size: int) -> dict:
@@ -495,8 +486,6 @@ def use_and_unmap(size: int) -> dict:
     mapping.write(b"after-close", 0)
     out["writable"] = mapping.read(0, 11) == b"after-close"
     mapping.close()
-    window = wait_window_empty()
-    out["window_used_after"] = window.used if window else -1
     return out
 
 
@@ -512,7 +501,8 @@ def several_contexts(path: str, contexts: int, size: int) -> dict:
     try:
         for i, node in enumerate(nodes):
             for j, mem in enumerate((BlobMem.HOST3D, BlobMem.GUEST)):
-                blob = create(node, mem, size, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE, 1)
+                blob = create(node, mem, size, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE, 1,
+                              wait_for_space=SPACE_WAIT)
                 mapping = blob.mmap()
                 fill(memoryview(mapping), i * 2 + j)
                 blobs.append(blob)
@@ -534,8 +524,6 @@ def several_contexts(path: str, contexts: int, size: int) -> dict:
             mapping.close()
         for node in nodes:
             node.close()
-    window = wait_window_empty()
-    out["window_used_after"] = window.used if window else -1
     return out
 
 
@@ -567,11 +555,12 @@ def holder_main(path: str, count: str, size: str, reboot_after: str) -> None:
     """The holder process of :func:`hold_mapped_blobs` (never returns: the guest reboots)."""
     n, nbytes = int(count), int(size)
     node = open_node(path, BlobMem.HOST3D)
-    blobs = [create(node, BlobMem.HOST3D, nbytes, BlobFlag.MAPPABLE, i + 1) for i in range(n)]
+    blobs = [create(node, BlobMem.HOST3D, nbytes, BlobFlag.MAPPABLE, i + 1, wait_for_space=SPACE_WAIT)
+             for i in range(n)]
     maps = [b.mmap() for b in blobs]
     for i, mapping in enumerate(maps):
         mapping.write(pattern(nbytes, i), 0)
-    window = host_visible()
+    window = host_visible()   # the guest is fresh: no blob is being freed
     info = {"res_handles": [b.res_handle for b in blobs],
             "map_offsets": [b.map_offset() for b in blobs],
             "ranges": sorted(window.nodes) if window else [],
@@ -589,12 +578,13 @@ def remap_after_reboot(path: str, count: int, size: int) -> dict:
     """In the fresh guest: the same blob ids, sizes and flags again; their ids, map offsets and
     hostmem ranges, and whether fresh patterns read back."""
     node = open_node(path, BlobMem.HOST3D)
-    blobs = [create(node, BlobMem.HOST3D, size, BlobFlag.MAPPABLE, i + 1) for i in range(count)]
+    blobs = [create(node, BlobMem.HOST3D, size, BlobFlag.MAPPABLE, i + 1, wait_for_space=SPACE_WAIT)
+             for i in range(count)]
     out: dict = {"boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip()}
     try:
         out["res_handles"] = [b.res_handle for b in blobs]
         out["map_offsets"] = [b.map_offset() for b in blobs]
-        window = host_visible()
+        window = host_visible()   # a fresh boot: no blob is being freed
         out["ranges"] = sorted(window.nodes) if window else []
         ok = []
         for i, blob in enumerate(blobs):
@@ -606,8 +596,6 @@ def remap_after_reboot(path: str, count: int, size: int) -> dict:
         for blob in blobs:
             blob.close()
         node.close()
-    window = wait_window_empty()
-    out["window_used_after"] = window.used if window else -1
     return out
 
 

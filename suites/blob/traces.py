@@ -14,6 +14,7 @@ and prints no unmap event with a region.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -105,6 +106,22 @@ class TraceCapture:
     def events_seen(self) -> list[TraceEvent]:
         """The parsed events so far."""
         return parse(self.text())
+
+    def settle(self, ids: Iterable[int], timeout: float = 10.0) -> list[TraceEvent]:
+        """Wait until every resource in ``ids`` was released (UNREF) and each of its mappings
+        finished unmapping (the host completes both after the guest's call returned); the
+        events seen by then (the checks run on them either way)."""
+        wanted = set(ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events_seen()
+            released = {e.res for e in events if e.event == UNREF}
+            sequences = unmap_sequences(events)
+            done = wanted <= released and all(
+                well_formed(states) for res in wanted for states in sequences.get(res, []))
+            if done or time.monotonic() > deadline:
+                return events
+            time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
         self._text = self.guest.qemu_stderr()[self._offset:]
