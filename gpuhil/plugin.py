@@ -679,6 +679,21 @@ def pci_driver(address: str) -> str | None:
     return pci.PciDevice(address).driver
 
 
+@contextmanager
+def bound_to_vfio(guest: Any, vendor: int, device: int) -> Iterator[tuple[str, int, str | None]]:
+    """The guest's first ``vendor:device`` function bound to vfio-pci inside the block, as
+    (address, IOMMU group, original driver); the original driver comes back afterwards
+    (LabError if it does not)."""
+    address, group, original = guest.call(bind_vfio, vendor, device)
+    try:
+        yield address, group, original
+    finally:
+        if guest.process.poll() is None:
+            now = guest.call(restore_driver, address, original)
+            if now != original:
+                raise LabError(f"{address} went back to {now}, not {original}")
+
+
 IVSHMEM_IDS = (0x1AF4, 0x1110)
 
 
@@ -694,14 +709,8 @@ def vfio_device(request: pytest.FixtureRequest, guest: Any, capabilities: Capabi
                     f"(use @pytest.mark.guest('vfio'))")
     marker = request.node.get_closest_marker("vfio_ids")
     vendor, device = marker.args if marker is not None else IVSHMEM_IDS
-    address, group, original = guest.call(bind_vfio, vendor, device)
-    try:
+    with bound_to_vfio(guest, vendor, device) as (address, group, original):
         yield VfioDevice(guest, address, vendor, device, group, original)
-    finally:
-        if guest.process.poll() is None:
-            now = guest.call(restore_driver, address, original)
-            if now != original:
-                raise LabError(f"{address} went back to {now}, not {original}")
 
 
 @pytest.fixture
@@ -771,14 +780,8 @@ def raw_gpu_bound(guest: Any) -> Iterator[RawGpuDevice]:
     back afterwards (LabError if it does not)."""
     from gpuhil.rawgpu import VIRTIO_GPU_IDS
 
-    address, group, original = guest.call(bind_vfio, *VIRTIO_GPU_IDS)
-    try:
+    with bound_to_vfio(guest, *VIRTIO_GPU_IDS) as (address, group, original):
         yield RawGpuDevice(guest, address, group, original)
-    finally:
-        if guest.process.poll() is None:
-            now = guest.call(restore_driver, address, original)
-            if now != original:
-                raise LabError(f"{address} went back to {now}, not {original}")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gpuhil.dmabuf import Mapping
 from gpuhil.errors import IoctlError
+from suites.attempts import attempt, errno_name
 from gpuhil.virtgpu import (Blob, BlobFlag, BlobMem, Capset, RenderNode,
                             virgl_pipe_resource_create)
 
@@ -31,9 +32,6 @@ DEBUGFS = Path("/sys/kernel/debug")
 HOST_MEM = (BlobMem.HOST3D, BlobMem.HOST3D_GUEST)
 
 
-def errno_name(exc: OSError) -> str:
-    """``EINVAL`` for an OSError/IoctlError."""
-    return errno.errorcode.get(exc.errno, str(exc.errno))
 
 
 # --- allocation ---------------------------------------------------------------------------------
@@ -196,12 +194,6 @@ class Lifecycle:
     after_close: str = "not tried"   # RESOURCE_INFO on the closed handle
 
 
-def _try(action) -> str:
-    try:
-        action()
-        return "ok"
-    except IoctlError as exc:
-        return errno_name(exc)
 
 
 def _dmabuf_checks(out: Lifecycle, buf, view: memoryview | None, seed: int) -> None:
@@ -223,7 +215,7 @@ def _dmabuf_checks(out: Lifecycle, buf, view: memoryview | None, seed: int) -> N
             out.blob_sees_dmabuf = matches(view, seed + 1)
         dview.release()
     if out.dmabuf_size > PAGE:
-        out.dmabuf_past_end = _try(lambda: buf.mmap(2 * PAGE, out.dmabuf_size - PAGE).close())
+        out.dmabuf_past_end = attempt(lambda: buf.mmap(2 * PAGE, out.dmabuf_size - PAGE).close())
 
 
 def _lifecycle_one(node: RenderNode, blob_mem: int, size: int, flags: int, blob_id: int,
@@ -251,7 +243,7 @@ def _lifecycle_one(node: RenderNode, blob_mem: int, size: int, flags: int, blob_
                     out.first_page_matches = first.read(0, min(PAGE, size)) == bytes(view[:PAGE])
             except IoctlError as exc:
                 out.first_page_mmap = errno_name(exc)
-            out.oversized_mmap = _try(lambda: blob.mmap(info.size + PAGE).close())
+            out.oversized_mmap = attempt(lambda: blob.mmap(info.size + PAGE).close())
         try:
             buf = blob.export()
             out.export = "ok"
@@ -267,7 +259,7 @@ def _lifecycle_one(node: RenderNode, blob_mem: int, size: int, flags: int, blob_
     finally:
         handle = blob.bo_handle
         blob.close()
-    out.after_close = _try(lambda: node._resource_info(handle))
+    out.after_close = attempt(lambda: node._resource_info(handle))
     return out
 
 

@@ -1,11 +1,11 @@
 """Guest payloads of the capsets suite: each opens the render node, asks, and returns plain data."""
 from __future__ import annotations
 
-import errno
 from pathlib import Path
 
 from gpuhil.errors import IoctlError
 from gpuhil.virtgpu import Param, RenderNode
+from suites.attempts import errno_name
 
 VIRTIO_DEVICES = Path("/sys/bus/virtio/devices")
 VIRTIO_ID_GPU = 16
@@ -14,8 +14,6 @@ FEATURE_BITS = {"virgl": 0, "edid": 1, "resource_uuid": 2, "resource_blob": 3,
 VERSIONS_TRIED = 16
 
 
-def _errno_name(exc: IoctlError) -> str:
-    return errno.errorcode.get(exc.errno, str(exc.errno))
 
 
 def params_and_features(path: str) -> dict:
@@ -26,7 +24,7 @@ def params_and_features(path: str) -> dict:
             try:
                 params[member.name] = node.getparam(member)
             except IoctlError as exc:
-                params[member.name] = _errno_name(exc)
+                params[member.name] = errno_name(exc)
     features = {}
     for device in sorted(VIRTIO_DEVICES.glob("virtio*")):
         if int((device / "device").read_text(), 16) == VIRTIO_ID_GPU:
@@ -46,7 +44,7 @@ def get_caps_matrix(path: str, ids: range = range(32)) -> dict[int, list[str]]:
                     node.get_caps(capset_id, version, 64)
                     row.append("ok")
                 except IoctlError as exc:
-                    row.append(_errno_name(exc))
+                    row.append(errno_name(exc))
             out[capset_id] = row
     return out
 

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from gpuhil.errors import IoctlError
 from gpuhil.kmsg import WARNING_LEVEL, read_records
+from suites.attempts import OK, attempt
 from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode,
                             virgl_pipe_resource_create)
 
@@ -30,18 +31,10 @@ DRM_EVENT_SIZE = 8
 VIRGL_NOP = struct.pack("<I", 0)
 VIRGL_FAMILY = (int(Capset.VIRGL), int(Capset.VIRGL2))
 FENCE_TIMEOUT = 10.0
-OK = "ok"
 
 Params = Sequence[tuple[int, "int | bytes"]]
 
 
-def _outcome(call: Callable[[], object]) -> str:
-    """"ok", or the errno name of the IoctlError ``call`` raised."""
-    try:
-        call()
-    except IoctlError as exc:
-        return errno.errorcode.get(exc.errno, str(exc.errno))
-    return OK
 
 
 def command_for(capset_id: int) -> bytes:
@@ -125,7 +118,7 @@ def init_attempts(path: str, attempts: Sequence[Params], submit: bytes | None = 
     seq = _kernel_seq()
     with RenderNode(path) as node:
         for params in attempts:
-            out["results"].append(_outcome(lambda: node.context_init_params(list(params))))
+            out["results"].append(attempt(lambda: node.context_init_params(list(params))))
         if submit is not None:
             with node.execbuffer(submit, fence_out=True) as fence:
                 out["fence"] = fence.wait(FENCE_TIMEOUT)
@@ -143,7 +136,7 @@ def capset_id_sweep(path: str, ids: Sequence[int]) -> dict[int, str]:
         for capset_id in ids:
             if node is None:
                 node = RenderNode(path)
-            out[capset_id] = _outcome(lambda: node.context_init(capset_id=capset_id))
+            out[capset_id] = attempt(lambda: node.context_init(capset_id=capset_id))
             if out[capset_id] == OK:
                 node.close()
                 node = None
@@ -198,8 +191,8 @@ def init_after_first_ioctl(path: str, capset_id: int) -> dict[str, tuple[str, st
         other.context_init(capset_id=capset_id)
         for name in FIRST_IOCTLS:
             with RenderNode(path) as node:
-                first = _outcome(_first_ops(node, other, capset_id)[name])
-                out[name] = (first, _outcome(lambda: node.context_init(capset_id=capset_id)))
+                first = attempt(_first_ops(node, other, capset_id)[name])
+                out[name] = (first, attempt(lambda: node.context_init(capset_id=capset_id)))
     return out
 
 

@@ -10,14 +10,14 @@ import errno
 import fcntl
 import os
 import select
-from typing import Callable
 
 from gpuhil import _dmabuf
 from gpuhil.dmabuf import DmaBuf, SyncFile, SyncFlag
-from gpuhil.errors import IoctlError, Unsupported
+from gpuhil.errors import Unsupported
 from gpuhil.memfd import Memfd, Seal
 from gpuhil.udmabuf import Udmabuf, UdmabufRange
 from gpuhil.virtgpu import Capset, RenderNode
+from suites.attempts import attempt_sized
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20
@@ -25,21 +25,8 @@ MIB = 1 << 20
 SYNC_VALID = int(SyncFlag.READ | SyncFlag.WRITE | SyncFlag.END)
 
 
-def _errno_name(exc: IoctlError) -> str:
-    return errno.errorcode.get(exc.errno, str(exc.errno))
 
 
-def _outcome(action: Callable[[], object]) -> str:
-    """``"ok"`` when ``action`` succeeds (closing a returned dma-buf), else the errno name."""
-    try:
-        result = action()
-    except IoctlError as exc:
-        return _errno_name(exc)
-    if isinstance(result, DmaBuf):
-        size = result.size
-        result.close()
-        return f"ok:{size}"
-    return "ok"
 
 
 def _sealed(name: str, size: int, seals: int = Seal.SHRINK) -> Memfd:
@@ -67,9 +54,9 @@ def seal_outcomes() -> dict[str, str]:
     with Udmabuf() as dev:
         for label, seals in cases.items():
             with _sealed(f"seal-{label}", PAGE, seals) as memfd:
-                out[label] = _outcome(lambda: dev.create(memfd, 0, PAGE))
+                out[label] = attempt_sized(lambda: dev.create(memfd, 0, PAGE))
         with Memfd.create("unsealable", PAGE, allow_sealing=False) as memfd:
-            out["no-ALLOW_SEALING"] = _outcome(lambda: dev.create(memfd, 0, PAGE))
+            out["no-ALLOW_SEALING"] = attempt_sized(lambda: dev.create(memfd, 0, PAGE))
     return out
 
 
@@ -77,19 +64,19 @@ def seal_effects() -> dict[str, str]:
     """What the seals udmabuf wants do to the memfd while a dma-buf holds its pages."""
     out: dict[str, str] = {}
     with _sealed("effects", 2 * PAGE) as memfd, Udmabuf() as dev, dev.create(memfd) as buf:
-        out["shrink"] = _outcome(lambda: memfd.resize(PAGE))
-        out["grow"] = _outcome(lambda: memfd.resize(4 * PAGE))
+        out["shrink"] = attempt_sized(lambda: memfd.resize(PAGE))
+        out["grow"] = attempt_sized(lambda: memfd.resize(4 * PAGE))
         out["memfd_size"] = str(memfd.size)
         out["dmabuf_size"] = str(buf.size)
         with memfd.mmap(PAGE) as mapping:  # a writable shared mapping of the memfd
-            out["add_WRITE_while_mapped"] = _outcome(lambda: memfd.add_seals(Seal.WRITE))
+            out["add_WRITE_while_mapped"] = attempt_sized(lambda: memfd.add_seals(Seal.WRITE))
         # With no writable mapping left, WRITE can be added: the existing dma-buf stays usable.
-        out["add_WRITE_after"] = _outcome(lambda: memfd.add_seals(Seal.WRITE))
+        out["add_WRITE_after"] = attempt_sized(lambda: memfd.add_seals(Seal.WRITE))
         with buf.mmap() as mapping, buf.cpu_access(read=False, write=True):
             mapping.write(b"still-writable", 0)
         out["dmabuf_write_after_WRITE_seal"] = memfd.read_at(0, 14).decode()
-        out["pwrite_after_WRITE_seal"] = _outcome(lambda: memfd.write_at(0, b"x"))
-        out["new_create_after_WRITE_seal"] = _outcome(lambda: dev.create(memfd, 0, PAGE))
+        out["pwrite_after_WRITE_seal"] = attempt_sized(lambda: memfd.write_at(0, b"x"))
+        out["new_create_after_WRITE_seal"] = attempt_sized(lambda: dev.create(memfd, 0, PAGE))
     return out
 
 
@@ -100,27 +87,27 @@ def create_outcomes(size_limit_mb: int) -> dict[str, str]:
     with Udmabuf() as dev:
         with _sealed("small", 4 * PAGE) as memfd:
             raw = memfd.fd
-            out["whole"] = _outcome(lambda: dev.create(memfd))
-            out["offset-page"] = _outcome(lambda: dev.create(memfd, PAGE, 2 * PAGE))
-            out["offset-unaligned"] = _outcome(lambda: dev.create(memfd, 100, PAGE))
-            out["offset-half-page"] = _outcome(lambda: dev.create(memfd, PAGE // 2, PAGE))
-            out["size-unaligned"] = _outcome(lambda: dev.create(memfd, 0, PAGE + 1))
-            out["size-short"] = _outcome(lambda: dev.create(memfd, 0, PAGE - 1))
-            out["size-zero"] = _outcome(lambda: dev.create(memfd, 0, 0))
-            out["past-the-end"] = _outcome(lambda: dev.create(memfd, 2 * PAGE, 4 * PAGE))
-            out["offset-at-end"] = _outcome(lambda: dev.create(memfd, 4 * PAGE, PAGE))
-            out["flags-zero"] = _outcome(
+            out["whole"] = attempt_sized(lambda: dev.create(memfd))
+            out["offset-page"] = attempt_sized(lambda: dev.create(memfd, PAGE, 2 * PAGE))
+            out["offset-unaligned"] = attempt_sized(lambda: dev.create(memfd, 100, PAGE))
+            out["offset-half-page"] = attempt_sized(lambda: dev.create(memfd, PAGE // 2, PAGE))
+            out["size-unaligned"] = attempt_sized(lambda: dev.create(memfd, 0, PAGE + 1))
+            out["size-short"] = attempt_sized(lambda: dev.create(memfd, 0, PAGE - 1))
+            out["size-zero"] = attempt_sized(lambda: dev.create(memfd, 0, 0))
+            out["past-the-end"] = attempt_sized(lambda: dev.create(memfd, 2 * PAGE, 4 * PAGE))
+            out["offset-at-end"] = attempt_sized(lambda: dev.create(memfd, 4 * PAGE, PAGE))
+            out["flags-zero"] = attempt_sized(
                 lambda: DmaBuf(_dmabuf.create_udmabuf(dev.fd, raw, 0, PAGE, 0)))
         with _sealed("limit", limit + PAGE) as memfd:
-            out["at-limit"] = _outcome(lambda: dev.create(memfd, 0, limit))
-            out["limit-plus-page"] = _outcome(lambda: dev.create(memfd, 0, limit + PAGE))
+            out["at-limit"] = attempt_sized(lambda: dev.create(memfd, 0, limit))
+            out["limit-plus-page"] = attempt_sized(lambda: dev.create(memfd, 0, limit + PAGE))
         r, w = os.pipe()
         try:
-            out["pipe"] = _outcome(lambda: dev.create(r, 0, PAGE))
+            out["pipe"] = attempt_sized(lambda: dev.create(r, 0, PAGE))
         finally:
             os.close(r)
             os.close(w)
-        out["closed-fd"] = _outcome(lambda: dev.create(_closed_fd(), 0, PAGE))
+        out["closed-fd"] = attempt_sized(lambda: dev.create(_closed_fd(), 0, PAGE))
     return out
 
 
@@ -129,10 +116,10 @@ def unknown_flag_outcomes() -> dict[str, str]:
     with _sealed("flags", PAGE) as memfd, Udmabuf() as dev:
         raw = memfd.fd
         return {
-            "create:0x2": _outcome(lambda: DmaBuf(_dmabuf.create_udmabuf(dev.fd, raw, 0, PAGE, 0x2))),
-            "create:0x80000000": _outcome(
+            "create:0x2": attempt_sized(lambda: DmaBuf(_dmabuf.create_udmabuf(dev.fd, raw, 0, PAGE, 0x2))),
+            "create:0x80000000": attempt_sized(
                 lambda: DmaBuf(_dmabuf.create_udmabuf(dev.fd, raw, 0, PAGE, 0x8000_0000))),
-            "list:0x2": _outcome(
+            "list:0x2": attempt_sized(
                 lambda: DmaBuf(_dmabuf.create_udmabuf_list(dev.fd, [(raw, 0, PAGE)], 0x2))),
         }
 
@@ -173,28 +160,28 @@ def list_outcomes(size_limit_mb: int, list_limit: int) -> dict[str, str]:
     out: dict[str, str] = {}
     with Udmabuf() as dev, _sealed("many", list_limit * PAGE) as many:
         pages = [(many, i * PAGE, PAGE) for i in range(list_limit)]
-        out["at-list-limit"] = _outcome(lambda: dev.create_list(pages))
-        out["list-limit-plus-one"] = _outcome(lambda: dev.create_list(pages + [(many, 0, PAGE)]))
-        out["empty"] = _outcome(lambda: dev.create_list([]))
+        out["at-list-limit"] = attempt_sized(lambda: dev.create_list(pages))
+        out["list-limit-plus-one"] = attempt_sized(lambda: dev.create_list(pages + [(many, 0, PAGE)]))
+        out["empty"] = attempt_sized(lambda: dev.create_list([]))
         with _sealed("unsealed", PAGE, 0) as unsealed, _sealed("wsealed", PAGE,
                                                                Seal.SHRINK | Seal.WRITE) as wsealed:
             good = (many, 0, PAGE)
-            out["second-unaligned"] = _outcome(lambda: dev.create_list([good, (many, 10, PAGE)]))
-            out["second-zero-size"] = _outcome(lambda: dev.create_list([good, (many, PAGE, 0)]))
-            out["second-unsealed"] = _outcome(lambda: dev.create_list([good, (unsealed, 0, PAGE)]))
-            out["second-write-sealed"] = _outcome(
+            out["second-unaligned"] = attempt_sized(lambda: dev.create_list([good, (many, 10, PAGE)]))
+            out["second-zero-size"] = attempt_sized(lambda: dev.create_list([good, (many, PAGE, 0)]))
+            out["second-unsealed"] = attempt_sized(lambda: dev.create_list([good, (unsealed, 0, PAGE)]))
+            out["second-write-sealed"] = attempt_sized(
                 lambda: dev.create_list([good, (wsealed, 0, PAGE)]))
             r, w = os.pipe()
             try:
-                out["second-pipe"] = _outcome(lambda: dev.create_list([good, (r, 0, PAGE)]))
+                out["second-pipe"] = attempt_sized(lambda: dev.create_list([good, (r, 0, PAGE)]))
             finally:
                 os.close(r)
                 os.close(w)
         half = size_limit_mb * MIB // 2
         with _sealed("halves", half + PAGE) as halves:
-            out["sum-at-limit"] = _outcome(
+            out["sum-at-limit"] = attempt_sized(
                 lambda: dev.create_list([(halves, 0, half), (halves, 0, half)]))
-            out["sum-over-limit"] = _outcome(
+            out["sum-over-limit"] = attempt_sized(
                 lambda: dev.create_list([(halves, 0, half), (halves, 0, half + PAGE)]))
     return out
 
@@ -236,11 +223,11 @@ def mmap_outcomes() -> dict[str, str]:
     """dma-buf mmap ranges: whole, a window, past the end, read-only; and read(2) on the fd."""
     with _sealed("mmap", 4 * PAGE) as memfd, Udmabuf() as dev, dev.create(memfd) as buf:
         out = {
-            "whole": _outcome(lambda: buf.mmap().close()),
-            "last-page": _outcome(lambda: buf.mmap(PAGE, 3 * PAGE).close()),
-            "longer-than-buffer": _outcome(lambda: buf.mmap(5 * PAGE).close()),
-            "offset-past-end": _outcome(lambda: buf.mmap(PAGE, 4 * PAGE).close()),
-            "read-only": _outcome(lambda: buf.mmap(writable=False).close()),
+            "whole": attempt_sized(lambda: buf.mmap().close()),
+            "last-page": attempt_sized(lambda: buf.mmap(PAGE, 3 * PAGE).close()),
+            "longer-than-buffer": attempt_sized(lambda: buf.mmap(5 * PAGE).close()),
+            "offset-past-end": attempt_sized(lambda: buf.mmap(PAGE, 4 * PAGE).close()),
+            "read-only": attempt_sized(lambda: buf.mmap(writable=False).close()),
         }
         try:
             os.read(buf.fd, 16)
@@ -282,11 +269,11 @@ def sync_ioctl_outcomes() -> dict[str, str]:
     out: dict[str, str] = {}
     with _sealed("sync", PAGE) as memfd, Udmabuf() as dev:
         with dev.create(memfd) as fresh:
-            out["fresh:END|RW"] = _outcome(lambda: fresh.sync(SyncFlag.END | SyncFlag.READ | SyncFlag.WRITE))
+            out["fresh:END|RW"] = attempt_sized(lambda: fresh.sync(SyncFlag.END | SyncFlag.READ | SyncFlag.WRITE))
         with dev.create(memfd) as buf:
             buf.sync(SyncFlag.READ | SyncFlag.WRITE)
             for label, flags in combos.items():
-                out[label] = _outcome(lambda: buf.sync(int(flags)))
+                out[label] = attempt_sized(lambda: buf.sync(int(flags)))
     return out
 
 
@@ -304,21 +291,21 @@ def sync_file_outcomes() -> dict:
             return {"unsupported": str(exc)}
         with fence:
             out["export_read_signaled"] = fence.signaled
-            out["import_write"] = _outcome(lambda: b.import_sync_file(fence, write=True))
-            out["import_read"] = _outcome(lambda: b.import_sync_file(fence, write=False))
-            out["import_no_flags"] = _outcome(lambda: _dmabuf.import_sync_file(b.fd, 0, fence.fd))
-            out["import_unknown_flag"] = _outcome(
+            out["import_write"] = attempt_sized(lambda: b.import_sync_file(fence, write=True))
+            out["import_read"] = attempt_sized(lambda: b.import_sync_file(fence, write=False))
+            out["import_no_flags"] = attempt_sized(lambda: _dmabuf.import_sync_file(b.fd, 0, fence.fd))
+            out["import_unknown_flag"] = attempt_sized(
                 lambda: _dmabuf.import_sync_file(b.fd, int(SyncFlag.WRITE) | 0x4, fence.fd))
-        out["import_memfd_as_fence"] = _outcome(
+        out["import_memfd_as_fence"] = attempt_sized(
             lambda: _dmabuf.import_sync_file(b.fd, int(SyncFlag.WRITE), memfd.fd))
-        out["import_closed_fd"] = _outcome(
+        out["import_closed_fd"] = attempt_sized(
             lambda: _dmabuf.import_sync_file(b.fd, int(SyncFlag.WRITE), _closed_fd()))
         with b.export_sync_file(read=True, write=True) as after_import:
             out["export_rw_after_import_signaled"] = after_import.signaled
-        out["export_no_flags"] = _outcome(lambda: SyncFile(_dmabuf.export_sync_file(a.fd, 0)).close())
-        out["export_unknown_flag"] = _outcome(
+        out["export_no_flags"] = attempt_sized(lambda: SyncFile(_dmabuf.export_sync_file(a.fd, 0)).close())
+        out["export_unknown_flag"] = attempt_sized(
             lambda: SyncFile(_dmabuf.export_sync_file(a.fd, int(SyncFlag.READ) | 0x4)).close())
-        out["export_on_memfd"] = _outcome(
+        out["export_on_memfd"] = attempt_sized(
             lambda: SyncFile(_dmabuf.export_sync_file(memfd.fd, int(SyncFlag.READ))).close())
         poller = select.poll()
         poller.register(a.fd, select.POLLIN | select.POLLOUT)

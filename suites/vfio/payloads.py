@@ -6,18 +6,18 @@ data (errno names where the kernel refuses).  edu's register map is QEMU's hw/mi
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from gpuhil import kmsg, pci
 from gpuhil.dmabuf import DmaBuf, SyncFlag
 from gpuhil.errors import IoctlError
+from suites.attempts import attempt_sized, errno_name
 from gpuhil.vfio import (
     Container, Device, DmaRange, Extension, Feature, FeatureOp, Group, Mapping, RegionIndex,
 )
@@ -46,23 +46,8 @@ PCI_COMMAND_MEMORY = 0x2
 PCI_COMMAND_MASTER = 0x4
 
 
-def _errno_name(exc: IoctlError) -> str:
-    return errno.errorcode.get(exc.errno, str(exc.errno))
 
 
-def _outcome(action: Callable[[], object]) -> str:
-    """``"ok"`` (``"ok:<size>"`` for a dma-buf, which is closed) or the errno name."""
-    try:
-        result = action()
-    except IoctlError as exc:
-        return _errno_name(exc)
-    if isinstance(result, DmaBuf):
-        size = result.size
-        result.close()
-        return f"ok:{size}"
-    if isinstance(result, Mapping):
-        result.close()
-    return "ok"
 
 
 @dataclass
@@ -124,12 +109,12 @@ def iommu_setup(address: str) -> dict:
     try:
         with Container() as container, Group.of(address) as group:
             group.set_container(container)
-            out["set_iommu_strict"] = _outcome(lambda: container.set_iommu(Extension.TYPE1v2))
+            out["set_iommu_strict"] = attempt_sized(lambda: container.set_iommu(Extension.TYPE1v2))
     finally:
         UNSAFE_INTERRUPTS.write_text(configured)
     with Container() as container, Group.of(address) as group:
         group.set_container(container)
-        out["set_iommu_configured"] = _outcome(lambda: container.set_iommu(Extension.TYPE1v2))
+        out["set_iommu_configured"] = attempt_sized(lambda: container.set_iommu(Extension.TYPE1v2))
     out["kmsg"] = log.lines()
     return out
 
@@ -145,25 +130,25 @@ def container_flow(address: str) -> dict:
                                    for e in (Extension.TYPE1, Extension.TYPE1v2, Extension.NOIOMMU)}
         status = group.status()
         out["status_before"] = (status.viable, status.container_set)
-        out["set_iommu_without_group"] = _outcome(lambda: container.set_iommu(Extension.TYPE1v2))
-        out["device_without_container"] = _outcome(lambda: group.device(address).close())
+        out["set_iommu_without_group"] = attempt_sized(lambda: container.set_iommu(Extension.TYPE1v2))
+        out["device_without_container"] = attempt_sized(lambda: group.device(address).close())
         group.set_container(container)
         status = group.status()
         out["status_after"] = (status.viable, status.container_set)
-        out["device_before_set_iommu"] = _outcome(lambda: group.device(address).close())
+        out["device_before_set_iommu"] = attempt_sized(lambda: group.device(address).close())
         with Container() as other:
-            out["second_container"] = _outcome(lambda: group.set_container(other))
-        out["set_iommu_type1v2"] = _outcome(lambda: container.set_iommu(Extension.TYPE1v2))
-        out["set_iommu_again"] = _outcome(lambda: container.set_iommu(Extension.TYPE1v2))
+            out["second_container"] = attempt_sized(lambda: group.set_container(other))
+        out["set_iommu_type1v2"] = attempt_sized(lambda: container.set_iommu(Extension.TYPE1v2))
+        out["set_iommu_again"] = attempt_sized(lambda: container.set_iommu(Extension.TYPE1v2))
         out["ext_after"] = {e.name: container.check_extension(e)
                             for e in (Extension.TYPE1v2, Extension.UNMAP_ALL, Extension.UPDATE_VADDR)}
-        out["device_wrong_name"] = _outcome(lambda: group.device("0000:ff:1f.7").close())
+        out["device_wrong_name"] = attempt_sized(lambda: group.device("0000:ff:1f.7").close())
         device = group.device(address)
         out["device_fd_cloexec"] = bool(fcntl.fcntl(device.fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
-        out["second_device_fd"] = _outcome(lambda: group.device(address).close())
-        out["unset_with_device_open"] = _outcome(group.unset_container)
+        out["second_device_fd"] = attempt_sized(lambda: group.device(address).close())
+        out["unset_with_device_open"] = attempt_sized(group.unset_container)
         device.close()
-        out["unset_after_device_close"] = _outcome(group.unset_container)
+        out["unset_after_device_close"] = attempt_sized(group.unset_container)
         status = group.status()
         out["status_unset"] = (status.viable, status.container_set)
     return out
@@ -181,7 +166,7 @@ def regions(address: str) -> dict:
             try:
                 r = o.device.region_info(index)
             except IoctlError as exc:
-                found[index] = _errno_name(exc)
+                found[index] = errno_name(exc)
                 continue
             found[index] = {"flags": int(r.flags), "size": r.size, "offset": r.offset,
                             "caps": [c.id for c in r.caps.headers],
@@ -199,9 +184,9 @@ def mmap_outcomes(address: str) -> dict[str, str]:
         for index in (RegionIndex.BAR0, RegionIndex.BAR1, RegionIndex.BAR2, RegionIndex.CONFIG):
             info = o.device.region_info(index)
             length = info.size or PAGE
-            out[index.name] = _outcome(lambda: o.device.mmap(index, 0, length))
+            out[index.name] = attempt_sized(lambda: o.device.mmap(index, 0, length))
         bar0 = o.device.region_info(RegionIndex.BAR0)
-        out["BAR0-past-end"] = _outcome(lambda: o.device.mmap(RegionIndex.BAR0, 0,
+        out["BAR0-past-end"] = attempt_sized(lambda: o.device.mmap(RegionIndex.BAR0, 0,
                                                                bar0.size + PAGE * 16))
         return out
 
@@ -310,13 +295,13 @@ def dma_map_outcomes(address: str, iova: int = 0x2000_0000) -> dict:
         out["pgsizes_has_4k"] = bool(info.iova_pgsizes & PAGE)
         out["ranges"] = list(info.iova_ranges)
         base = memory.address
-        out["map"] = _outcome(lambda: c.map_dma(base, iova, 4 * PAGE))
-        out["map_overlap"] = _outcome(lambda: c.map_dma(base, iova + PAGE, PAGE))
-        out["map_unaligned_iova"] = _outcome(lambda: c.map_dma(base, iova + 8 * PAGE + 1, PAGE))
-        out["map_unaligned_size"] = _outcome(lambda: c.map_dma(base, iova + 8 * PAGE, PAGE + 1))
-        out["map_zero"] = _outcome(lambda: c.map_dma(base, iova + 8 * PAGE, 0))
-        out["map_unmapped_vaddr"] = _outcome(lambda: c.map_dma(0x1000, iova + 8 * PAGE, PAGE))
-        out["unmap_middle"] = _outcome(lambda: c.unmap_dma(iova + PAGE, PAGE))
+        out["map"] = attempt_sized(lambda: c.map_dma(base, iova, 4 * PAGE))
+        out["map_overlap"] = attempt_sized(lambda: c.map_dma(base, iova + PAGE, PAGE))
+        out["map_unaligned_iova"] = attempt_sized(lambda: c.map_dma(base, iova + 8 * PAGE + 1, PAGE))
+        out["map_unaligned_size"] = attempt_sized(lambda: c.map_dma(base, iova + 8 * PAGE, PAGE + 1))
+        out["map_zero"] = attempt_sized(lambda: c.map_dma(base, iova + 8 * PAGE, 0))
+        out["map_unmapped_vaddr"] = attempt_sized(lambda: c.map_dma(0x1000, iova + 8 * PAGE, PAGE))
+        out["unmap_middle"] = attempt_sized(lambda: c.unmap_dma(iova + PAGE, PAGE))
         out["unmap_whole"] = c.unmap_dma(iova, 4 * PAGE)
         out["unmap_nothing"] = c.unmap_dma(iova, 4 * PAGE)
         for i in range(4):
@@ -333,15 +318,15 @@ def feature_probes(address: str) -> dict[str, str]:
     with opened(address) as o:
         d = o.device
         out = {
-            "DMA_BUF:GET": _outcome(lambda: d.probe_feature(Feature.DMA_BUF)),
-            "DMA_BUF:SET": _outcome(lambda: d.probe_feature(Feature.DMA_BUF, FeatureOp.SET)),
-            "DMA_BUF:GET|SET": _outcome(
+            "DMA_BUF:GET": attempt_sized(lambda: d.probe_feature(Feature.DMA_BUF)),
+            "DMA_BUF:SET": attempt_sized(lambda: d.probe_feature(Feature.DMA_BUF, FeatureOp.SET)),
+            "DMA_BUF:GET|SET": attempt_sized(
                 lambda: d.probe_feature(Feature.DMA_BUF, FeatureOp.GET | FeatureOp.SET)),
-            "MIGRATION:GET": _outcome(lambda: d.probe_feature(Feature.MIGRATION)),
-            "DMA_LOGGING_START:SET": _outcome(
+            "MIGRATION:GET": attempt_sized(lambda: d.probe_feature(Feature.MIGRATION)),
+            "DMA_LOGGING_START:SET": attempt_sized(
                 lambda: d.probe_feature(Feature.DMA_LOGGING_START, FeatureOp.SET)),
-            "PCI_VF_TOKEN:SET": _outcome(lambda: d.probe_feature(Feature.PCI_VF_TOKEN, FeatureOp.SET)),
-            "unknown-0x7ff:GET": _outcome(lambda: d.probe_feature(0x7FF)),
+            "PCI_VF_TOKEN:SET": attempt_sized(lambda: d.probe_feature(Feature.PCI_VF_TOKEN, FeatureOp.SET)),
+            "unknown-0x7ff:GET": attempt_sized(lambda: d.probe_feature(0x7FF)),
         }
         out["supports_dma_buf"] = str(d.supports_feature(Feature.DMA_BUF))
         return out
@@ -362,7 +347,7 @@ def dma_buf_exports(address: str, region: int, cases: dict[str, list[tuple[int, 
             try:
                 buf = o.device.export_dma_buf(region, [DmaRange(*r) for r in ranges])
             except IoctlError as exc:
-                out[label] = _errno_name(exc)
+                out[label] = errno_name(exc)
                 continue
             with buf:
                 info = buf.fdinfo()
@@ -381,10 +366,10 @@ def dma_buf_raw_outcomes(address: str) -> dict:
         def raw(region: int, ranges: list[tuple[int, int]], open_flags: int, flags: int = 0):
             return DmaBuf(d.export_dma_buf_fd(region, ranges, open_flags, flags))
 
-        out["flags-1"] = _outcome(lambda: raw(RegionIndex.BAR2, [(0, PAGE)], os.O_RDWR | os.O_CLOEXEC, 1))
-        out["wrapping-offset"] = _outcome(
+        out["flags-1"] = attempt_sized(lambda: raw(RegionIndex.BAR2, [(0, PAGE)], os.O_RDWR | os.O_CLOEXEC, 1))
+        out["wrapping-offset"] = attempt_sized(
             lambda: raw(RegionIndex.BAR2, [((1 << 64) - PAGE, PAGE)], os.O_RDWR | os.O_CLOEXEC))
-        out["huge-length"] = _outcome(
+        out["huge-length"] = attempt_sized(
             lambda: raw(RegionIndex.BAR2, [(0, 1 << 62)], os.O_RDWR | os.O_CLOEXEC))
         with raw(RegionIndex.BAR2, [(0, PAGE)], os.O_RDONLY) as buf:
             out["rdonly"] = _fd_flags(buf.fd)
@@ -403,15 +388,15 @@ def dma_buf_behaviour(address: str) -> dict:
 
     def probe(buf: DmaBuf) -> dict:
         result = {"size": buf.size, "exp_name": buf.fdinfo().exp_name,
-                  "mmap": _outcome(lambda: buf.mmap()),
-                  "sync_start_rw": _outcome(lambda: buf.sync(SyncFlag.READ | SyncFlag.WRITE)),
-                  "sync_end_rw": _outcome(lambda: buf.sync(SyncFlag.END | SyncFlag.READ | SyncFlag.WRITE)),
-                  "sync_bad_flags": _outcome(lambda: buf.sync(SyncFlag.READ | 0x8))}
+                  "mmap": attempt_sized(lambda: buf.mmap()),
+                  "sync_start_rw": attempt_sized(lambda: buf.sync(SyncFlag.READ | SyncFlag.WRITE)),
+                  "sync_end_rw": attempt_sized(lambda: buf.sync(SyncFlag.END | SyncFlag.READ | SyncFlag.WRITE)),
+                  "sync_bad_flags": attempt_sized(lambda: buf.sync(SyncFlag.READ | 0x8))}
         try:
             with buf.export_sync_file(read=True, write=True) as fence:
                 result["fence_signaled"] = fence.signaled
         except IoctlError as exc:
-            result["fence_signaled"] = _errno_name(exc)
+            result["fence_signaled"] = errno_name(exc)
         return result
 
     container = Container()
@@ -426,13 +411,13 @@ def dma_buf_behaviour(address: str) -> dict:
         command = device.config_read(PCI_COMMAND, 2)
         device.config_write(PCI_COMMAND, 2, command & ~PCI_COMMAND_MEMORY)  # revokes the export
         out["decode_off"] = probe(buf)
-        out["export_decode_off"] = _outcome(
+        out["export_decode_off"] = attempt_sized(
             lambda: device.export_dma_buf(RegionIndex.BAR2, [(0, PAGE)]))
         device.config_write(PCI_COMMAND, 2, command | PCI_COMMAND_MEMORY)
         out["decode_on"] = probe(buf)
-        out["reset"] = _outcome(device.reset)
+        out["reset"] = attempt_sized(device.reset)
         out["after_reset"] = probe(buf)
-        out["export_after_reset"] = _outcome(
+        out["export_after_reset"] = attempt_sized(
             lambda: device.export_dma_buf(RegionIndex.BAR2, [(0, PAGE)]))
         device.close()
         out["after_device_close"] = probe(buf)
