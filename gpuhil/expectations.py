@@ -13,9 +13,11 @@ why it fails there::
     test = "suites/blob/test_lifecycle.py::test_reuse*"   # node id; * and ? are wildcards
     reason = "UNMAP_BLOB answers before the mapping is gone (QEMU virtio-gpu-virgl)"
     seen = "QEMU 11.1.3, virglrenderer 1.3.0, Linux 7.2.13"
+    strict = false                  # optional: a race that does not show on every run
 
 The plugin marks a matching test ``xfail(strict=True)``: when the bug is fixed the test passes,
-the run fails as XPASS(strict), and the entry must go.  On other platforms the test runs as is.
+the run fails as XPASS(strict), and the entry must go.  An intermittent bug (``strict = false``)
+may pass (XPASS) without failing the run.  On other platforms the test runs as is.
 """
 from __future__ import annotations
 
@@ -69,6 +71,7 @@ class Expectation:
     reason: str
     seen: str
     source: str  # "<file>: xfail[<index>]", for messages
+    strict: bool = True  # False: an intermittent bug, whose test may also pass
 
     def covers(self, nodeid: str) -> bool:
         """``*`` and ``?`` are wildcards; brackets are literal (they hold test parameters)."""
@@ -76,7 +79,8 @@ class Expectation:
         return re.fullmatch(pattern, nodeid, re.DOTALL) is not None
 
     def marker_reason(self, platform: Platform) -> str:
-        return f"known bug on {platform.describe()} ({self.source}, seen on {self.seen}): {self.reason}"
+        kind = "known bug" if self.strict else "known intermittent bug"
+        return f"{kind} on {platform.describe()} ({self.source}, seen on {self.seen}): {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -121,11 +125,15 @@ def load_file(path: Path) -> ExpectationFile:
         where = f"{path.name}: xfail[{index}]"
         if not isinstance(entry, dict):
             raise ExpectationError(f"{where}: expected a table")
-        extra = set(entry) - {"test", "reason", "seen"}
+        extra = set(entry) - {"test", "reason", "seen", "strict"}
         if extra:
-            raise ExpectationError(f"{where}: unknown keys {sorted(extra)} (test, reason, seen)")
+            raise ExpectationError(f"{where}: unknown keys {sorted(extra)} "
+                                   f"(test, reason, seen, strict)")
+        strict = entry.get("strict", True)
+        if not isinstance(strict, bool):
+            raise ExpectationError(f"{where}: 'strict' must be true or false, got {strict!r}")
         entries.append(Expectation(_text(entry, "test", where), _text(entry, "reason", where),
-                                   _text(entry, "seen", where), where))
+                                   _text(entry, "seen", where), where, strict))
     return ExpectationFile(path, dict(platform), tuple(entries))
 
 

@@ -572,7 +572,7 @@ def _gpuhil_expectations(request: pytest.FixtureRequest) -> None:
     for file, entry in candidates:
         if file.applies_to(platform):
             request.node.add_marker(pytest.mark.xfail(reason=entry.marker_reason(platform),
-                                                      strict=True))
+                                                      strict=entry.strict))
             return
 
 
