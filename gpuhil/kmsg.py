@@ -60,6 +60,17 @@ def read_records() -> list[KmsgRecord]:
     return records
 
 
+def last_seq() -> int:
+    """The sequence number of the newest record (-1 when the log is empty): a position in the
+    log that needs no marker written."""
+    return max((record.seq for record in read_records()), default=-1)
+
+
+def records_since(seq: int) -> list[KmsgRecord]:
+    """Records logged after sequence number ``seq`` (from :func:`last_seq`)."""
+    return [record for record in read_records() if record.seq > seq]
+
+
 def records_after(marker: str, until: str = "") -> list[KmsgRecord]:
     """Records after the one starting with ``marker`` (and before ``until``, if given).
 
@@ -79,4 +90,5 @@ def records_after(marker: str, until: str = "") -> list[KmsgRecord]:
     return after
 
 
-__all__ = ["KmsgRecord", "parse_record", "read_records", "records_after"]
+__all__ = ["KmsgRecord", "last_seq", "parse_record", "read_records", "records_after",
+           "records_since"]

@@ -65,3 +65,15 @@ def pytest_version() -> str:
     import pytest
 
     return pytest.__version__
+
+
+def kmsg_since_last_seq() -> tuple[list[str], list[str]]:
+    """Kernel log texts after ``last_seq()`` once a line was written there, and after the seq
+    just before the newest record (what records_since returns for an older position)."""
+    from gpuhil import kmsg
+
+    os.system("echo gpuhil-before-seq > /dev/kmsg")
+    seq = kmsg.last_seq()
+    os.system("echo gpuhil-after-seq > /dev/kmsg")
+    return ([r.text for r in kmsg.records_since(seq)],
+            [r.text for r in kmsg.records_since(seq - 1)])

@@ -105,6 +105,14 @@ def test_a_burst_of_kmsg_marks_is_all_in_the_log(plain_guest: Guest):
     assert not missing, f"{len(missing)} of 39 markers missing, first {missing[0]!r}"
 
 
+def test_kmsg_records_since_a_sequence_number(plain_guest: Guest):
+    """records_since(last_seq()) returns exactly what was logged afterwards, so payloads can
+    slice the kernel log without writing a marker."""
+    after, with_previous = plain_guest.call(lab_payloads.kmsg_since_last_seq)
+    assert after[0] == "gpuhil-after-seq" and "gpuhil-before-seq" not in after
+    assert with_previous[:2] == ["gpuhil-before-seq", "gpuhil-after-seq"]
+
+
 def test_qmp_reports_running_and_events(plain_guest: Guest):
     assert plain_guest.qmp("query-status")["running"] is True
     assert plain_guest.qmp("stop") == {}

@@ -15,7 +15,7 @@ import time
 from typing import Callable, Sequence
 
 from gpuhil.errors import IoctlError
-from gpuhil.kmsg import WARNING_LEVEL, read_records
+from gpuhil.kmsg import WARNING_LEVEL, last_seq, records_since
 from suites.attempts import OK, attempt
 from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode,
                             virgl_pipe_resource_create)
@@ -43,15 +43,10 @@ def command_for(capset_id: int) -> bytes:
     return VIRGL_NOP if capset_id in VIRGL_FAMILY else b""
 
 
-def _kernel_seq() -> int:
-    """The sequence number of the newest kernel log record."""
-    return max((record.seq for record in read_records()), default=-1)
-
-
 def kernel_problems_since(seq: int) -> list[str]:
     """Kernel records after ``seq`` at warning level or worse (``<level>text``)."""
-    return [record.line() for record in read_records()
-            if record.seq > seq and record.from_kernel and record.level <= WARNING_LEVEL]
+    return [record.line() for record in records_since(seq)
+            if record.from_kernel and record.level <= WARNING_LEVEL]
 
 
 def _pattern(size: int, seed: int) -> bytes:
@@ -97,7 +92,7 @@ def context_usable(path: str, capset_id: int, host_visible: bool) -> dict:
     the context's inline command.  ``kernel`` lists what the guest kernel logged meanwhile at
     warning level or worse."""
     out: dict = {}
-    seq = _kernel_seq()
+    seq = last_seq()
     with RenderNode(path) as node:
         node.context_init(capset_id=capset_id, debug_name=f"gpuhil-contexts-{capset_id}")
         with node.execbuffer(command_for(capset_id), fence_out=True) as fence:
@@ -115,7 +110,7 @@ def init_attempts(path: str, attempts: Sequence[Params], submit: bytes | None = 
     ``submit``, a fenced EXECBUFFER of it afterwards (does the fd's context work?).  ``kernel``
     lists what the guest kernel logged meanwhile at warning level or worse."""
     out: dict = {"results": []}
-    seq = _kernel_seq()
+    seq = last_seq()
     with RenderNode(path) as node:
         for params in attempts:
             out["results"].append(attempt(lambda: node.context_init_params(list(params))))

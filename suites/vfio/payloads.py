@@ -73,11 +73,11 @@ class KernelLog:
     """The guest kernel's log lines from now on (by sequence number: no marker to write)."""
 
     def __init__(self) -> None:
-        self.seq = max((r.seq for r in kmsg.read_records()), default=-1)
+        self.seq = kmsg.last_seq()
 
     def lines(self) -> list[str]:
         """Kernel (not userspace) lines logged since construction."""
-        return [r.text for r in kmsg.read_records() if r.seq > self.seq and r.from_kernel]
+        return [r.text for r in kmsg.records_since(self.seq) if r.from_kernel]
 
     def wait_for(self, text: str, timeout: float = 3.0) -> list[str]:
         """:meth:`lines` once one contains ``text`` (fault reports arrive by interrupt), or when
