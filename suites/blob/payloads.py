@@ -21,6 +21,7 @@ from pathlib import Path
 from gpuhil.dmabuf import Mapping
 from gpuhil.errors import IoctlError
 from suites.attempts import attempt, errno_name
+from suites.patterns import pattern
 from gpuhil.virtgpu import (Blob, BlobFlag, BlobMem, Capset, RenderNode,
                             virgl_pipe_resource_create)
 
@@ -95,12 +96,6 @@ def matches(view: memoryview, seed: int) -> bool:
     if size <= FULL_PATTERN_LIMIT:
         return bytes(view) == pattern(size, seed)
     return all(bytes(view[o:o + 16]) == _stamp(seed, o) for o in _offsets(size))
-
-
-def pattern(size: int, seed: int) -> bytes:
-    """``size`` bytes that differ per seed and per position within 251 bytes."""
-    block = bytes((i * 31 + seed * 7 + 1) & 0xFF for i in range(251))
-    return (block * (size // 251 + 1))[:size]
 
 
 # --- debugfs ------------------------------------------------------------------------------------

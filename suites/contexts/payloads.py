@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from gpuhil.errors import IoctlError
 from gpuhil.kmsg import WARNING_LEVEL, last_seq, records_since
 from suites.attempts import OK, attempt
+from suites.patterns import pattern
 from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode,
                             virgl_pipe_resource_create)
 
@@ -49,10 +50,6 @@ def kernel_problems_since(seq: int) -> list[str]:
             if record.from_kernel and record.level <= WARNING_LEVEL]
 
 
-def _pattern(size: int, seed: int) -> bytes:
-    return bytes((i * 13 + seed) & 0xFF for i in range(256)) * (size // 256)
-
-
 def _classic_roundtrip(node: RenderNode) -> bool:
     """A 64x64 B8G8R8A8 texture of this fd's context: TRANSFER_TO_HOST a pattern, clear the
     backing, TRANSFER_FROM_HOST, compare."""
@@ -61,7 +58,7 @@ def _classic_roundtrip(node: RenderNode) -> bool:
     with node.create_resource(format=1, bind=1 << 1, width=width, height=height,
                               size=size) as res:
         with res.mmap() as mapping:
-            mapping.write(_pattern(size, 7), 0)
+            mapping.write(pattern(size, 7), 0)
         box = (0, 0, 0, width, height, 1)
         res.transfer_to_host(box)
         res.wait()
@@ -70,7 +67,7 @@ def _classic_roundtrip(node: RenderNode) -> bool:
         res.transfer_from_host(box)
         res.wait()
         with res.mmap() as mapping:
-            return mapping.read(0, size) == _pattern(size, 7)
+            return mapping.read(0, size) == pattern(size, 7)
 
 
 def _host3d_roundtrip(node: RenderNode, size: int = 1 << 16) -> bool:
@@ -81,9 +78,9 @@ def _host3d_roundtrip(node: RenderNode, size: int = 1 << 16) -> bool:
                           blob_id=1, cmd=cmd) as blob:
         blob.wait()
         with blob.mmap() as mapping:
-            mapping.write(_pattern(size, 3), 0)
+            mapping.write(pattern(size, 3), 0)
             with blob.export() as buf, buf.mmap() as dmap, buf.cpu_access():
-                return dmap.read(0, size) == _pattern(size, 3)
+                return dmap.read(0, size) == pattern(size, 3)
 
 
 def context_usable(path: str, capset_id: int, host_visible: bool) -> dict:

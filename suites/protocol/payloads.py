@@ -12,6 +12,7 @@ from typing import Callable
 
 from gpuhil import protocol as P
 from gpuhil.virtgpu import virgl_pipe_resource_create
+from suites.patterns import pattern
 
 #: resource and context ids the suite uses (each payload starts from a freshly reset device)
 RID = 0x100
@@ -86,10 +87,6 @@ def has_feature(gpu, feature: P.Feature) -> bool:
     return gpu.features.has(feature)
 
 
-def _pattern(size: int, seed: int) -> bytes:
-    return bytes((i * 7 + seed) & 0xFF for i in range(256)) * (size // 256)
-
-
 def virgl_context(gpu, ctx: int) -> int:
     """Create a virgl context ``ctx`` (VIRGL2 through context_init when the device has
     CONTEXT_INIT, as the kernel driver does for blobs); returns the context_init used."""
@@ -157,7 +154,7 @@ def resource_2d_lifecycle(address: str) -> list[tuple[str, str]]:
     rect = P.Rect(0, 0, FB_WIDTH, FB_HEIGHT)
     steps: list[tuple[str, str]] = []
     with _open(address) as gpu, gpu.dma(size) as backing:
-        backing.memory.write(_pattern(size, 1), 0)
+        backing.memory.write(pattern(size, 1), 0)
         for cmd in (P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT),
                     P.ResourceAttachBacking(RID, (P.MemEntry(backing.iova, size),)),
                     P.TransferToHost2D(rect, 0, RID),
@@ -361,19 +358,19 @@ def blob_lifecycle(address: str, offsets: tuple[int, int]) -> dict:
         resp = map_blob(gpu, RID, first)
         step(("map@first", kind(resp)))
         out["map_cache"] = resp.cache if kind(resp) == "RESP_OK_MAP_INFO" else None
-        pattern = _pattern(BLOB_SIZE, 5)
-        hostmem.write(pattern, first)
-        out["readback_first"] = hostmem.read(first, BLOB_SIZE) == pattern
+        data = pattern(BLOB_SIZE, 5)
+        hostmem.write(data, first)
+        out["readback_first"] = hostmem.read(first, BLOB_SIZE) == data
         step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
         step(("map@second", kind(map_blob(gpu, RID, second))))
-        out["persisted_second"] = hostmem.read(second, BLOB_SIZE) == pattern
+        out["persisted_second"] = hostmem.read(second, BLOB_SIZE) == data
         step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
         step(("unref", kind(gpu.submit(P.ResourceUnref(RID)))))
         step(("unref_again", kind(gpu.submit(P.ResourceUnref(RID)))))
         # the same id and offset for a new blob
         step(("create_reused_id", kind(host3d_blob(gpu, RID, CTX, blob_id=2))))
         step(("map@first_again", kind(map_blob(gpu, RID, first))))
-        other = _pattern(BLOB_SIZE, 9)
+        other = pattern(BLOB_SIZE, 9)
         hostmem.write(other, first)
         out["readback_reused"] = hostmem.read(first, BLOB_SIZE) == other
         step(("unmap", kind(gpu.submit(P.ResourceUnmapBlob(RID)))))
@@ -467,7 +464,7 @@ def reset_with_blobs_mapped(address: str) -> dict:
             if kind(host3d_blob(gpu, RID + n, CTX, blob_id=n + 1)) != "RESP_OK_NODATA":
                 raise SetupFailed("HOST3D blob refused")
             ok(gpu, P.ResourceMapBlob(RID + n, offset), "RESP_OK_MAP_INFO")
-        hostmem.write(_pattern(BLOB_SIZE, 3), 0)
+        hostmem.write(pattern(BLOB_SIZE, 3), 0)
         _create_2d(gpu, RID + 2)
         gpu.reset()
         try:
@@ -480,9 +477,9 @@ def reset_with_blobs_mapped(address: str) -> dict:
             P.CtxCreate(b"gpuhil-again", 0, hdr=P.CtrlHdr(ctx_id=CTX))))
         out["blob_same_id"] = kind(host3d_blob(gpu, RID, CTX, blob_id=1))
         out["map_same_offset"] = kind(map_blob(gpu, RID, 0))
-        pattern = _pattern(BLOB_SIZE, 11)
-        hostmem.write(pattern, 0)
-        out["readback"] = hostmem.read(0, BLOB_SIZE) == pattern
+        data = pattern(BLOB_SIZE, 11)
+        hostmem.write(data, 0)
+        out["readback"] = hostmem.read(0, BLOB_SIZE) == data
         out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
         out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
     return out
