@@ -2,7 +2,7 @@
 """dma-buf, udmabuf and memfd system calls (gpuhil._dmabuf).
 
 Thin, exact wrappers over the kernel calls; the typed objects that own the file descriptors are
-in gpuhil.dmabuf, gpuhil.memfd and gpuhil.udmabuf.  Every failure raises
+in gpuhil.devices.dmabuf, gpuhil.devices.memfd and gpuhil.devices.udmabuf.  Every failure raises
 :class:`gpuhil.errors.IoctlError` (or ``Unsupported``) naming the call and its arguments.
 """
 import enum

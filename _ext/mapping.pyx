@@ -1,8 +1,8 @@
 # cython: binding=False
 """gpuhil._mapping: ``Mapping``, the one memory-mapping type of the native layer.
 
-It serves dma-buf, memfd and render-node mmaps (gpuhil.dmabuf, gpuhil.memfd, gpuhil.virtgpu)
-as well as VFIO region mmaps and anonymous locked DMA memory (gpuhil.vfio).  Mappings are made
+It serves dma-buf, memfd and render-node mmaps (gpuhil.devices.dmabuf, gpuhil.devices.memfd, gpuhil.devices.virtgpu)
+as well as VFIO region mmaps and anonymous locked DMA memory (gpuhil.devices.vfio).  Mappings are made
 only by the constructors below, from a file descriptor or anonymously, never from an address.
 """
 from cpython.buffer cimport PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer, PyBUF_SIMPLE

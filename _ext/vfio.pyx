@@ -4,7 +4,7 @@
 Thin, exact wrappers: every function takes file descriptors and integers, fills the kernel
 struct, and either returns the kernel's answer as plain values or raises an
 :class:`~gpuhil.errors.IoctlError` naming the ioctl and its arguments symbolically.  The typed
-objects (Container, Group, Device, ...) live in :mod:`gpuhil.vfio`.
+objects (Container, Group, Device, ...) live in :mod:`gpuhil.devices.vfio`.
 """
 from libc.errno cimport errno, EMSGSIZE
 from libc.stdint cimport uint16_t, uint32_t, uint64_t, int32_t
@@ -205,7 +205,7 @@ cdef uint32_t MAX_INFO_ARGSZ = 1 << 20
 
 
 # ---------------------------------------------------------------------------------------------
-# Symbolic names (used by gpuhil.vfio's types and in error messages)
+# Symbolic names (used by gpuhil.devices.vfio's types and in error messages)
 # ---------------------------------------------------------------------------------------------
 
 class Extension(enum.IntEnum):

@@ -2,7 +2,7 @@
 """Render-node ioctls of the virtio-gpu DRM driver and the DRM core (gpuhil._virtgpu).
 
 ``RenderNodeFd`` owns an open ``/dev/dri/renderD*`` descriptor and issues every ioctl as one
-method; gpuhil.virtgpu.RenderNode subclasses it and adds the typed objects.  Methods whose name
+method; gpuhil.devices.virtgpu.RenderNode subclasses it and adds the typed objects.  Methods whose name
 starts with ``_`` return raw tuples for that layer; the others are already the public API.
 Failures raise :class:`gpuhil.errors.IoctlError` / ``Unsupported`` naming the ioctl and its
 arguments symbolically; ioctls that can block run without the GIL.

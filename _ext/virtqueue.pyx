@@ -9,7 +9,7 @@ and collects completions by polling ``used->idx`` (with a timeout, without the G
 
 The layouts and constants come from the kernel's uapi headers (linux/virtio_ring.h,
 virtio_pci.h, virtio_config.h, pci_regs.h); ``ABI`` records every size, offset and constant
-this module or gpuhil.virtio_pci uses, for tests/test_abi.py.
+this module or gpuhil.raw.virtio_pci uses, for tests/test_abi.py.
 """
 from cpython.buffer cimport PyBuffer_Release, PyObject_GetBuffer, PyBUF_WRITABLE
 from libc.stdint cimport uint16_t, uint32_t, uint64_t

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from bench import ioctl_payload
-from gpuhil.virtgpu import find_render_nodes
+from gpuhil.devices.virtgpu import find_render_nodes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Raw-path benchmark: commands per second and round-trip latency through gpuhil.rawgpu (the
+"""Raw-path benchmark: commands per second and round-trip latency through gpuhil.raw.rawgpu (the
 device on vfio-pci) vs the same operation through the kernel's virtio_gpu ioctls, on the same
 device in the same guest boot (raw first, then the device is rebound to virtio-pci).
 
@@ -46,8 +46,8 @@ def report(raw: PathTimings, kernel: PathTimings) -> str:
 def main(argv: list[str] | None = None) -> list[Result]:
     """Boot the lab's "raw" configuration, time the raw path, rebind, time the kernel path."""
     from gpuhil.lab.guest import Guest, LabSetup
-    from gpuhil.plugin import CONFIGURATIONS, bind_vfio, restore_driver
-    from gpuhil.rawgpu import VIRTIO_GPU_IDS
+    from gpuhil.pytestplugin.lab import CONFIGURATIONS, bind_vfio, restore_driver
+    from gpuhil.raw.rawgpu import VIRTIO_GPU_IDS
 
     setup = LabSetup.default(progress=lambda line: print(f"  {line}", file=sys.stderr))
     print("bench_raw: booting the lab's raw configuration (virtio-gpu-gl behind intel-iommu)",

@@ -2,7 +2,7 @@
 
 Three implementations of the same work are timed per operation:
 
-- ``gpuhil``: gpuhil.virtgpu.RenderNode;
+- ``gpuhil``: gpuhil.devices.virtgpu.RenderNode;
 - ``c``: bench/c/ioctl_ref.c (built with gcc/cc here, or a prebuilt static
   ``bench/out/ioctl_ref``);
 - ``fcntl``: ``fcntl.ioctl`` + ``struct`` + ``ctypes``/``mmap`` as plain Python would.
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpuhil.virtgpu import BlobFlag, BlobMem, Param, RenderNode
+from gpuhil.devices.virtgpu import BlobFlag, BlobMem, Param, RenderNode
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "bench" / "c" / "ioctl_ref.c"
@@ -245,7 +245,7 @@ def run(getparam_iterations: int = 10_000, blob_iterations: int = 40, rounds: in
 def run_when_ready(timeout: float = 30.0) -> IoctlBench:
     """:func:`run` once a virtio_gpu render node has appeared (after ``modprobe virtio_gpu``)."""
     deadline = time.monotonic() + timeout
-    from gpuhil.virtgpu import find_render_nodes
+    from gpuhil.devices.virtgpu import find_render_nodes
 
     while not find_render_nodes():
         if time.monotonic() > deadline:

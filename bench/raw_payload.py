@@ -1,6 +1,6 @@
 """Raw-path benchmark payloads: run in a lab guest whose virtio-gpu sits behind a vIOMMU.
 
-The same operations are timed through the raw virtqueue driver (:class:`gpuhil.rawgpu.RawGpu`,
+The same operations are timed through the raw virtqueue driver (:class:`gpuhil.raw.rawgpu.RawGpu`,
 device bound to vfio-pci) and through the kernel driver (virtio_gpu, render node ioctls) on the
 same device in the same boot: :func:`run_raw` first (the host binds the
 function to vfio-pci), then :func:`load_virtio_gpu` / :func:`run_kernel` (back on virtio-pci).
@@ -65,7 +65,7 @@ def _rounds(op: Callable[[], None], iterations: int, rounds: int) -> OpTiming:
 def load_virtio_gpu(timeout: float = 60.0) -> str:
     """modprobe virtio_gpu (the function is back on virtio-pci) and wait for the render node;
     its path."""
-    from gpuhil.virtgpu import find_render_nodes
+    from gpuhil.devices.virtgpu import find_render_nodes
 
     subprocess.run(["modprobe", "virtio_gpu"], check=True, capture_output=True, timeout=timeout)
     deadline = time.monotonic() + timeout
@@ -80,7 +80,7 @@ def load_virtio_gpu(timeout: float = 60.0) -> str:
 
 def run_raw(address: str, iterations: int = 200, rounds: int = 5) -> PathTimings:
     """Time both workloads through RawGpu (and a batch of 64 GET_CAPSET_INFO)."""
-    from gpuhil.rawgpu import RawGpu
+    from gpuhil.raw.rawgpu import RawGpu
 
     with RawGpu.open(address) as gpu, gpu.dma(BLOB_SIZE) as backing:
         submit = gpu.submit
@@ -109,7 +109,7 @@ def run_raw(address: str, iterations: int = 200, rounds: int = 5) -> PathTimings
 
 def run_kernel(node_path: str, iterations: int = 200, rounds: int = 5) -> PathTimings:
     """Time both workloads through the render node (virtio_gpu)."""
-    from gpuhil.virtgpu import BlobMem, RenderNode
+    from gpuhil.devices.virtgpu import BlobMem, RenderNode
 
     with RenderNode(node_path) as node:
         capsets = node.supported_capsets()

@@ -162,7 +162,7 @@ def _kmsg_mark(label: str) -> str:
 
 
 def _kmsg_read(marker: str) -> list[str]:
-    from gpuhil import kmsg  # imported on demand: the agent's start-up stays lean
+    from gpuhil.devices import kmsg  # imported on demand: the agent's start-up stays lean
 
     if marker:
         return [record.text for record in kmsg.records_after(marker)]

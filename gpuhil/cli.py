@@ -5,7 +5,7 @@
 (Ctrl-] ends it).  ``lab run MODULE:FUNC [ARG...]`` boots a guest, calls the function there and
 prints its result.  ``lab info`` shows the stack's versions, the accelerator and the cache.
 ``report`` renders Allure results into the HTML report under ``reports/`` (see
-:mod:`gpuhil.report_render`).
+:mod:`gpuhil.report.render`).
 """
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from gpuhil.report_render import render
+    from gpuhil.report.render import render
 
     summary = render(args.results, args.output, history=not args.no_history)
     print(f"{args.output}/index.html: {summary.total} tests, {summary.passed} passed, "

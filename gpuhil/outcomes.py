@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from gpuhil.kmsg import WARNING_LEVEL, KmsgRecord
+from gpuhil.devices.kmsg import WARNING_LEVEL, KmsgRecord
 from gpuhil.lab.errors import GuestDied, LabError
 
 

@@ -70,7 +70,7 @@ def pytest_version() -> str:
 def kmsg_since_last_seq() -> tuple[list[str], list[str]]:
     """Kernel log texts after ``last_seq()`` once a line was written there, and after the seq
     just before the newest record (what records_since returns for an older position)."""
-    from gpuhil import kmsg
+    from gpuhil.devices import kmsg
 
     os.system("echo gpuhil-before-seq > /dev/kmsg")
     seq = kmsg.last_seq()

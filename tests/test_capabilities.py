@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gpuhil.capabilities import (
+from gpuhil.gating.capabilities import (
     Capabilities, CapsetInfo, GuestProbe, capset_summary, device_init_failure, probe_machine,
     qemu_properties,
 )
-from gpuhil.plugin import describe_values
+from gpuhil.pytestplugin.lab import describe_values
 
 PROBE = GuestProbe(
     kernel="7.2.13+deb14-amd64", render_node="/dev/dri/renderD128",
@@ -81,6 +81,6 @@ def test_vfio_dma_buf_probe_restores_the_driver(vfio_guest):
 
 
 def _ivshmem_driver() -> str | None:
-    from gpuhil import pci
+    from gpuhil.devices import pci
 
     return pci.find(0x1AF4, 0x1110)[0].driver

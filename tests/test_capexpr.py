@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpuhil.capexpr import ABSENT, CapExprError, Version, parse
+from gpuhil.gating.capexpr import ABSENT, CapExprError, Version, parse
 
 SNAPSHOT = {
     "capset.virgl": True, "capset.virgl.max_version": 1,

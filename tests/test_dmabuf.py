@@ -5,7 +5,7 @@ import os
 import pytest
 
 from gpuhil import _dmabuf
-from gpuhil.dmabuf import DmaBuf, DmaBufInfo, SyncFlag, parse_fdinfo
+from gpuhil.devices.dmabuf import DmaBuf, DmaBufInfo, SyncFlag, parse_fdinfo
 from gpuhil.errors import ClosedError, IoctlError, Unsupported
 
 FDINFO = """pos:\t0

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gpuhil.expectations import ExpectationError, Platform, load_directory, load_file, version_matches
+from gpuhil.gating.expectations import ExpectationError, Platform, load_directory, load_file, version_matches
 from gpuhil.lab.assets import upstream_version
 
 pytest_plugins = ["pytester"]
 
-LOCAL = ("-p", "gpuhil.plugin", "--gpuhil-target=local", "-p", "no:cacheprovider", "-rxXf")
+LOCAL = ("-p", "gpuhil.pytestplugin.lab", "--gpuhil-target=local", "-p", "no:cacheprovider", "-rxXf")
 HOST_KERNEL = ".".join(os.uname().release.split(".")[:2])
 
 
@@ -152,9 +152,9 @@ def test_lab_platform_comes_from_the_built_stack(pytester, lab_setup):
     manifest = lab_setup.assets.manifest
     qemu = ".".join(str(c) for c in upstream_version(manifest.qemu)[:2])
     _project(pytester, f'[platform]\nqemu = "{qemu}"\n', "def test_known_bug(): assert 0\n")
-    result = pytester.runpytest_inprocess("-p", "gpuhil.plugin", "-p", "no:cacheprovider", "-rx")
+    result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", "-p", "no:cacheprovider", "-rx")
     result.assert_outcomes(xfailed=1)
     result.stdout.fnmatch_lines([f"*known bug on QEMU {manifest.qemu}, virglrenderer "
                                  f"{manifest.virglrenderer}, Linux {lab_setup.assets.kernel_release}*"])
     _project(pytester, '[platform]\nqemu = "10.0"\n', "def test_known_bug(): assert 0\n")
-    pytester.runpytest_inprocess("-p", "gpuhil.plugin", "-p", "no:cacheprovider").assert_outcomes(failed=1)
+    pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", "-p", "no:cacheprovider").assert_outcomes(failed=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpuhil.inventory import HostGpu, SelectorError, host_gpus, parse_selector, select
+from gpuhil.host.inventory import HostGpu, SelectorError, host_gpus, parse_selector, select
 
 AMD = HostGpu("0000:03:00.0", 0x1002, 0x73BF, 0x030000, "amdgpu", "/dev/dri/renderD128", 14)
 INTEL = HostGpu("0000:00:02.0", 0x8086, 0x9A49, 0x030000, "vfio-pci", None, 2)

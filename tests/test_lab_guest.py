@@ -17,7 +17,7 @@ from gpuhil.errors import IoctlError
 from gpuhil.lab.errors import BootTimeout, GuestDied, GuestPanic, QemuLaunchError
 from gpuhil.lab.guest import Guest, LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
-from gpuhil.lease import pid_alive
+from gpuhil.host.lease import pid_alive
 from tests import lab_payloads
 from tests.conftest import boot_guest
 

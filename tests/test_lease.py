@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhil.lease import LeaseBusy, Owner, acquire, acquire_any, boot_id, read_owner
+from gpuhil.host.lease import LeaseBusy, Owner, acquire, acquire_any, boot_id, read_owner
 
 
 def _holder(directory: Path, resource: str, *, fork_orphan: bool = False) -> subprocess.Popen:
@@ -23,7 +23,7 @@ def _holder(directory: Path, resource: str, *, fork_orphan: bool = False) -> sub
     """
     code = textwrap.dedent(f"""
         import os, sys, time
-        from gpuhil.lease import acquire
+        from gpuhil.host.lease import acquire
         lease = acquire({resource!r}, {str(directory)!r}, holder="test-holder")
         if {fork_orphan!r}:
             if os.fork() == 0:
@@ -109,7 +109,7 @@ def test_any_of_several_and_waiting_for_a_release(tmp_path, procs):
             acquire_any(["a", "b"], tmp_path, timeout=0.2)
     # a waiter gets "a" once its holder dies during the wait
     waiter = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        from gpuhil.lease import acquire_any
+        from gpuhil.host.lease import acquire_any
         with acquire_any(["a"], {str(tmp_path)!r}, timeout=20) as lease:
             print(lease.resource, flush=True)
     """)], stdout=subprocess.PIPE, text=True)
@@ -125,7 +125,7 @@ def test_racing_processes_never_share(tmp_path):
     log = tmp_path / "log"
     code = textwrap.dedent(f"""
         import os, time
-        from gpuhil.lease import acquire_any
+        from gpuhil.host.lease import acquire_any
         for _ in range(5):
             with acquire_any(["r0", "r1"], {str(tmp_path / 'leases')!r}, timeout=30, poll=0.01) as l:
                 with open({str(log)!r}, "a") as f:

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from gpuhil.errors import ClosedError, IoctlError
-from gpuhil.memfd import Memfd, Seal
+from gpuhil.devices.memfd import Memfd, Seal
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -8,11 +8,11 @@ import pytest
 
 from dataclasses import asdict
 
-from gpuhil.allure_env import (
+from gpuhil.report.environment import (
     CATEGORIES, FRAGMENTS_DIR, Provenance, categories_json, environment_properties,
     host_gpu_pci_ids, write_results_metadata,
 )
-from gpuhil.kmsg import parse_record
+from gpuhil.devices.kmsg import parse_record
 from gpuhil.lab.errors import GuestDied, GuestPanic, QemuLaunchError
 from gpuhil.outcomes import (
     ALLURE, Category, KernelLogProblem, Outcome, PhaseResult, TestTimeout, allure_message,

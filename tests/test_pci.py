@@ -1,4 +1,4 @@
-"""gpuhil.pci against this machine's real sysfs, read-only (nothing is rebound here).
+"""gpuhil.devices.pci against this machine's real sysfs, read-only (nothing is rebound here).
 
 Binding to vfio-pci and restoring is exercised in the lab (tests/test_vfio_lab.py).
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhil import pci
+from gpuhil.devices import pci
 from gpuhil.errors import GpuhilError, IoctlError, Unsupported
 
 SYSFS_DEVICES = Path("/sys/bus/pci/devices")

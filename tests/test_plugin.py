@@ -9,7 +9,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-LOCAL = ("-p", "gpuhil.plugin", "--gpuhil-target=local", "-p", "no:cacheprovider")
+LOCAL = ("-p", "gpuhil.pytestplugin.lab", "--gpuhil-target=local", "-p", "no:cacheprovider")
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def run(pytester: pytest.Pytester):
 ])
 def test_bad_options_name_option_and_value(pytester, args, message):
     pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest_inprocess("-p", "gpuhil.plugin", *args)
+    result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
 
@@ -40,7 +40,7 @@ def test_lab_config_file_problems_are_named(pytester):
     config = pytester.path / "lab.toml"
     config.write_text('qemu = "/usr/bin/qemu-system-x86_64"\nkernel = "nope"\n')
     pytester.makepyfile("def test_x(): pass")
-    result = pytester.runpytest_inprocess("-p", "gpuhil.plugin", f"--gpuhil-target={config}")
+    result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", f"--gpuhil-target={config}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"--gpuhil-target={config}: missing initramfs, guest_root" in result.stderr.str()
 
@@ -52,7 +52,7 @@ def test_ini_keys_are_read(pytester):
         @pytest.mark.requires("udmabuf")
         def test_needs_udmabuf(): pass
     """)
-    result = pytester.runpytest_inprocess("-p", "gpuhil.plugin", "-p", "no:cacheprovider", "-rf")
+    result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", "-p", "no:cacheprovider", "-rf")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*--must-have udmabuf does not hold: requires udmabuf: "
                                  "udmabuf=False*[local]*"])
@@ -150,7 +150,7 @@ def test_local_fixtures_skip_with_their_reason(run):
 
 def test_snapshot_is_stashed_for_the_report(run, pytester):
     pytester.makeconftest("""
-        from gpuhil.plugin import SNAPSHOT_KEY, SNAPSHOTS_KEY
+        from gpuhil.pytestplugin.lab import SNAPSHOT_KEY, SNAPSHOTS_KEY
         def pytest_sessionfinish(session):
             snapshot = session.config.stash[SNAPSHOT_KEY].as_dict()
             print("SNAPSHOT", snapshot["configuration"], snapshot["kernel.host"],
@@ -188,7 +188,7 @@ def test_lab_that_cannot_start_is_an_infrastructure_error_once(pytester):
         def test_a(guest): pass
         def test_b(guest): pass
     """)
-    result = pytester.runpytest_inprocess("-p", "gpuhil.plugin", "-p", "no:cacheprovider", "-s",
+    result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", "-p", "no:cacheprovider", "-s",
                                           f"--gpuhil-target={pytester.path / 'lab.toml'}")
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines_random(["*QEMU failed to start: cannot execute /nonexistent/qemu-system-x86_64*",
@@ -200,7 +200,7 @@ def test_xdist_workers_each_have_their_own_session(pytester):
     pytester.makepyfile("""
         import os
         import pytest
-        from gpuhil.plugin import SESSION_KEY
+        from gpuhil.pytestplugin.lab import SESSION_KEY
 
         @pytest.mark.parametrize("n", range(4))
         def test_worker(n, guest, pytestconfig):
@@ -211,7 +211,7 @@ def test_xdist_workers_each_have_their_own_session(pytester):
         @pytest.mark.requires("capset.venus")
         def test_gated(): pass
     """)
-    result = pytester.runpytest_subprocess("-p", "gpuhil.plugin", "--gpuhil-target=local", "-n", "2",
+    result = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.lab", "--gpuhil-target=local", "-n", "2",
                                            "-p", "no:cacheprovider", "--must-have=kernel.host >= 2",
                                            "-rs")
     result.assert_outcomes(passed=4, skipped=1)

@@ -11,7 +11,7 @@ import pytest
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.lab
 
-LAB = ("-p", "gpuhil.plugin", "--gpuhil-target=lab", "-p", "no:cacheprovider", "-rsf")
+LAB = ("-p", "gpuhil.pytestplugin.lab", "--gpuhil-target=lab", "-p", "no:cacheprovider", "-rsf")
 
 
 @pytest.fixture(autouse=True)
@@ -94,7 +94,7 @@ def test_drm_native_context_without_host_support_is_a_quick_gap(pytester: pytest
 def test_vfio_device_is_bound_then_restored(pytester: pytest.Pytester):
     pytester.makepyfile(test_inner="""
         import pytest
-        from gpuhil.plugin import pci_driver
+        from gpuhil.pytestplugin.lab import pci_driver
 
         SEEN = {}
 

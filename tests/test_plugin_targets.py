@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhil.targets import GpuEntry, TargetError, TargetKind, parse_target
+from gpuhil.lab.targets import GpuEntry, TargetError, TargetKind, parse_target
 
 
 def _files(tmp_path: Path) -> None:

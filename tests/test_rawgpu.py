@@ -9,10 +9,10 @@ import struct
 import pytest
 
 from gpuhil.lab.spec import Accel, Channels, Placement, qemu_argv
-from gpuhil.plugin import CONFIGURATIONS, is_raw_spec
+from gpuhil.pytestplugin.lab import CONFIGURATIONS, is_raw_spec
 from gpuhil.protocol import Feature, GetCapsetInfo
-from gpuhil.rawgpu import Features, RawTimeout, RingState, command_name
-from gpuhil.virtio_pci import CapType, find_capabilities
+from gpuhil.raw.rawgpu import Features, RawTimeout, RingState, command_name
+from gpuhil.raw.virtio_pci import CapType, find_capabilities
 
 WHERE = Placement(qemu="/usr/bin/qemu-system-x86_64", kernel="/k", initramfs="/i",
                   guest_root="/r", project_root="/p", run_dir="/run")

@@ -1,8 +1,8 @@
-"""gpuhil.rawgpu against QEMU's virtio-gpu-gl in the lab's "raw" guest (iommu_platform=on behind
+"""gpuhil.raw.rawgpu against QEMU's virtio-gpu-gl in the lab's "raw" guest (iommu_platform=on behind
 intel-iommu, the GPU bound to vfio-pci by the ``raw_gpu`` fixture).
 
 The ``payload_*`` functions run in the guest (``raw_gpu.call(f)`` calls ``f(address)``): each
-opens the device with :class:`gpuhil.rawgpu.RawGpu`, puts a few commands on the control queue
+opens the device with :class:`gpuhil.raw.rawgpu.RawGpu`, puts a few commands on the control queue
 and returns plain results.  One boot serves the whole module.
 """
 from __future__ import annotations
@@ -11,17 +11,17 @@ import time
 
 import pytest
 
-from gpuhil import pci
-from gpuhil.plugin import raw_gpu_bound
+from gpuhil.devices import pci
+from gpuhil.pytestplugin.lab import raw_gpu_bound
 from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlHdr, CtrlType, CtxCreate,
                              CtxDestroy, Feature, Format, GetCapset, GetCapsetInfo,
                              GetDisplayInfo, HdrFlag, MemEntry, RawMessage, Rect,
                              ResourceAttachBacking, ResourceCreate2D, ResourceCreateBlob,
                              ResourceDetachBacking, ResourceMapBlob, ResourceUnmapBlob,
                              ResourceUnref, RespOkMapInfo, Submit3D, TransferToHost2D)
-from gpuhil.rawgpu import IOVA_ARENA, SENTINEL, RawGpu, RawTimeout, RingError
-from gpuhil.virtgpu import virgl_pipe_resource_create
-from gpuhil.virtio_pci import TransportFeature, VirtioError
+from gpuhil.raw.rawgpu import IOVA_ARENA, SENTINEL, RawGpu, RawTimeout, RingError
+from gpuhil.devices.virtgpu import virgl_pipe_resource_create
+from gpuhil.raw.virtio_pci import TransportFeature, VirtioError
 
 pytestmark = [pytest.mark.lab, pytest.mark.guest("raw")]
 

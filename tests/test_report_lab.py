@@ -1,4 +1,4 @@
-"""gpuhil.report with real lab guests: a session of demonstration tests (pass, fail, skip with a
+"""gpuhil.pytestplugin.results with real lab guests: a session of demonstration tests (pass, fail, skip with a
 probed reason, dmesg-warn, timeout, guest panic, infrastructure error) runs under pytest with
 allure-pytest; the tests here check how each appears in the Allure results, then render the HTML
 report and read it in headless Chromium.
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from gpuhil.report_render import ReportSummary, render
+from gpuhil.report.render import ReportSummary, render
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SELFTEST_REPORTS = PROJECT_ROOT / "reports" / "selftest"
@@ -131,7 +131,7 @@ class LabRun:
 
 
 def run_inner(root: Path, *options: str) -> LabRun:
-    """Run the demonstration session in ``root`` with gpuhil.report and allure-pytest."""
+    """Run the demonstration session in ``root`` with gpuhil.pytestplugin.results and allure-pytest."""
     if os.environ.get("GPUHIL_LAB") == "0":
         pytest.skip("GPUHIL_LAB=0: the virtual lab is disabled")
     (root / "conftest.py").write_text(INNER_CONFTEST)
@@ -139,7 +139,7 @@ def run_inner(root: Path, *options: str) -> LabRun:
     (root / "suites" / "lab" / "test_outcomes.py").write_text(INNER_TESTS)
     results_dir = root / "allure-results"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "gpuhil.report", "--alluredir", str(results_dir),
+        [sys.executable, "-m", "pytest", "-p", "gpuhil.pytestplugin.results", "--alluredir", str(results_dir),
          "-p", "no:cacheprovider", "-rA", *options, "suites"],
         cwd=root, capture_output=True, text=True, timeout=900)
     results = {}

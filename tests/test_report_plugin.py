@@ -1,4 +1,4 @@
-"""gpuhil.report under pytester without a guest: how pass, fail, a skip with its probed reason, a
+"""gpuhil.pytestplugin.results under pytester without a guest: how pass, fail, a skip with its probed reason, a
 host-side timeout, a test-code error and an infrastructure error (QEMU that cannot be executed)
 appear in allure-pytest's results."""
 from __future__ import annotations
@@ -66,9 +66,9 @@ def test_infra(broken_lab):
 
 @pytest.fixture
 def results(pytester: pytest.Pytester) -> dict[str, dict[str, Any]]:
-    """Run the inner tests with gpuhil.report and allure-pytest; the results by test name."""
+    """Run the inner tests with gpuhil.pytestplugin.results and allure-pytest; the results by test name."""
     pytester.makepyfile(test_inner=INNER)
-    run = pytester.runpytest_subprocess("-p", "gpuhil.report", "--alluredir", "allure",
+    run = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.results", "--alluredir", "allure",
                                         "-p", "no:cacheprovider", "-rA", timeout=120)
     run.assert_outcomes(passed=1, failed=4, skipped=1, errors=1)
     out = pytester.path / "allure"
@@ -154,7 +154,7 @@ def test_suite_layout_labels(pytester: pytest.Pytester) -> None:
     (pytester.path / "suites" / "capsets").mkdir()
     (pytester.path / "suites" / "capsets" / "test_venus.py").write_text(
         "def test_venus_version():\n    assert True\n")
-    run = pytester.runpytest_subprocess("-p", "gpuhil.report", "--alluredir", "allure",
+    run = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.results", "--alluredir", "allure",
                                         "-p", "no:cacheprovider", "suites", timeout=60)
     run.assert_outcomes(passed=2)
     found = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gpuhil.cli import main
-from gpuhil.report_render import ReportError, ReportSummary, render
+from gpuhil.report.render import ReportError, ReportSummary, render
 
 
 def write_result(results: Path, name: str, status: str) -> None:

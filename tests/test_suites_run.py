@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhil.report_render import render
+from gpuhil.report.render import render
 
 PROJECT = Path(__file__).resolve().parent.parent
 #: More than the 20 minutes the suites are meant to take on this kind of machine.

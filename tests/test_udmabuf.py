@@ -4,8 +4,8 @@ import errno
 import pytest
 
 from gpuhil.errors import ClosedError, IoctlError, Unsupported
-from gpuhil.memfd import Memfd, Seal
-from gpuhil.udmabuf import Udmabuf, UdmabufLimits, UdmabufRange, limits
+from gpuhil.devices.memfd import Memfd, Seal
+from gpuhil.devices.udmabuf import Udmabuf, UdmabufLimits, UdmabufRange, limits
 
 
 def test_missing_device_is_a_clear_error_naming_the_path(tmp_path):

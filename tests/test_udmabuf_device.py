@@ -11,8 +11,8 @@ import os
 import pytest
 
 from gpuhil.errors import IoctlError
-from gpuhil.memfd import Memfd, Seal
-from gpuhil.udmabuf import Udmabuf, UdmabufRange, limits
+from gpuhil.devices.memfd import Memfd, Seal
+from gpuhil.devices.udmabuf import Udmabuf, UdmabufRange, limits
 
 pytestmark = pytest.mark.lab
 

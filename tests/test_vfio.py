@@ -1,4 +1,4 @@
-"""gpuhil.vfio without a VFIO device: capability chains, error paths, closing, mappings.
+"""gpuhil.devices.vfio without a VFIO device: capability chains, error paths, closing, mappings.
 
 Device-backed behaviour is in tests/test_vfio_lab.py (runs in the virtual lab).
 """
@@ -13,9 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuhil import _vfio, pci
+from gpuhil import _vfio
+
+from gpuhil.devices import pci
 from gpuhil.errors import ClosedError, IoctlError, Unsupported
-from gpuhil.vfio import (
+from gpuhil.devices.vfio import (
     ABI, CapHeader, Container, Device, DmaBuffer, DmaRange, Feature, Group, IommuFd, IrqIndex, Mapping,
     RegionCap, RegionIndex, RegionType, RegionTypeCap, SparseArea, decode_iova_ranges,
     decode_region_caps,

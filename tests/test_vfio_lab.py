@@ -1,9 +1,9 @@
-"""gpuhil.vfio and gpuhil.pci against real devices, in the virtual lab's VFIO guest.
+"""gpuhil.devices.vfio and gpuhil.devices.pci against real devices, in the virtual lab's VFIO guest.
 
 The ``vfio_guest`` fixture (tests/conftest.py, issue 3) boots q35 + intel-iommu with an
 ivshmem-plain (16 MiB memfd BAR2) and an edu device.  The ``payload_*`` functions run inside
 the guest through ``vfio_guest.call``: each loads vfio-pci, binds its device with
-:meth:`gpuhil.pci.PciDevice.bound_to`, works through gpuhil.vfio and returns plain results.
+:meth:`gpuhil.devices.pci.PciDevice.bound_to`, works through gpuhil.devices.vfio and returns plain results.
 This module must stay importable without hypothesis (the guest imports it).
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Iterator
 
 import pytest
 
-from gpuhil import pci
-from gpuhil.dmabuf import DmaBuf, DmaBufInfo, SyncFlag
+from gpuhil.devices import pci
+from gpuhil.devices.dmabuf import DmaBuf, DmaBufInfo, SyncFlag
 from gpuhil.errors import IoctlError, Unsupported
-from gpuhil.vfio import (
+from gpuhil.devices.vfio import (
     Container, Device, DeviceFlag, DeviceInfo, DmaRange, Extension, Feature, FeatureOp, Group,
     IommuFd, IrqIndex, Mapping, RegionFlag, RegionIndex, RegionInfo,
 )

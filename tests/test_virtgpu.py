@@ -7,7 +7,7 @@ import pytest
 
 from gpuhil import _virtgpu
 from gpuhil.errors import ClosedError, IoctlError, Unsupported
-from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode, Resource, SyncObj,
+from gpuhil.devices.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode, Resource, SyncObj,
                             find_render_nodes, virgl_pipe_resource_create)
 
 

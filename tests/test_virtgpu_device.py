@@ -12,8 +12,8 @@ import struct
 import pytest
 
 from gpuhil.errors import IoctlError, Unsupported
-from gpuhil.dmabuf import SyncFlag
-from gpuhil.virtgpu import (BlobFlag, BlobHint, BlobMem, Capset, ExecSyncobj, Param, RenderNode,
+from gpuhil.devices.dmabuf import SyncFlag
+from gpuhil.devices.virtgpu import (BlobFlag, BlobHint, BlobMem, Capset, ExecSyncobj, Param, RenderNode,
                             virgl_pipe_resource_create)
 
 pytestmark = pytest.mark.lab

@@ -26,7 +26,7 @@ import gpuhil
 from gpuhil import agent
 from gpuhil.lab import accel as accel_mod
 from gpuhil.lab.agent_client import AgentClient
-from gpuhil.lease import pid_alive
+from gpuhil.host.lease import pid_alive
 from gpuhil.lab.errors import (
     AgentError, BootTimeout, GuestBootError, GuestDied, GuestError, GuestPanic, LabError,
     QemuLaunchError,

@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpuhil.dmabuf import Mapping
+from gpuhil.devices.dmabuf import Mapping
 from gpuhil.errors import IoctlError
-from suites.attempts import attempt, errno_name
+from gpuhil.attempts import attempt, errno_name
 from suites.patterns import pattern
-from gpuhil.virtgpu import (Blob, BlobFlag, BlobMem, Capset, RenderNode,
+from gpuhil.devices.virtgpu import (Blob, BlobFlag, BlobMem, Capset, RenderNode,
                             virgl_pipe_resource_create)
 
 PAGE = 4096
@@ -309,7 +309,7 @@ def create_errno(path: str, blob_mem: int, size: int, flags: int = 0, blob_id: i
 
 def window_probe(path: str) -> dict:
     """The guest driver's hostmem window (debugfs) and GETPARAM(HOST_VISIBLE)."""
-    from gpuhil.virtgpu import Param
+    from gpuhil.devices.virtgpu import Param
 
     window = host_visible()
     with RenderNode(path) as node:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from gpuhil.virtgpu import BlobFlag, BlobMem, virgl_pipe_resource_create
+from gpuhil.devices.virtgpu import BlobFlag, BlobMem, virgl_pipe_resource_create
 from suites.blob import HOST3D_NEEDS, payloads
 from suites.blob.traces import MAP, UNMAP, TraceCapture, unmap_sequences, well_formed
 

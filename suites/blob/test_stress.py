@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gpuhil.lab.spec import VENUS_GPU, GuestSpec
-from gpuhil.plugin import prepare_gpu
-from gpuhil.virtgpu import BlobMem
+from gpuhil.pytestplugin.lab import prepare_gpu
+from gpuhil.devices.virtgpu import BlobMem
 from suites.blob import HOST3D_NEEDS, payloads
 from suites.blob.traces import (CREATE, MAP, UNREF, TraceCapture, unmap_sequences, well_formed)
 

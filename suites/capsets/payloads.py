@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpuhil.errors import IoctlError
-from gpuhil.virtgpu import Param, RenderNode
-from suites.attempts import errno_name
+from gpuhil.devices.virtgpu import Param, RenderNode
+from gpuhil.attempts import errno_name
 
 VIRTIO_DEVICES = Path("/sys/bus/virtio/devices")
 VIRTIO_ID_GPU = 16

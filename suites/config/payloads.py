@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuhil.errors import IoctlError
-from gpuhil.virtgpu import Param, RenderNode
+from gpuhil.devices.virtgpu import Param, RenderNode
 
 VIRTIO_DEVICES = Path("/sys/bus/virtio/devices")
 DRM_CLASS = Path("/sys/class/drm")

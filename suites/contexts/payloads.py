@@ -15,10 +15,10 @@ import time
 from typing import Callable, Sequence
 
 from gpuhil.errors import IoctlError
-from gpuhil.kmsg import WARNING_LEVEL, last_seq, records_since
-from suites.attempts import OK, attempt
+from gpuhil.devices.kmsg import WARNING_LEVEL, last_seq, records_since
+from gpuhil.attempts import OK, attempt
 from suites.patterns import pattern
-from gpuhil.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode,
+from gpuhil.devices.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode,
                             virgl_pipe_resource_create)
 
 #: the kernel's limits on CONTEXT_INIT

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from gpuhil.capabilities import DEVICE_INIT_FAILURES
-from gpuhil.virtgpu import Capset, ContextParam
+from gpuhil.gating.capabilities import DEVICE_INIT_FAILURES
+from gpuhil.devices.virtgpu import Capset, ContextParam
 from suites.contexts import payloads
 from suites.contexts.payloads import MAX_CAPSET_ID, MAX_RINGS, OK, VIRGL_NOP
 

@@ -12,12 +12,12 @@ import os
 import select
 
 from gpuhil import _dmabuf
-from gpuhil.dmabuf import DmaBuf, SyncFile, SyncFlag
+from gpuhil.devices.dmabuf import DmaBuf, SyncFile, SyncFlag
 from gpuhil.errors import Unsupported
-from gpuhil.memfd import Memfd, Seal
-from gpuhil.udmabuf import Udmabuf, UdmabufRange
-from gpuhil.virtgpu import Capset, RenderNode
-from suites.attempts import attempt_sized
+from gpuhil.devices.memfd import Memfd, Seal
+from gpuhil.devices.udmabuf import Udmabuf, UdmabufRange
+from gpuhil.devices.virtgpu import Capset, RenderNode
+from gpuhil.attempts import attempt_sized
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20

@@ -1,1 +1,1 @@
-"""The virtio-gpu protocol suite: raw commands on the device's virtqueues (gpuhil.rawgpu)."""
+"""The virtio-gpu protocol suite: raw commands on the device's virtqueues (gpuhil.raw.rawgpu)."""

@@ -1,7 +1,7 @@
 """Guest payloads of the protocol suite.
 
 Each function takes the PCI address of the virtio-gpu function bound to vfio-pci (the ``raw_gpu``
-fixture passes it first), drives the device through :class:`gpuhil.rawgpu.RawGpu`, and returns
+fixture passes it first), drives the device through :class:`gpuhil.raw.rawgpu.RawGpu`, and returns
 plain data: response types as ``CtrlType`` names (``"RESP_OK_NODATA"``), fields as ints and
 tuples.  The host side asserts.  Only the standard library and gpuhil are imported.
 """
@@ -11,7 +11,7 @@ import struct
 from typing import Callable
 
 from gpuhil import protocol as P
-from gpuhil.virtgpu import virgl_pipe_resource_create
+from gpuhil.devices.virtgpu import virgl_pipe_resource_create
 from suites.patterns import pattern
 
 #: resource and context ids the suite uses (each payload starts from a freshly reset device)
@@ -43,7 +43,7 @@ def kind(resp: P.Message) -> str:
 
 def raw_kind(resp: bytes) -> str:
     """The type of a raw response buffer (UNWRITTEN when the sentinel is still there)."""
-    from gpuhil.rawgpu import SENTINEL
+    from gpuhil.raw.rawgpu import SENTINEL
 
     if len(resp) < 4:
         return f"SHORT({len(resp)})"
@@ -57,19 +57,19 @@ class SetupFailed(AssertionError):
 
 
 def _open(address: str):
-    from gpuhil.rawgpu import RawGpu
+    from gpuhil.raw.rawgpu import RawGpu
 
     return RawGpu.open(address)
 
 
 def _timeout_type() -> type[BaseException]:
-    from gpuhil.rawgpu import RawTimeout
+    from gpuhil.raw.rawgpu import RawTimeout
 
     return RawTimeout
 
 
 def _missing_type() -> type[BaseException]:
-    from gpuhil.rawgpu import MissingResponse
+    from gpuhil.raw.rawgpu import MissingResponse
 
     return MissingResponse
 
@@ -436,7 +436,7 @@ def _completion_order(gpu, batch: list[P.Message]) -> tuple[list[str], list[list
     one in submission order: waiting for command k collects every completion the device
     posted before it, so the groups that become complete at each step give the device's
     completion order ([[0], [1], ...] when it is the submission order)."""
-    from gpuhil.rawgpu import Pending
+    from gpuhil.raw.rawgpu import Pending
 
     pending = gpu.send([P.encode(c) for c in batch], [gpu.response_size(c) for c in batch])
     order: list[list[int]] = []

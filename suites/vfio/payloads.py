@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from gpuhil import kmsg, pci
-from gpuhil.dmabuf import DmaBuf, SyncFlag
+from gpuhil.devices import kmsg
+
+from gpuhil.devices import pci
+from gpuhil.devices.dmabuf import DmaBuf, SyncFlag
 from gpuhil.errors import IoctlError
-from suites.attempts import attempt_sized, errno_name
-from gpuhil.vfio import (
+from gpuhil.attempts import attempt_sized, errno_name
+from gpuhil.devices.vfio import (
     Container, Device, DmaRange, Extension, Feature, FeatureOp, Group, Mapping, RegionIndex,
 )
 

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from gpuhil.vfio import RegionIndex
+from gpuhil.devices.vfio import RegionIndex
 from suites.vfio import payloads
 from suites.vfio.configs import EDU, IOMMUS, IVSHMEM_SIZE
 

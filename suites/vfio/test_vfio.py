@@ -12,7 +12,7 @@ import os
 import pytest
 
 from gpuhil.lab.spec import Iommu
-from gpuhil.vfio import RegionFlag, RegionIndex
+from gpuhil.devices.vfio import RegionFlag, RegionIndex
 from suites.vfio import payloads
 from suites.vfio.configs import EDU, IOMMUS, IVSHMEM_SIZE, qemu_memfd
 

@@ -4,7 +4,7 @@ Fixtures: ``lab`` (session: the target and its guests), ``guest`` (a booted gues
 configuration, reused across tests, replaced when a test crashed it), ``virtgpu`` (the guest's
 render node, driver loaded), ``udmabuf``, ``vfio_device`` (a lab PCI device bound to vfio-pci in
 a vIOMMU guest, original driver restored afterwards), ``raw_gpu`` (the "raw" guest's virtio-gpu
-bound to vfio-pci for :class:`gpuhil.rawgpu.RawGpu`), ``host_gpu`` (a leased host GPU).
+bound to vfio-pci for :class:`gpuhil.raw.rawgpu.RawGpu`), ``host_gpu`` (a leased host GPU).
 
 Markers: ``@pytest.mark.requires("capset.venus and param.host_visible")`` skips (or, under
 ``--must-have``, fails) when the probed capabilities do not satisfy the expression;
@@ -13,7 +13,7 @@ configuration (``@pytest.mark.parametrize("guest", ["venus", "virgl"], indirect=
 
 Seams for the report plugin: the test's guest is ``item.funcargs["guest"]``; the first
 configuration's capability snapshot is ``config.stash[SNAPSHOT_KEY]`` and all of them are
-``config.stash[SNAPSHOTS_KEY]`` (label -> :class:`~gpuhil.capabilities.Capabilities`).
+``config.stash[SNAPSHOTS_KEY]`` (label -> :class:`~gpuhil.gating.capabilities.Capabilities`).
 """
 from __future__ import annotations
 
@@ -29,21 +29,21 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from gpuhil import capexpr
-from gpuhil.expectations import (
+from gpuhil.gating import capexpr
+from gpuhil.gating.expectations import (
     Expectation, ExpectationError, ExpectationFile, Platform, load_directory,
 )
-from gpuhil.capabilities import (
+from gpuhil.gating.capabilities import (
     Capabilities, DeviceInitError, GuestProbe, capset_summary, device_init_failure, probe_machine,
     qemu_properties,
 )
-from gpuhil.inventory import HostGpu, SelectorError, host_gpus, parse_selector, select
+from gpuhil.host.inventory import HostGpu, SelectorError, host_gpus, parse_selector, select
 from gpuhil.lab.errors import LabError
 from gpuhil.lab.spec import (
     MiB, VENUS_GPU, VIRGL_GPU, Edu, GpuModel, GpuSpec, GuestSpec, Iommu, Ivshmem,
 )
-from gpuhil.lease import Lease, LeaseBusy, acquire_any
-from gpuhil.targets import Target, TargetError, TargetKind, parse_target
+from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
+from gpuhil.lab.targets import Target, TargetError, TargetKind, parse_target
 
 __all__ = ["CONFIGURATIONS", "GpuhilSession", "LocalMachine", "SNAPSHOT_KEY", "SNAPSHOTS_KEY",
            "UdmabufDevice", "VfioDevice", "VirtGpu"]
@@ -645,7 +645,7 @@ class VfioDevice:
 
 def bind_vfio(vendor: int, device: int) -> tuple[str, int, str | None]:
     """Guest payload: bind the first vendor:device function to vfio-pci; (address, group, old driver)."""
-    from gpuhil import pci
+    from gpuhil.devices import pci
 
     pci.modprobe("vfio-pci", "vfio_iommu_type1")
     found = pci.find(vendor, device)
@@ -661,7 +661,7 @@ def bind_vfio(vendor: int, device: int) -> tuple[str, int, str | None]:
 
 def restore_driver(address: str, driver: str | None) -> str | None:
     """Guest payload: give ``address`` back to ``driver`` (or none); returns the driver now bound."""
-    from gpuhil import pci
+    from gpuhil.devices import pci
 
     dev = pci.PciDevice(address)
     dev.set_driver_override(None)
@@ -674,7 +674,7 @@ def restore_driver(address: str, driver: str | None) -> str | None:
 
 def pci_driver(address: str) -> str | None:
     """Guest payload: the driver ``address`` is bound to."""
-    from gpuhil import pci
+    from gpuhil.devices import pci
 
     return pci.PciDevice(address).driver
 
@@ -746,7 +746,7 @@ def is_raw_spec(spec: GuestSpec) -> bool:
 @dataclass(frozen=True)
 class RawGpuDevice:
     """The guest's virtio-gpu bound to vfio-pci: payloads open ``address`` with
-    ``gpuhil.rawgpu.RawGpu.open(address)``."""
+    ``gpuhil.raw.rawgpu.RawGpu.open(address)``."""
 
     machine: Any
     address: str
@@ -778,7 +778,7 @@ class RawGpuDevice:
 def raw_gpu_bound(guest: Any) -> Iterator[RawGpuDevice]:
     """The guest's virtio-gpu bound to vfio-pci inside the block; its original driver comes
     back afterwards (LabError if it does not)."""
-    from gpuhil.rawgpu import VIRTIO_GPU_IDS
+    from gpuhil.raw.rawgpu import VIRTIO_GPU_IDS
 
     with bound_to_vfio(guest, *VIRTIO_GPU_IDS) as (address, group, original):
         yield RawGpuDevice(guest, address, group, original)
@@ -786,7 +786,7 @@ def raw_gpu_bound(guest: Any) -> Iterator[RawGpuDevice]:
 
 @pytest.fixture
 def raw_gpu(request: pytest.FixtureRequest, guest: Any) -> Iterator[RawGpuDevice]:
-    """The "raw" guest's virtio-gpu (1af4:1050) bound to vfio-pci for gpuhil.rawgpu; its
+    """The "raw" guest's virtio-gpu (1af4:1050) bound to vfio-pci for gpuhil.raw.rawgpu; its
     original driver (virtio-pci) is restored afterwards."""
     if isinstance(guest, LocalMachine):
         pytest.skip("raw_gpu needs a lab guest whose virtio-gpu sits behind a vIOMMU")

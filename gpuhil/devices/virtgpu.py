@@ -4,7 +4,7 @@
 RESOURCE_CREATE(_BLOB), RESOURCE_INFO, MAP, WAIT, TRANSFER_*, EXECBUFFER, GEM_CLOSE, PRIME,
 syncobj).  Buffer objects come back as :class:`Resource` / :class:`Blob`, syncobjs as
 :class:`SyncObj`; all are context managers with idempotent close().  GEM handles and syncobjs
-die with the node's fd; a :class:`~gpuhil.dmabuf.Mapping` stays valid after either is closed.
+die with the node's fd; a :class:`~gpuhil.devices.dmabuf.Mapping` stays valid after either is closed.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from gpuhil import _virtgpu
 from gpuhil._virtgpu import (ABI, BlobFlag, BlobHint, BlobMem, Capset, ContextParam, ExecFlag,
                              ExecSyncobjFlag, Param, PrimeFlag, SyncobjWaitFlag)
-from gpuhil.dmabuf import DmaBuf, Mapping, SyncFile
+from gpuhil.devices.dmabuf import DmaBuf, Mapping, SyncFile
 from gpuhil.errors import ClosedError, IoctlError
 
 __all__ = [

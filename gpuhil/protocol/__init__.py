@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from gpuhil import _protocol
-from gpuhil.protocol_batch import (BatchLayout, CommandBatch, DecodedBatch, decode_batch,
+from gpuhil.protocol.batch import (BatchLayout, CommandBatch, DecodedBatch, decode_batch,
                                    encode_batch)
-from gpuhil.protocol_constants import (ABI, CONTEXT_INIT_CAPSET_ID_MASK, EVENT_DISPLAY,
+from gpuhil.protocol.constants import (ABI, CONTEXT_INIT_CAPSET_ID_MASK, EVENT_DISPLAY,
                                        MAP_CACHE_MASK, MAX_SCANOUTS, RESOURCE_FLAG_Y_0_TOP,
                                        ROW_WIDTH, BlobFlag, BlobMem, CapsetId, Column, CtrlType,
                                        Feature, Format, HdrFlag, Layout, MapCache,
                                        ProtocolError, ShmId, _LAYOUTS, bytes_view, layout)
-from gpuhil.protocol_messages import *  # noqa: F401,F403 - the message classes
-from gpuhil.protocol_messages import (_CLASSES, HDR, MESSAGE_CLASSES, CtrlHdr, Message,
+from gpuhil.protocol.messages import *  # noqa: F401,F403 - the message classes
+from gpuhil.protocol.messages import (_CLASSES, HDR, MESSAGE_CLASSES, CtrlHdr, Message,
                                       RawMessage, message_class)
-from gpuhil.protocol_messages import __all__ as _MESSAGE_NAMES
+from gpuhil.protocol.messages import __all__ as _MESSAGE_NAMES
 
 __all__ = [
     "ABI", "ROW_WIDTH", "ProtocolError", "CtrlType", "Feature", "HdrFlag", "CapsetId", "BlobMem",

@@ -29,9 +29,9 @@ from gpuhil._vfio import (
     ABI, DeviceFlag, DmaFlag, Extension, Feature, FeatureOp, GroupFlag, IoasMapFlag,
     IommuInfoFlag, IrqFlag, IrqIndex, RegionCap, RegionFlag, RegionIndex, RegionType,
 )
-from gpuhil.dmabuf import DmaBuf, OwnedFd
+from gpuhil.devices.dmabuf import DmaBuf, OwnedFd
 from gpuhil.errors import ClosedError, IoctlError, Unsupported, ioctl_error
-from gpuhil.pci import PciDevice
+from gpuhil.devices.pci import PciDevice
 
 __all__ = [
     "ABI", "CapHeader", "ClosedError", "Container", "Device", "DeviceFlag", "DeviceInfo",

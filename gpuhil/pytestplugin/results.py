@@ -1,7 +1,7 @@
 """The results half of the gpuhil pytest plugin: outcomes beyond pass/fail/skip, per-test guest
 evidence, timeouts that dump state before killing, and Allure labels/environment/categories.
 
-Load it with ``-p gpuhil.report`` (or the ``pytest11`` entry point).  It works with any test
+Load it with ``-p gpuhil.pytestplugin.results`` (or the ``pytest11`` entry point).  It works with any test
 whose funcargs hold a :class:`gpuhil.lab.guest.Guest`; Allure output needs ``allure-pytest``
 and ``--alluredir``.
 
@@ -33,8 +33,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from gpuhil import kmsg
-from gpuhil.allure_env import collect_provenance, host_gpu_pci_ids, write_results_metadata
+from gpuhil.devices import kmsg
+from gpuhil.report.environment import collect_provenance, host_gpu_pci_ids, write_results_metadata
 from gpuhil.lab.guest import Guest
 from gpuhil.outcomes import (
     ALLURE, KernelLogProblem, KernelLogVerdict, Outcome, PhaseResult, TestTimeout, allure_message,
@@ -449,7 +449,7 @@ class ReportPlugin:
             return
         snapshots: dict[str, dict[str, Any]] = {}
         try:
-            from gpuhil import plugin as core
+            from gpuhil.pytestplugin import lab as core
             for name, caps in self.config.stash.get(core.SNAPSHOTS_KEY, {}).items():
                 snapshots[name] = caps.as_dict()
             single = self.config.stash.get(core.SNAPSHOT_KEY, None)

@@ -167,7 +167,7 @@ def _param_name(member_name: str) -> str:
 
 
 def _probe_render_node(node_path: str | None) -> dict[str, Any]:
-    from gpuhil.virtgpu import Capset, Param, RenderNode
+    from gpuhil.devices.virtgpu import Capset, Param, RenderNode
 
     found: dict[str, Any] = {}
     with RenderNode.open(node_path) as node:
@@ -231,8 +231,8 @@ def _debugfs_summary(debugfs: Path = DEBUGFS) -> dict[str, str]:
 def _probe_vfio_dma_buf() -> tuple[bool | None, str]:
     """DEVICE_FEATURE PROBE of DMA_BUF on the first ivshmem/edu device, bound to vfio-pci and
     restored afterwards; None when the machine has no such device behind an IOMMU."""
-    from gpuhil import pci
-    from gpuhil.vfio import Container, Extension, Feature, Group
+    from gpuhil.devices import pci
+    from gpuhil.devices.vfio import Container, Extension, Feature, Group
 
     candidates = pci.find(0x1AF4, 0x1110) + pci.find(0x1234, 0x11E8)
     candidates = [d for d in candidates if d.iommu_group is not None]
@@ -257,7 +257,7 @@ def probe_machine(render_node: str | None = None, *, gpu: bool = True, vfio: boo
     ``gpu``: open the virtio-gpu render node (the driver must be loaded); ``vfio``: bind a lab
     PCI device to vfio-pci to probe DMA_BUF export.
     """
-    from gpuhil import udmabuf
+    from gpuhil.devices import udmabuf
 
     found: dict[str, Any] = {"kernel": os.uname().release}
     features, bits = _virtio_gpu_features()

@@ -29,8 +29,8 @@ from gpuhil._mapping import Mapping
 from gpuhil._virtqueue import RingError, SplitQueue, ring_layout
 from gpuhil.errors import ClosedError, GpuhilError
 from gpuhil.protocol import CtrlType, Feature, HdrFlag, Message, ProtocolError, VirtioGpuConfig
-from gpuhil.vfio import Container, DmaBuffer, Extension, Group
-from gpuhil.virtio_pci import DeviceStatus, TransportFeature, VirtioPci
+from gpuhil.devices.vfio import Container, DmaBuffer, Extension, Group
+from gpuhil.raw.virtio_pci import DeviceStatus, TransportFeature, VirtioPci
 
 __all__ = ["Completion", "Features", "MissingResponse", "Pending", "RawGpu", "RawTimeout",
            "RingError", "RingState", "SENTINEL", "VIRTIO_GPU_IDS"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 from typing import Callable
 
-from gpuhil.dmabuf import DmaBuf, Mapping
+from gpuhil.devices.dmabuf import DmaBuf, Mapping
 from gpuhil.errors import IoctlError
 
 OK = "ok"

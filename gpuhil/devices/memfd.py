@@ -5,7 +5,7 @@ import os
 
 from gpuhil import _dmabuf
 from gpuhil._dmabuf import MemfdFlag, Seal
-from gpuhil.dmabuf import Mapping, OwnedFd
+from gpuhil.devices.dmabuf import Mapping, OwnedFd
 from gpuhil.errors import IoctlError
 
 __all__ = ["Memfd", "MemfdFlag", "Seal"]

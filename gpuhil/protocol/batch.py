@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from gpuhil import _protocol
-from gpuhil.protocol_constants import (_LAYOUTS, ROW_WIDTH, Column, ProtocolError,
+from gpuhil.protocol.constants import (_LAYOUTS, ROW_WIDTH, Column, ProtocolError,
                                        bytes_view)
-from gpuhil.protocol_messages import _CLASSES, CtrlHdr, Message, RawMessage
+from gpuhil.protocol.messages import _CLASSES, CtrlHdr, Message, RawMessage
 
 
 _NO_HDR = CtrlHdr()

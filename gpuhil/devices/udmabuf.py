@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Iterable
 
 from gpuhil import _dmabuf
-from gpuhil.dmabuf import DmaBuf, OwnedFd
+from gpuhil.devices.dmabuf import DmaBuf, OwnedFd
 from gpuhil.errors import IoctlError
-from gpuhil.memfd import Memfd
+from gpuhil.devices.memfd import Memfd
 
 __all__ = ["Udmabuf", "UdmabufLimits", "UdmabufRange", "DEFAULT_PATH", "limits"]
 

@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from gpuhil.protocol_constants import MAP_CACHE_MASK, CtrlType, HdrFlag, ProtocolError
+from gpuhil.protocol.constants import MAP_CACHE_MASK, CtrlType, HdrFlag, ProtocolError
 
 __all__ = [
     "CtrlHdr",

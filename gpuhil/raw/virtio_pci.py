@@ -17,7 +17,7 @@ from enum import IntEnum, IntFlag
 from gpuhil._mapping import Mapping
 from gpuhil._virtqueue import ABI
 from gpuhil.errors import GpuhilError
-from gpuhil.vfio import Device
+from gpuhil.devices.vfio import Device
 
 __all__ = ["CapType", "DeviceStatus", "TransportFeature", "VirtioCap", "VirtioError",
            "VirtioPci", "find_capabilities", "CommonCfg"]
