@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     if find_render_nodes():
         result = ioctl_payload.run()
     else:
-        from gpuhil.lab.guest import Guest, LabSetup
+        from gpuhil.lab.guest import Guest
+        from gpuhil.lab.setup import LabSetup
         from gpuhil.lab.spec import VENUS_GPU, GuestSpec
 
         print("bench_ioctl: no render node here; booting a lab guest (virtio-gpu-gl, venus)",

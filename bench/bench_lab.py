@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=500)
     args = parser.parse_args(list(argv) if argv is not None else [])
 
-    from gpuhil.lab.guest import LabSetup
+    from gpuhil.lab.setup import LabSetup
 
     start = time.monotonic()
     setup = LabSetup.default(progress=lambda line: print(f"  {line}", file=sys.stderr))

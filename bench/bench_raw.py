@@ -45,15 +45,17 @@ def report(raw: PathTimings, kernel: PathTimings) -> str:
 
 def main(argv: list[str] | None = None) -> list[Result]:
     """Boot the lab's "raw" configuration, time the raw path, rebind, time the kernel path."""
-    from gpuhil.lab.guest import Guest, LabSetup
-    from gpuhil.pytestplugin.lab import CONFIGURATIONS, bind_vfio, restore_driver
-    from gpuhil.raw.rawgpu import VIRTIO_GPU_IDS
+    from gpuhil.lab.guest import Guest
+    from gpuhil.lab.setup import LabSetup
+    from gpuhil.devices.vfio_binding import bind_vfio, restore_driver
+    from gpuhil.lab.configurations import CONFIGURATIONS
+    from gpuhil.devices.pci_ids import VIRTIO_GPU
 
     setup = LabSetup.default(progress=lambda line: print(f"  {line}", file=sys.stderr))
     print("bench_raw: booting the lab's raw configuration (virtio-gpu-gl behind intel-iommu)",
           flush=True)
     with Guest(CONFIGURATIONS["raw"], setup=setup, boot_timeout=300) as guest:
-        address, _group, original = guest.call(bind_vfio, *VIRTIO_GPU_IDS)
+        address, _group, original = guest.call(bind_vfio, *VIRTIO_GPU)
         raw = guest.call(raw_payload.run_raw, address)
         guest.call(restore_driver, address, original)
         node = guest.call(raw_payload.load_virtio_gpu)

@@ -25,7 +25,6 @@ PORT_NAME = "gpuhil.agent"
 #: Created by stage2.sh once /run, /tmp, /dev/pts and /dev/shm are mounted; the agent starts in
 #: parallel with those mounts and waits for it before serving.
 MOUNTED = "/run/gpuhil-mounted"
-KMSG_MARK_PREFIX = "gpuhil-mark:"
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -151,22 +150,15 @@ def describe(exc: BaseException) -> Failure:
 
 
 def _kmsg_mark(label: str) -> str:
-    marker = f"{KMSG_MARK_PREFIX}{os.urandom(16).hex()}"
-    line = f"{marker} {label}".rstrip()
-    fd = os.open("/dev/kmsg", os.O_WRONLY)
-    try:
-        os.write(fd, line.encode() + b"\n")  # an unterminated record stays open, unreadable
-    finally:
-        os.close(fd)
-    return marker
+    from gpuhil.devices import kmsg  # imported on demand: the agent's start-up stays lean
+
+    return kmsg.mark(label)
 
 
 def _kmsg_read(marker: str) -> list[str]:
-    from gpuhil.devices import kmsg  # imported on demand: the agent's start-up stays lean
+    from gpuhil.devices import kmsg
 
-    if marker:
-        return [record.text for record in kmsg.records_after(marker)]
-    return [record.text for record in kmsg.read_records()]
+    return kmsg.lines_after(marker)
 
 
 _site_loaded = False

@@ -20,10 +20,8 @@ import time
 import tty
 from typing import Any, Sequence
 
-from gpuhil.lab.spec import VENUS_GPU, VIRGL_GPU, Edu, GpuSpec, GuestSpec, Iommu, Ivshmem
-
-GPUS: dict[str, GpuSpec | None] = {"venus": VENUS_GPU, "virgl": VIRGL_GPU, "none": None}
-VFIO = {"vtd": Iommu.INTEL, "virtio-iommu": Iommu.VIRTIO}
+from gpuhil.lab.configurations import GPUS, IOMMUS, VFIO_DEVICES
+from gpuhil.lab.spec import GuestSpec
 ESCAPE = b"\x1d"  # Ctrl-]
 
 
@@ -38,14 +36,14 @@ class _Progress:
 
 
 def _spec(args: argparse.Namespace, kernel_args: Sequence[str] = ()) -> GuestSpec:
-    iommu = VFIO[args.vfio] if args.vfio else None
-    devices = (Ivshmem(), Edu()) if iommu else ()
+    iommu = IOMMUS[args.vfio] if args.vfio else None
+    devices = VFIO_DEVICES if iommu else ()
     return GuestSpec(gpu=GPUS[args.gpu], iommu=iommu, devices=devices, cpus=args.cpus,
                      memory_mib=args.memory, kernel_args=tuple(kernel_args))
 
 
 def _setup(progress: _Progress):
-    from gpuhil.lab.guest import LabSetup
+    from gpuhil.lab.setup import LabSetup
 
     return LabSetup.default(progress=progress)
 
@@ -171,7 +169,7 @@ def _add_guest_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpu", choices=sorted(GPUS), default="venus",
                         help="venus: virtio-gpu-gl-pci,blob=on,hostmem=256M,venus=on (default); "
                              "virgl: virtio-gpu-gl-pci; none: no GPU")
-    parser.add_argument("--vfio", choices=sorted(VFIO),
+    parser.add_argument("--vfio", choices=sorted(IOMMUS),
                         help="add an emulated IOMMU plus ivshmem-plain and edu for VFIO work")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--memory", type=int, default=2048, help="guest memory in MiB")

@@ -14,16 +14,19 @@ from typing import Iterator
 
 import pytest
 
-from gpuhil.lab.guest import Guest, LabSetup
-from gpuhil.lab.spec import VENUS_GPU, Edu, GuestSpec, Iommu, Ivshmem
+from gpuhil.lab.guest import Guest
+
+from gpuhil.lab.setup import LabSetup
+from gpuhil.lab.configurations import CONFIGURATIONS
+from gpuhil.lab.spec import GuestSpec
 from gpuhil.lab.cache import cache_dir
 
 # pytester gives every inner session its own HOME; they must find this session's lab cache
 # rather than build a lab of their own under it.
 os.environ.setdefault("GPUHIL_CACHE", str(cache_dir()))
 
-GL_SPEC = GuestSpec(gpu=VENUS_GPU)
-VFIO_SPEC = GuestSpec(iommu=Iommu.INTEL, devices=(Ivshmem(), Edu()))
+GL_SPEC = CONFIGURATIONS["venus"]
+VFIO_SPEC = CONFIGURATIONS["vfio"]
 RENDER_NODE = "/dev/dri/renderD128"
 
 

@@ -56,7 +56,7 @@ def test_explicit_choice_is_not_probed():
 @pytest.mark.skipif(not os.access("/dev/kvm", os.R_OK | os.W_OK), reason="no usable /dev/kvm")
 def test_kvm_smoke_boot_runs_a_real_kernel(lab_setup):
     """The smoke boot behind the probe: on a PVM host the stock kernel does not get through."""
-    from gpuhil.lab.guest import kvm_smoke_test
+    from gpuhil.lab.setup import kvm_smoke_test
 
     problem = kvm_smoke_test(lab_setup, timeout=8)
     if os.path.exists("/sys/module/kvm_pvm"):

@@ -3,20 +3,20 @@ from __future__ import annotations
 
 import pytest
 
+from gpuhil.devices import pci_ids
 from gpuhil.lab.guest import Guest
 from tests import lab_payloads
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
-VIRTIO_GPU = "1af4:1050"
-IVSHMEM = "1af4:1110"
-EDU = "1234:11e8"
+VIRTIO_GPU = str(pci_ids.VIRTIO_GPU)
+IVSHMEM, EDU = str(pci_ids.IVSHMEM), str(pci_ids.EDU)
 
 
 def test_gl_guest_has_the_3d_gpu_and_its_render_node(gl_guest: Guest):
     assert VIRTIO_GPU in gl_guest.call(lab_payloads.pci_ids)
     assert gl_guest.run(["test", "-c", "/dev/dri/renderD128"]).returncode == 0
-    features = "\n".join(gl_guest.kmsg_read())
+    features = "\n".join(gl_guest.kernel_log())
     assert "+virgl" in features and "+resource_blob" in features and "+host_visible" in features
 
 

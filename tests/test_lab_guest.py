@@ -15,9 +15,10 @@ import pytest
 
 from gpuhil.errors import IoctlError
 from gpuhil.lab.errors import BootTimeout, GuestDied, GuestPanic, QemuLaunchError
-from gpuhil.lab.guest import Guest, LabSetup, sweep_stale_runs
+from gpuhil.lab.guest import Guest
+from gpuhil.lab.setup import LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
-from gpuhil.host.lease import pid_alive
+from gpuhil.pids import pid_alive
 from tests import lab_payloads
 from tests.conftest import boot_guest
 
@@ -90,17 +91,17 @@ def test_kmsg_mark_then_read_returns_only_later_lines(plain_guest: Guest):
     plain_guest.run(["sh", "-c", "echo gpuhil-before > /dev/kmsg"], check=True)
     marker = plain_guest.kmsg_mark("test")
     plain_guest.run(["sh", "-c", "echo gpuhil-after > /dev/kmsg"], check=True)
-    lines = plain_guest.kmsg_read(marker)
+    lines = plain_guest.kernel_log(marker)
     assert any("gpuhil-after" in line for line in lines)
     assert not any("gpuhil-before" in line for line in lines)
-    assert any(marker in line for line in plain_guest.kmsg_read())
+    assert any(marker in line for line in plain_guest.kernel_log())
 
 
 def test_a_burst_of_kmsg_marks_is_all_in_the_log(plain_guest: Guest):
     """Forty markers written back to back all reach the kernel log, so per-test log slices
     never lose their start or end marker to /dev/kmsg's write rate limit."""
     marks = [plain_guest.kmsg_mark(f"burst {i}") for i in range(40)]
-    lines = plain_guest.kmsg_read(marks[0])
+    lines = plain_guest.kernel_log(marks[0])
     missing = [m for m in marks[1:] if not any(m in line for line in lines)]
     assert not missing, f"{len(missing)} of 39 markers missing, first {missing[0]!r}"
 
@@ -214,7 +215,8 @@ import signal, sys, time
 # Ctrl-C as in an interactive shell, whatever signal state the test runner passed on
 signal.signal(signal.SIGINT, signal.default_int_handler)
 signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-from gpuhil.lab.guest import Guest, LabSetup, sweep_stale_runs
+from gpuhil.lab.guest import Guest
+from gpuhil.lab.setup import LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
 guest = Guest(GuestSpec(), setup=LabSetup.default(), boot_timeout=300, name="interrupted")
 guest.launch()

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuhil.host.lease import LeaseBusy, Owner, acquire, acquire_any, boot_id, read_owner
+from gpuhil.host.lease import LeaseBusy, Owner, acquire, acquire_any, read_owner
+
+from gpuhil.pids import boot_id
 
 
 def _holder(directory: Path, resource: str, *, fork_orphan: bool = False) -> subprocess.Popen:

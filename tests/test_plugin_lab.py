@@ -94,7 +94,7 @@ def test_drm_native_context_without_host_support_is_a_quick_gap(pytester: pytest
 def test_vfio_device_is_bound_then_restored(pytester: pytest.Pytester):
     pytester.makepyfile(test_inner="""
         import pytest
-        from gpuhil.pytestplugin.lab import pci_driver
+        from gpuhil.devices.vfio_binding import pci_driver
 
         SEEN = {}
 

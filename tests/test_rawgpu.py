@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from gpuhil.lab.spec import Accel, Channels, Placement, qemu_argv
-from gpuhil.pytestplugin.lab import CONFIGURATIONS, is_raw_spec
+from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec
 from gpuhil.protocol import Feature, GetCapsetInfo
 from gpuhil.raw.rawgpu import Features, RawTimeout, RingState, command_name
 from gpuhil.raw.virtio_pci import CapType, find_capabilities

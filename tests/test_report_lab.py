@@ -27,7 +27,8 @@ SELFTEST_REPORTS = PROJECT_ROOT / "reports" / "selftest"
 
 INNER_CONFTEST = '''
 import pytest
-from gpuhil.lab.guest import Guest, LabSetup
+from gpuhil.lab.guest import Guest
+from gpuhil.lab.setup import LabSetup
 from gpuhil.lab.spec import Accel, GuestSpec
 
 

@@ -14,7 +14,8 @@ pytest_plugins = ["pytester"]
 INNER = '''
 import time
 import pytest
-from gpuhil.lab.guest import Guest, LabSetup
+from gpuhil.lab.guest import Guest
+from gpuhil.lab.setup import LabSetup
 from gpuhil.lab.spec import Accel, GuestSpec
 
 

@@ -24,8 +24,7 @@ from gpuhil.devices.vfio import (
     IommuFd, IrqIndex, Mapping, RegionFlag, RegionIndex, RegionInfo,
 )
 
-IVSHMEM = (0x1AF4, 0x1110)
-EDU = (0x1234, 0x11E8)
+from gpuhil.devices.pci_ids import EDU, IVSHMEM
 MIB = 1 << 20
 BAR2_SIZE = 16 * MIB  # the lab's ivshmem memory backend
 EDU_BAR0_SIZE = MIB

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 KERNEL_FACILITY = 0
 WARNING_LEVEL = 4
+#: How marker records start (a random hex id follows, then the label).
+MARK_PREFIX = "gpuhil-mark:"
 
 
 @dataclass(frozen=True)
@@ -90,5 +92,24 @@ def records_after(marker: str, until: str = "") -> list[KmsgRecord]:
     return after
 
 
-__all__ = ["KmsgRecord", "last_seq", "parse_record", "read_records", "records_after",
-           "records_since"]
+def mark(label: str = "") -> str:
+    """Write a marker record (``gpuhil-mark:<random id> <label>``); the marker to slice the log
+    with (:func:`records_after`, :func:`lines_after`)."""
+    marker = f"{MARK_PREFIX}{os.urandom(16).hex()}"
+    line = f"{marker} {label}".rstrip()
+    fd = os.open("/dev/kmsg", os.O_WRONLY)
+    try:
+        os.write(fd, line.encode() + b"\n")  # an unterminated record stays open, unreadable
+    finally:
+        os.close(fd)
+    return marker
+
+
+def lines_after(marker: str = "") -> list[str]:
+    """The text of the records after ``marker`` (of every record without one)."""
+    records = records_after(marker) if marker else read_records()
+    return [record.text for record in records]
+
+
+__all__ = ["KmsgRecord", "MARK_PREFIX", "last_seq", "lines_after", "mark", "parse_record",
+           "read_records", "records_after", "records_since"]

@@ -200,14 +200,17 @@ class PciDevice:
             yield self
         except BaseException as exc:
             try:
-                self._restore(original_driver, original_override, timeout)
+                self.restore(original_driver, original_override, timeout)
             except GpuhilError as restore_error:
                 exc.add_note(f"restoring {self.address} failed too: {restore_error}")
             raise
         else:
-            self._restore(original_driver, original_override, timeout)
+            self.restore(original_driver, original_override, timeout)
 
-    def _restore(self, driver: str | None, override: str | None, timeout: float) -> None:
+    def restore(self, driver: str | None, override: str | None = None,
+                timeout: float = 5.0) -> None:
+        """Puts back ``driver`` (or none) and ``driver_override``; BindError if the function
+        does not end up bound to ``driver``."""
         if self.driver == driver and self.driver_override == override:
             return
         self.set_driver_override(override)
@@ -227,7 +230,7 @@ def devices(sysfs: Path = SYSFS_PCI) -> list[PciDevice]:
 
 
 def find(vendor: int, device: int, sysfs: Path = SYSFS_PCI) -> list[PciDevice]:
-    """Functions with the given vendor and device id (e.g. 0x1af4, 0x1110 for ivshmem)."""
+    """Functions with the given vendor and device id (see :mod:`gpuhil.devices.pci_ids`)."""
     return [d for d in devices(sysfs) if d.vendor == vendor and d.device == device]
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from gpuhil.devices.pci_ids import EDU, IVSHMEM
 from gpuhil.errors import GpuhilError, IoctlError
 
 __all__ = [
@@ -234,7 +235,7 @@ def _probe_vfio_dma_buf() -> tuple[bool | None, str]:
     from gpuhil.devices import pci
     from gpuhil.devices.vfio import Container, Extension, Feature, Group
 
-    candidates = pci.find(0x1AF4, 0x1110) + pci.find(0x1234, 0x11E8)
+    candidates = pci.find(*IVSHMEM) + pci.find(*EDU)
     candidates = [d for d in candidates if d.iommu_group is not None]
     if not candidates:
         return None, "no ivshmem or edu device behind an IOMMU"

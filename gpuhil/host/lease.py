@@ -25,30 +25,11 @@ from typing import Sequence
 from filelock import FileLock, Timeout
 
 from gpuhil.errors import GpuhilError
+from gpuhil.pids import boot_id, pid_alive
 
-__all__ = ["Lease", "LeaseBusy", "Owner", "acquire", "acquire_any", "boot_id", "read_owner"]
+__all__ = ["Lease", "LeaseBusy", "Owner", "acquire", "acquire_any", "read_owner"]
 
-BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def boot_id() -> str:
-    """This boot's id (a lock recorded under another one is stale)."""
-    try:
-        return BOOT_ID.read_text().strip()
-    except OSError:
-        return ""
-
-
-def pid_alive(pid: int) -> bool:
-    """True while a process with this pid exists (on this host's pid namespace)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)

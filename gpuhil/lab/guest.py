@@ -12,155 +12,23 @@ QEMU killed) QEMU is reaped and the run directory removed.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import tempfile
 import time
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-import gpuhil
 from gpuhil import agent
 from gpuhil.lab import accel as accel_mod
 from gpuhil.lab.agent_client import AgentClient
-from gpuhil.host.lease import pid_alive
 from gpuhil.lab.errors import (
-    AgentError, BootTimeout, GuestBootError, GuestDied, GuestError, GuestPanic, LabError,
-    QemuLaunchError,
+    AgentError, BootTimeout, GuestBootError, GuestDied, GuestError, GuestPanic, QemuLaunchError,
 )
 from gpuhil.lab.qemu import QemuProcess
-from gpuhil.lab.spec import Accel, GuestSpec, Placement, qemu_argv, smoke_argv
-
-if TYPE_CHECKING:
-    from gpuhil.lab.assets import LabAssets
-
-PROJECT_ROOT = Path(gpuhil.__file__).resolve().parent.parent
-Progress = Callable[[str], None]
-
-# Inside the chroot: where the project tree, the run directory and the boot files appear.
-_IN_SRC, _IN_RUN = "/gpuhil/src", "/gpuhil/run"
-_IN_KERNEL, _IN_INITRAMFS = "/run/gpuhil/vmlinux", "/run/gpuhil/initramfs.cpio"
-_IN_GUESTROOT = "/srv/guestroot"
-
-
-def _cache_dir() -> Path:
-    from gpuhil.lab.cache import cache_dir
-
-    return cache_dir()
-
-
-@dataclass(frozen=True)
-class LabSetup:
-    """Where the lab's QEMU, kernel, initramfs and guest root are.
-
-    ``chroot`` set: the QEMU stack runs inside that tree (the built sid tree, which is also the
-    guest root).  ``chroot`` None: a lab machine's own QEMU, kernel and guest root on the host.
-    """
-
-    qemu: str
-    kernel: Path
-    initramfs: Path
-    guest_root: Path
-    chroot: Path | None
-    project_root: Path = PROJECT_ROOT
-    runs_dir: Path | None = None
-    assets: "LabAssets | None" = None  # the built assets, when the lab uses them
-
-    @classmethod
-    def default(cls, progress: Progress | None = None) -> "LabSetup":
-        """The lab from the environment: ``GPUHIL_QEMU``/``GPUHIL_KERNEL``/``GPUHIL_INITRAMFS``/
-        ``GPUHIL_GUEST_ROOT`` name a lab machine's own files; otherwise the built assets (built
-        first if missing, with the guest's extensions)."""
-        env = os.environ
-        if env.get("GPUHIL_QEMU"):
-            missing = [v for v in ("GPUHIL_KERNEL", "GPUHIL_INITRAMFS", "GPUHIL_GUEST_ROOT")
-                       if not env.get(v)]
-            if missing:
-                raise LabError(f"GPUHIL_QEMU is set, so {', '.join(missing)} must be set too")
-            return cls(qemu=env["GPUHIL_QEMU"], kernel=Path(env["GPUHIL_KERNEL"]),
-                       initramfs=Path(env["GPUHIL_INITRAMFS"]),
-                       guest_root=Path(env["GPUHIL_GUEST_ROOT"]), chroot=None)
-        from gpuhil.lab.assets import ensure_assets
-
-        from gpuhil.lab.guest_build import ensure_guest_extensions
-
-        assets = ensure_assets(progress=progress)
-        ensure_guest_extensions(assets, PROJECT_ROOT, progress)
-        return cls(qemu="/usr/bin/qemu-system-x86_64", kernel=assets.kernel,
-                   initramfs=assets.initramfs, guest_root=assets.root, chroot=assets.root,
-                   assets=assets)
-
-    def placement(self, run_dir: Path) -> Placement:
-        """Paths as QEMU sees them for a guest whose host run directory is ``run_dir``."""
-        if self.chroot is None:
-            return Placement(self.qemu, str(self.kernel), str(self.initramfs),
-                             str(self.guest_root), str(self.project_root), str(run_dir))
-        return Placement(self.qemu, _IN_KERNEL, _IN_INITRAMFS, _IN_GUESTROOT, _IN_SRC, _IN_RUN)
-
-    def wrapper(self, run_dir: Path) -> Callable[[list[str]], list[str]]:
-        """Turns QEMU's argv into the command that runs it (the chroot helper, or nothing)."""
-        if self.chroot is None:
-            return lambda argv: argv
-        from gpuhil.lab.chroot import chroot_argv
-
-        root = self.chroot
-        binds = {_IN_SRC: self.project_root, _IN_RUN: run_dir}
-        readonly = {_IN_KERNEL: self.kernel, _IN_INITRAMFS: self.initramfs}
-        return lambda argv: chroot_argv(root, argv, binds, readonly_binds=readonly,
-                                        export_root_at=_IN_GUESTROOT)
-
-    def runs(self) -> Path:
-        """The directory holding the guests' run directories."""
-        return self.runs_dir or _cache_dir() / "run"
-
-
-_counter = itertools.count()
-
-
-def kvm_smoke_test(setup: LabSetup, timeout: float = 15.0) -> str | None:
-    """Boot the kernel alone under KVM: None if it ran to its final "no root" panic, else why not.
-
-    Used by the accelerator probe (LAB.md §9: a PVM or otherwise broken KVM fails here).
-    """
-    runs = setup.runs()
-    runs.mkdir(parents=True, exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{next(_counter)}-kvmsmoke-", dir=runs))
-    try:
-        where = setup.placement(run_dir)
-        process = QemuProcess(lambda ch: smoke_argv(Accel.KVM, where, ch), run_dir, "kvm-smoke",
-                              wrap=setup.wrapper(run_dir))
-        try:
-            process.launch(qmp_timeout=timeout)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and process.console.fatal is None:
-                if process.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if process.console.fatal is not None and process.console.fatal.kind == "panic":
-                return None
-            if process.poll() is not None:
-                return f"QEMU {process.status()}: {process.stderr_text().strip()[-300:]}"
-            return f"no kernel panic line within {timeout:g} s (console: {process.console.tail(3)!r})"
-        except QemuLaunchError as exc:
-            return f"QEMU did not start: {exc.stderr.strip()[-300:]}"
-        finally:
-            process.stop(grace=0)
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def sweep_stale_runs(runs: Path) -> None:
-    """Remove run directories whose owning process is gone (it was killed outright)."""
-    if not runs.is_dir():
-        return
-    for entry in runs.iterdir():
-        owner = entry.name.split("-", 1)[0]
-        if owner.isdigit() and not pid_alive(int(owner)):
-            shutil.rmtree(entry, ignore_errors=True)
-
+from gpuhil.lab.setup import LabSetup, cache_dir_of, kvm_smoke_test, next_run_id, sweep_stale_runs
+from gpuhil.lab.spec import GuestSpec, qemu_argv
 
 class Guest:
     """A lab guest booted from ``spec``; :meth:`start` (or ``with``) boots it until the agent answers.
@@ -208,9 +76,9 @@ class Guest:
             runs.mkdir(parents=True, exist_ok=True)
             sweep_stale_runs(runs)
             self.run_dir = Path(tempfile.mkdtemp(
-                prefix=f"{os.getpid()}-{next(_counter)}-{self.name}-", dir=runs))
+                prefix=f"{os.getpid()}-{next_run_id()}-{self.name}-", dir=runs))
             self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.run_dir), True)
-            cache_file = _cache_dir() / "accel.json"
+            cache_file = cache_dir_of() / "accel.json"
             self.accel = accel_mod.resolve(self.spec.accel, cache_file,
                                            smoke=lambda: kvm_smoke_test(setup))
             spec = self.spec.with_accel(self.accel.accel)
@@ -295,9 +163,50 @@ class Guest:
         """QEMU's command line (before the chroot wrapper); empty before launch."""
         return list(self._process.argv) if self._process is not None else []
 
-    def qemu_stderr(self) -> str:
-        """What QEMU printed on stdout/stderr so far ("" before launch or once the log is gone)."""
-        return self._process.stderr_text() if self._process is not None else ""
+    def qemu_stderr(self, since: int = 0) -> str:
+        """What QEMU printed on stdout/stderr from character offset ``since`` on ("" before
+        launch or once the log is gone)."""
+        return self._process.stderr_text()[since:] if self._process is not None else ""
+
+    @property
+    def fatal(self) -> str | None:
+        """The fatal console line seen (kernel panic, initramfs failure), if any."""
+        if self._process is None or self._process.console.fatal is None:
+            return None
+        return self._process.console.fatal.line
+
+    def last_output(self) -> float | None:
+        """When the console or QEMU last wrote something (``time.time()``); None before launch."""
+        if self._process is None:
+            return None
+        times = []
+        for path in (self.console_log, self._process.qemu_log):
+            try:
+                times.append(path.stat().st_mtime)
+            except OSError:
+                continue
+        return max(times, default=None)
+
+    def kill(self) -> None:
+        """SIGKILL QEMU now (whatever waits on the guest ends); :meth:`close` still cleans up."""
+        if self._process is not None:
+            self._process.kill()
+
+    def console_slice(self, offset: int = 0) -> str:
+        """The console log from byte ``offset`` on (the in-memory tail once the log is gone)."""
+        try:
+            with open(self.console_log, "rb") as f:
+                f.seek(offset)
+                return f.read().decode(errors="replace")
+        except (OSError, RuntimeError):
+            return self.console_tail(200)
+
+    def console_size(self) -> int:
+        """The console log's size in bytes so far (an offset for :meth:`console_slice`)."""
+        try:
+            return self.console_log.stat().st_size
+        except (OSError, RuntimeError):
+            return 0
 
     def qmp_events(self) -> list[dict[str, Any]]:
         """The QMP events received since the previous call, including those that arrived before
@@ -398,9 +307,9 @@ class Guest:
         """Write a marker line into the guest's kernel log and return it."""
         return self._do(self._agent().kmsg_mark, label)
 
-    def kmsg_read(self, marker: str = "") -> list[str]:
-        """Guest kernel log lines after ``marker``."""
-        return self._do(self._agent().kmsg_read, marker)
+    def kernel_log(self, since: str = "") -> list[str]:
+        """Guest kernel log lines after the marker ``since`` (all of them without one)."""
+        return self._do(self._agent().kmsg_read, since)
 
     def qmp(self, command: str, **arguments: Any) -> Any:
         """A QMP command (e.g. ``query-status``) and its return value."""

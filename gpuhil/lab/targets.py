@@ -69,7 +69,7 @@ class Target:
 
     def lab_setup(self, progress: Callable[[str], None] | None = None):
         """The LabSetup to boot guests with (built on first use for the virtual lab)."""
-        from gpuhil.lab.guest import LabSetup
+        from gpuhil.lab.setup import LabSetup
 
         if self.kind is TargetKind.LAB:
             return LabSetup.default(progress=progress)

@@ -39,9 +39,11 @@ from gpuhil.gating.capabilities import (
 )
 from gpuhil.host.inventory import HostGpu, SelectorError, host_gpus, parse_selector, select
 from gpuhil.lab.errors import LabError
-from gpuhil.lab.spec import (
-    MiB, VENUS_GPU, VIRGL_GPU, Edu, GpuModel, GpuSpec, GuestSpec, Iommu, Ivshmem,
-)
+from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec, label_of
+from gpuhil.lab.spec import GuestSpec
+from gpuhil.devices.pci_ids import IVSHMEM, VIRTIO_GPU
+from gpuhil.devices.vfio_binding import bind_vfio, restore_driver
+from gpuhil.machine import LocalMachine
 from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
 from gpuhil.lab.targets import Target, TargetError, TargetKind, parse_target
 
@@ -49,21 +51,6 @@ __all__ = ["CONFIGURATIONS", "GpuhilSession", "LocalMachine", "SNAPSHOT_KEY", "S
            "UdmabufDevice", "VfioDevice", "VirtGpu"]
 
 RENDER_NODE = "/dev/dri/renderD128"
-
-#: Named guest configurations (``@pytest.mark.guest("venus")``, ``--gpuhil-guest``).
-CONFIGURATIONS: dict[str, GuestSpec] = {
-    "plain": GuestSpec(),
-    "venus": GuestSpec(gpu=VENUS_GPU),
-    "virgl": GuestSpec(gpu=VIRGL_GPU),
-    "blob2d": GuestSpec(gpu=GpuSpec(GpuModel.VIRTIO_GPU_GL, blob=True, hostmem=256 * MiB)),
-    "drm": GuestSpec(gpu=GpuSpec(GpuModel.VIRTIO_GPU_GL, blob=True, hostmem=256 * MiB,
-                                 drm_native_context=True)),
-    "vfio": GuestSpec(iommu=Iommu.INTEL, devices=(Ivshmem(), Edu())),
-    # virtio-gpu behind the vIOMMU, left to vfio-pci for the raw driver (raw_gpu fixture)
-    "raw": GuestSpec(gpu=GpuSpec(GpuModel.VIRTIO_GPU_GL, blob=True, hostmem=256 * MiB,
-                                 venus=True, iommu_platform=True),
-                     iommu=Iommu.INTEL, kernel_args=("iommu=nopt",)),
-}
 
 SNAPSHOT_KEY = pytest.StashKey[Capabilities]()
 SNAPSHOTS_KEY = pytest.StashKey[dict[str, Capabilities]]()
@@ -239,11 +226,7 @@ def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
         name = source.args[0] if source.args else source.kwargs.get("name")
         source = spec if spec is not None else name
     if isinstance(source, GuestSpec):
-        for label, known in CONFIGURATIONS.items():
-            if known == source:
-                return label, source
-        gpu = source.gpu.device_arg() if source.gpu else "nogpu"
-        return f"custom:{gpu}:{abs(hash(source)) % 10**6:06d}", source
+        return label_of(source), source
     if isinstance(source, str) and source in CONFIGURATIONS:
         return source, CONFIGURATIONS[source]
     raise pytest.UsageError(f"{where}: unknown guest configuration {source!r} (a GuestSpec or "
@@ -251,30 +234,6 @@ def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
 
 
 # --- the machines tests talk to ----------------------------------------------------------------
-
-class LocalMachine:
-    """The ``local`` target: payloads run in this process, commands on this machine."""
-
-    name = "local"
-
-    def call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run ``func`` here (the device is on this machine)."""
-        return func(*args, **kwargs)
-
-    def run(self, argv: list[str] | tuple[str, ...], *, check: bool = False,
-            timeout: float | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), check=check, timeout=timeout, input=input,
-                              capture_output=True)
-
-    def kmsg_mark(self, label: str = "") -> str:
-        line = f"gpuhil-mark {label} {time.time():.6f}"
-        with open("/dev/kmsg", "w") as kmsg:
-            kmsg.write(line + "\n")
-        return line
-
-    def close(self) -> None:
-        """Nothing to stop."""
-
 
 @dataclass
 class GuestSlot:
@@ -303,18 +262,18 @@ def prepare_gpu(guest: Any, timeout: float, node: str = RENDER_NODE) -> str:
         if failure:
             time.sleep(0.5)  # let the guest's side of the story reach the log
             failure = device_init_failure(guest.process.stderr_text()[qemu_before:],
-                                          guest.kmsg_read(marker))
+                                          guest.kernel_log(marker))
             raise DeviceInitError(f"the GPU ({guest.spec.gpu.device_arg()}) could not initialize "
                                   f"its renderer on this host (seen {time.monotonic() - started:.1f} s "
                                   f"after loading virtio_gpu)", failure)
         if guest.run(["test", "-e", node]).returncode == 0:
-            late = device_init_failure("", guest.kmsg_read(marker))
+            late = device_init_failure("", guest.kernel_log(marker))
             if late:
                 raise DeviceInitError("the guest driver timed out waiting for capsets", late)
             return node
         if time.monotonic() >= deadline:
             raise LabError(f"{node} did not appear within {timeout:g} s of modprobe virtio_gpu; "
-                           f"guest log:\n" + "\n".join(guest.kmsg_read(marker)[-20:]))
+                           f"guest log:\n" + "\n".join(guest.kernel_log(marker)[-20:]))
         time.sleep(0.1)
 
 
@@ -643,42 +602,6 @@ class VfioDevice:
     original_driver: str | None
 
 
-def bind_vfio(vendor: int, device: int) -> tuple[str, int, str | None]:
-    """Guest payload: bind the first vendor:device function to vfio-pci; (address, group, old driver)."""
-    from gpuhil.devices import pci
-
-    pci.modprobe("vfio-pci", "vfio_iommu_type1")
-    found = pci.find(vendor, device)
-    if not found:
-        raise LookupError(f"no {vendor:04x}:{device:04x} PCI function")
-    dev = found[0]
-    original = dev.driver
-    dev.bind("vfio-pci")
-    group = dev.iommu_group
-    assert group is not None
-    return dev.address, group, original
-
-
-def restore_driver(address: str, driver: str | None) -> str | None:
-    """Guest payload: give ``address`` back to ``driver`` (or none); returns the driver now bound."""
-    from gpuhil.devices import pci
-
-    dev = pci.PciDevice(address)
-    dev.set_driver_override(None)
-    if dev.driver != driver:
-        dev.unbind()
-        if driver is not None:
-            dev.probe()
-    return dev.driver
-
-
-def pci_driver(address: str) -> str | None:
-    """Guest payload: the driver ``address`` is bound to."""
-    from gpuhil.devices import pci
-
-    return pci.PciDevice(address).driver
-
-
 @contextmanager
 def bound_to_vfio(guest: Any, vendor: int, device: int) -> Iterator[tuple[str, int, str | None]]:
     """The guest's first ``vendor:device`` function bound to vfio-pci inside the block, as
@@ -694,9 +617,6 @@ def bound_to_vfio(guest: Any, vendor: int, device: int) -> Iterator[tuple[str, i
                 raise LabError(f"{address} went back to {now}, not {original}")
 
 
-IVSHMEM_IDS = (0x1AF4, 0x1110)
-
-
 @pytest.fixture
 def vfio_device(request: pytest.FixtureRequest, guest: Any, capabilities: Capabilities) -> Iterator[VfioDevice]:
     """The vIOMMU guest's ivshmem-plain device bound to vfio-pci (ids overridable with
@@ -708,7 +628,7 @@ def vfio_device(request: pytest.FixtureRequest, guest: Any, capabilities: Capabi
         pytest.skip(f"vfio_device needs a guest with a vIOMMU; [{label}] has none "
                     f"(use @pytest.mark.guest('vfio'))")
     marker = request.node.get_closest_marker("vfio_ids")
-    vendor, device = marker.args if marker is not None else IVSHMEM_IDS
+    vendor, device = marker.args if marker is not None else IVSHMEM
     with bound_to_vfio(guest, vendor, device) as (address, group, original):
         yield VfioDevice(guest, address, vendor, device, group, original)
 
@@ -736,12 +656,6 @@ def host_gpu(pytestconfig: pytest.Config) -> Iterator[HostGpu]:
 
 
 # --- raw virtio-gpu (issue 6) ------------------------------------------------------------------
-
-def is_raw_spec(spec: GuestSpec) -> bool:
-    """A configuration whose virtio-gpu is for the raw driver: behind a vIOMMU with
-    iommu_platform=on; the plugin never loads virtio_gpu for it."""
-    return spec.gpu is not None and bool(spec.gpu.iommu_platform) and spec.iommu is not None
-
 
 @dataclass(frozen=True)
 class RawGpuDevice:
@@ -778,9 +692,7 @@ class RawGpuDevice:
 def raw_gpu_bound(guest: Any) -> Iterator[RawGpuDevice]:
     """The guest's virtio-gpu bound to vfio-pci inside the block; its original driver comes
     back afterwards (LabError if it does not)."""
-    from gpuhil.raw.rawgpu import VIRTIO_GPU_IDS
-
-    with bound_to_vfio(guest, *VIRTIO_GPU_IDS) as (address, group, original):
+    with bound_to_vfio(guest, *VIRTIO_GPU) as (address, group, original):
         yield RawGpuDevice(guest, address, group, original)
 
 

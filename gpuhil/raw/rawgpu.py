@@ -33,10 +33,8 @@ from gpuhil.devices.vfio import Container, DmaBuffer, Extension, Group
 from gpuhil.raw.virtio_pci import DeviceStatus, TransportFeature, VirtioPci
 
 __all__ = ["Completion", "Features", "MissingResponse", "Pending", "RawGpu", "RawTimeout",
-           "RingError", "RingState", "SENTINEL", "VIRTIO_GPU_IDS"]
+           "RingError", "RingState", "SENTINEL"]
 
-#: PCI vendor:device of a modern virtio-gpu function.
-VIRTIO_GPU_IDS = (0x1AF4, 0x1050)
 #: The byte every response buffer is filled with before the device gets it.
 SENTINEL = 0xAA
 CONTROLQ, CURSORQ = 0, 1

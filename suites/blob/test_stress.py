@@ -151,7 +151,7 @@ def _carry_test_markers(guest, nodeid: str) -> list[str]:
     A record written without a newline is only readable once the next one arrives, hence the
     extra mark first."""
     guest.kmsg_mark("gpuhil-blob: rebooting with blobs mapped")
-    return [line for line in guest.kmsg_read("") if nodeid in line]
+    return [line for line in guest.kernel_log("") if nodeid in line]
 
 
 @pytest.mark.guest(spec=REBOOT_GUEST)

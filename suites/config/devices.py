@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from gpuhil.lab.errors import QemuLaunchError, describe_status
-from gpuhil.lab.guest import Guest, LabSetup
+from gpuhil.lab.guest import Guest
+from gpuhil.lab.setup import LabSetup
 from gpuhil.lab.spec import GuestSpec
-from gpuhil.host.lease import pid_alive
+from gpuhil.pids import pid_alive
 
 #: What a QEMU that started is given before it is stopped: a device QEMU accepts at startup
 #: can still fail its realize-time checks only before this point.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from gpuhil.lab.guest import LabSetup
+from gpuhil.lab.setup import LabSetup
 from gpuhil.lab.spec import GuestSpec
 from suites.config.devices import DeviceOptions, Launch, host_udmabuf, launch, memfd_ram_args
 

@@ -105,7 +105,7 @@ def test_unmapped_iova_is_a_vtd_fault_not_a_crash(raw_gpu):
     guest = raw_gpu.machine
     mark = guest.kmsg_mark("protocol: unmapped IOVA")
     out = raw_gpu.call(payloads.error_case, "attach_backing_unmapped_iova")
-    kernel = [line for line in guest.kmsg_read(mark) if "fault addr 0x7f00000000" in line]
+    kernel = [line for line in guest.kernel_log(mark) if "fault addr 0x7f00000000" in line]
     qemu = parse(guest.qemu_stderr()).vtd_faults
     assert kernel or any("iova=0x7f00000000" in line for line in qemu), \
         f"no DMA fault reported; QEMU vtd lines since boot: {qemu}"

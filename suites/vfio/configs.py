@@ -14,16 +14,12 @@ from typing import Any
 
 import pytest
 
-from gpuhil.lab.spec import Edu, GuestSpec, Iommu, Ivshmem
-
-VIRTIO_IOMMU = GuestSpec(iommu=Iommu.VIRTIO, devices=(Ivshmem(), Edu()),
-                         kernel_args=("vfio_iommu_type1.allow_unsafe_interrupts=1",))
+from gpuhil.devices.pci_ids import EDU, IVSHMEM
+from gpuhil.lab.spec import Iommu, Ivshmem
 
 #: ``@pytest.mark.parametrize("guest", IOMMUS, indirect=True)``: run a test under both vIOMMUs.
-IOMMUS = [pytest.param("vfio", id="intel-iommu"), pytest.param(VIRTIO_IOMMU, id="virtio-iommu")]
+IOMMUS = [pytest.param("vfio", id="intel-iommu"), pytest.param("virtio-iommu", id="virtio-iommu")]
 
-IVSHMEM = (0x1AF4, 0x1110)
-EDU = (0x1234, 0x11E8)
 IVSHMEM_SIZE = Ivshmem().size
 
 

@@ -1,0 +1,151 @@
+"""Where the lab's QEMU, kernel, initramfs and guest root are (:class:`LabSetup`), the run
+directories guests get under it, and the KVM smoke test the accelerator probe boots."""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import gpuhil
+from gpuhil.lab.errors import LabError, QemuLaunchError
+from gpuhil.lab.qemu import QemuProcess
+from gpuhil.lab.spec import Accel, Placement, smoke_argv
+from gpuhil.pids import pid_alive
+
+if TYPE_CHECKING:
+    from gpuhil.lab.assets import LabAssets
+
+PROJECT_ROOT = Path(gpuhil.__file__).resolve().parent.parent
+Progress = Callable[[str], None]
+
+# Inside the chroot: where the project tree, the run directory and the boot files appear.
+_IN_SRC, _IN_RUN = "/gpuhil/src", "/gpuhil/run"
+_IN_KERNEL, _IN_INITRAMFS = "/run/gpuhil/vmlinux", "/run/gpuhil/initramfs.cpio"
+_IN_GUESTROOT = "/srv/guestroot"
+
+
+def cache_dir_of() -> Path:
+    """The lab cache directory (imported late: the cache module reads the environment)."""
+    from gpuhil.lab.cache import cache_dir
+
+    return cache_dir()
+
+
+@dataclass(frozen=True)
+class LabSetup:
+    """Where the lab's QEMU, kernel, initramfs and guest root are.
+
+    ``chroot`` set: the QEMU stack runs inside that tree (the built sid tree, which is also the
+    guest root).  ``chroot`` None: a lab machine's own QEMU, kernel and guest root on the host.
+    """
+
+    qemu: str
+    kernel: Path
+    initramfs: Path
+    guest_root: Path
+    chroot: Path | None
+    project_root: Path = PROJECT_ROOT
+    runs_dir: Path | None = None
+    assets: "LabAssets | None" = None  # the built assets, when the lab uses them
+
+    @classmethod
+    def default(cls, progress: Progress | None = None) -> "LabSetup":
+        """The lab from the environment: ``GPUHIL_QEMU``/``GPUHIL_KERNEL``/``GPUHIL_INITRAMFS``/
+        ``GPUHIL_GUEST_ROOT`` name a lab machine's own files; otherwise the built assets (built
+        first if missing, with the guest's extensions)."""
+        env = os.environ
+        if env.get("GPUHIL_QEMU"):
+            missing = [v for v in ("GPUHIL_KERNEL", "GPUHIL_INITRAMFS", "GPUHIL_GUEST_ROOT")
+                       if not env.get(v)]
+            if missing:
+                raise LabError(f"GPUHIL_QEMU is set, so {', '.join(missing)} must be set too")
+            return cls(qemu=env["GPUHIL_QEMU"], kernel=Path(env["GPUHIL_KERNEL"]),
+                       initramfs=Path(env["GPUHIL_INITRAMFS"]),
+                       guest_root=Path(env["GPUHIL_GUEST_ROOT"]), chroot=None)
+        from gpuhil.lab.assets import ensure_assets
+
+        from gpuhil.lab.guest_build import ensure_guest_extensions
+
+        assets = ensure_assets(progress=progress)
+        ensure_guest_extensions(assets, PROJECT_ROOT, progress)
+        return cls(qemu="/usr/bin/qemu-system-x86_64", kernel=assets.kernel,
+                   initramfs=assets.initramfs, guest_root=assets.root, chroot=assets.root,
+                   assets=assets)
+
+    def placement(self, run_dir: Path) -> Placement:
+        """Paths as QEMU sees them for a guest whose host run directory is ``run_dir``."""
+        if self.chroot is None:
+            return Placement(self.qemu, str(self.kernel), str(self.initramfs),
+                             str(self.guest_root), str(self.project_root), str(run_dir))
+        return Placement(self.qemu, _IN_KERNEL, _IN_INITRAMFS, _IN_GUESTROOT, _IN_SRC, _IN_RUN)
+
+    def wrapper(self, run_dir: Path) -> Callable[[list[str]], list[str]]:
+        """Turns QEMU's argv into the command that runs it (the chroot helper, or nothing)."""
+        if self.chroot is None:
+            return lambda argv: argv
+        from gpuhil.lab.chroot import chroot_argv
+
+        root = self.chroot
+        binds = {_IN_SRC: self.project_root, _IN_RUN: run_dir}
+        readonly = {_IN_KERNEL: self.kernel, _IN_INITRAMFS: self.initramfs}
+        return lambda argv: chroot_argv(root, argv, binds, readonly_binds=readonly,
+                                        export_root_at=_IN_GUESTROOT)
+
+    def runs(self) -> Path:
+        """The directory holding the guests' run directories."""
+        return self.runs_dir or cache_dir_of() / "run"
+
+
+_counter = itertools.count()
+
+
+def next_run_id() -> int:
+    """A number unique in this process, for run directory names."""
+    return next(_counter)
+
+
+def kvm_smoke_test(setup: LabSetup, timeout: float = 15.0) -> str | None:
+    """Boot the kernel alone under KVM: None if it ran to its final "no root" panic, else why not.
+
+    Used by the accelerator probe (LAB.md §9: a PVM or otherwise broken KVM fails here).
+    """
+    runs = setup.runs()
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{next_run_id()}-kvmsmoke-", dir=runs))
+    try:
+        where = setup.placement(run_dir)
+        process = QemuProcess(lambda ch: smoke_argv(Accel.KVM, where, ch), run_dir, "kvm-smoke",
+                              wrap=setup.wrapper(run_dir))
+        try:
+            process.launch(qmp_timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and process.console.fatal is None:
+                if process.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if process.console.fatal is not None and process.console.fatal.kind == "panic":
+                return None
+            if process.poll() is not None:
+                return f"QEMU {process.status()}: {process.stderr_text().strip()[-300:]}"
+            return f"no kernel panic line within {timeout:g} s (console: {process.console.tail(3)!r})"
+        except QemuLaunchError as exc:
+            return f"QEMU did not start: {exc.stderr.strip()[-300:]}"
+        finally:
+            process.stop(grace=0)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def sweep_stale_runs(runs: Path) -> None:
+    """Remove run directories whose owning process is gone (it was killed outright)."""
+    if not runs.is_dir():
+        return
+    for entry in runs.iterdir():
+        owner = entry.name.split("-", 1)[0]
+        if owner.isdigit() and not pid_alive(int(owner)):
+            shutil.rmtree(entry, ignore_errors=True)
