@@ -155,3 +155,54 @@ def test_unreadable_owner_record_is_not_taken_over(tmp_path, procs):
     (tmp_path / "x.owner").write_text(json.dumps({"garbage": 1}))
     with pytest.raises(LeaseBusy, match="unknown owner"):
         acquire("x", tmp_path)
+
+
+CONTENDER = textwrap.dedent("""
+    import os, sys, time
+    from gpuhil.host.lease import acquire
+    directory, inside, log = sys.argv[1:4]
+    print("ready", flush=True)
+    sys.stdin.readline()  # the start signal: every contender races at once
+    with acquire("gpu", directory, timeout=30, poll=0.001, holder=f"contender {os.getpid()}"):
+        try:
+            fd = os.open(inside, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            with open(log, "a") as f:
+                f.write(f"DOUBLE {os.getpid()}\\n")
+        else:
+            os.close(fd)
+            time.sleep(0.02)
+            os.unlink(inside)
+        with open(log, "a") as f:
+            f.write(f"held {os.getpid()}\\n")
+""")
+
+
+def test_takeover_races_hand_the_lease_to_one_holder_at_a_time(tmp_path, procs):
+    """Round after round, a dead owner's leaked lock is taken over by four racing processes
+    while the leaked descriptor closes at a random moment; an exclusive marker file shows that
+    no two of them ever hold the lease at once, and each gets it exactly once."""
+    import random
+
+    rounds, contenders = 15, 4
+    rng = random.Random(1234)
+    for round_no in range(rounds):
+        directory = tmp_path / f"round{round_no}"
+        directory.mkdir()
+        orphaned = _holder(directory, "gpu", fork_orphan=True)
+        orphaned.wait()  # the owner is dead; its child still holds the flock
+        inside, log = tmp_path / f"inside{round_no}", tmp_path / f"log{round_no}"
+        racers = [subprocess.Popen([sys.executable, "-c", CONTENDER, str(directory), str(inside),
+                                    str(log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   text=True) for _ in range(contenders)]
+        for racer in racers:
+            assert racer.stdout.readline().strip() == "ready"
+        for racer in racers:
+            racer.stdin.write("go\n")
+            racer.stdin.flush()
+        time.sleep(rng.uniform(0, 0.03))
+        os.killpg(orphaned.pid, signal.SIGKILL)  # the leaked descriptor closes mid-race
+        assert [r.wait(60) for r in racers] == [0] * contenders
+        events = log.read_text().split()
+        assert "DOUBLE" not in events, f"round {round_no}: two holders at once: {events}"
+        assert events.count("held") == contenders, f"round {round_no}: {events}"
