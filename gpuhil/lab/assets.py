@@ -114,6 +114,43 @@ def bootfiles_inputs(init_script: bytes) -> dict[str, object]:
             "modules": list(bootfiles.INITRAMFS_MODULES), "version": bootfiles.VERSION}
 
 
+class StampError(AssetError):
+    """The entry's ``assets.json`` is missing, empty, garbled or lacks a key; names the file."""
+
+
+def _read_stamp(entry: KeyedEntry) -> tuple[str, Manifest]:
+    """The kernel release and manifest recorded in ``assets.json`` (StampError naming the file
+    and what is wrong with it)."""
+    path = entry.dir / ASSETS_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StampError(f"{path}: missing") from None
+    except OSError as exc:
+        raise StampError(f"{path}: unreadable ({exc.strerror})") from None
+    if not text.strip():
+        raise StampError(f"{path}: empty")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StampError(f"{path}: not JSON ({exc})") from None
+    try:
+        return str(data["kernel_release"]), Manifest(**data["manifest"])
+    except KeyError as exc:
+        raise StampError(f"{path}: no {exc.args[0]!r} key") from None
+    except TypeError as exc:
+        raise StampError(f"{path}: a malformed manifest ({exc})") from None
+
+
+def _write_stamp(entry: KeyedEntry, tree: Path) -> str:
+    """Record the tree's kernel release and installed versions in ``assets.json``."""
+    release = rootfs.kernel_release(tree)
+    manifest = Manifest.from_packages(rootfs.installed_packages(tree), release)
+    write_atomic(entry.dir / ASSETS_FILE, json.dumps(
+        {"kernel_release": release, "manifest": asdict(manifest)}, indent=1).encode())
+    return release
+
+
 def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
     """The finished assets of ``entry`` if they are all there (no tree walk: this is the warm path)."""
     if not entry.is_complete() or not (entry.dir / "rootfs" / TREE_SENTINEL).is_file():
@@ -123,10 +160,12 @@ def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
         return None
     if time.time() - initramfs.stat().st_mtime > STALE_INITRAMFS_SECONDS / 2:
         os.utime(initramfs)  # in use: keep it clear of the pruning of stale initramfs files
-    data = json.loads((entry.dir / ASSETS_FILE).read_text())
+    try:
+        release, manifest = _read_stamp(entry)
+    except StampError:
+        return None  # repaired under the lock by _build
     return LabAssets(root=entry.dir / "rootfs", kernel=entry.dir / VMLINUX_FILE,
-                     initramfs=initramfs, kernel_release=data["kernel_release"],
-                     manifest=Manifest(**data["manifest"]), key=entry.key)
+                     initramfs=initramfs, kernel_release=release, manifest=manifest, key=entry.key)
 
 
 def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
@@ -149,15 +188,21 @@ def _build(entry: KeyedEntry, init_script: bytes, say: Progress) -> LabAssets:
             start = time.monotonic()
             rootfs.build_rootfs(tree, say)
             say(f"lab tree built in {time.monotonic() - start:.0f} s")
-        release = rootfs.kernel_release(tree)
-        manifest = Manifest.from_packages(rootfs.installed_packages(tree), release)
+        release = _write_stamp(entry, tree)
         say("extracting the uncompressed kernel (vmlinux)")
         image = (tree / "boot" / f"vmlinuz-{release}").read_bytes()
         write_atomic(entry.dir / VMLINUX_FILE, bootfiles.extract_vmlinux(image))
-        write_atomic(entry.dir / ASSETS_FILE, json.dumps(
-            {"kernel_release": release, "manifest": asdict(manifest)}, indent=1).encode())
-        entry.mark_complete(manifest.summary() + "\n")
-    release = json.loads((entry.dir / ASSETS_FILE).read_text())["kernel_release"]
+        entry.mark_complete(_read_stamp(entry)[1].summary() + "\n")
+    try:
+        release = _read_stamp(entry)[0]
+    except StampError as exc:
+        say(f"{exc}: rewriting it from the tree")
+        try:
+            release = _write_stamp(entry, tree)
+        except Exception as again:  # noqa: BLE001 - the message says what to delete
+            raise StampError(f"{exc}, and it could not be rewritten from the tree "
+                             f"({type(again).__name__}: {again}); delete {entry.dir} to rebuild "
+                             f"the lab") from again
     initramfs = _initramfs_file(entry, init_script)
     if not initramfs.is_file():
         say("building the initramfs")
