@@ -21,10 +21,25 @@ def test_selectors(text, parsed):
     assert parse_selector(text) == parsed
 
 
-@pytest.mark.parametrize("text", ["amd", "0000:03:00", "10021:73bf", "renderD128", ""])
+@pytest.mark.parametrize("text", ["amd", "0000:03:00", ""])
 def test_bad_selector_names_option_and_value(text):
     with pytest.raises(SelectorError, match=rf"--gpuhil-gpu={text!r}: expected a PCI slot"):
         parse_selector(text)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("99:99", "the vendor id '99' needs four hex digits"),
+    ("10021:73bf", "the vendor id '10021' needs four hex digits"),
+    ("1002:7g3f", "the device id '7g3f' needs four hex digits"),
+    ("0000:03:00.9", "a PCI slot is [domain:]bus:device.function in hex"),
+    ("renderD128", "a render node is a path under /dev/dri/"),
+])
+def test_a_selector_that_cannot_be_valid_says_why(text, why):
+    """A selector that looks like ids, a slot or a node but cannot be one says what is wrong."""
+    with pytest.raises(SelectorError) as info:
+        parse_selector(text)
+    assert str(info.value) == f"--gpuhil-gpu={text!r}: " + str(info.value).split(": ", 1)[1]
+    assert why in str(info.value)
 
 
 @pytest.mark.parametrize("selectors, expected", [

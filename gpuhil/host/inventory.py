@@ -90,8 +90,29 @@ def parse_selector(selector: str, option: str = "--gpuhil-gpu") -> tuple[str, st
         return "ids", text.lower()
     if text.startswith("/dev/dri/"):
         return "node", text
+    why = _why_not(text)
+    if why:
+        raise SelectorError(f"{option}={selector!r}: {why}")
     raise SelectorError(f"{option}={selector!r}: expected a PCI slot (0000:03:00.0), "
                         f"vendor:device in hex (1002:73bf, 8086:*) or a render node path")
+
+
+def _why_not(text: str) -> str:
+    """What is wrong with a selector that looks like vendor:device or a slot but is neither."""
+    parts = text.split(":")
+    hexdigits = set("0123456789abcdefABCDEF")
+    if len(parts) == 2 and "." not in text:
+        for name, part in zip(("vendor", "device"), parts):
+            if part == "*" and name == "device":
+                continue
+            if len(part) != 4 or not set(part) <= hexdigits:
+                return f"the {name} id {part!r} needs four hex digits (e.g. 1002:73bf)"
+    if "." in text and 2 <= len(parts) <= 3:
+        return ("a PCI slot is [domain:]bus:device.function in hex, with a device up to 1f and "
+                "a function up to 7 (e.g. 0000:03:00.0)")
+    if text.startswith("/dev/") or text.startswith("render"):
+        return "a render node is a path under /dev/dri/ (e.g. /dev/dri/renderD128)"
+    return ""
 
 
 def select(gpus: Iterable[HostGpu], selectors: Iterable[str]) -> list[HostGpu]:
