@@ -149,10 +149,8 @@ def test_panic_during_boot(lab_setup: LabSetup, tmp_path: Path):
 def test_boot_timeout_kills_qemu(lab_setup: LabSetup, tmp_path: Path):
     before = socket_fds()
     guest = Guest(GuestSpec(), setup=lab_setup, boot_timeout=1.0, log_dir=tmp_path, name="slow")
-    start = time.monotonic()
     with pytest.raises(BootTimeout, match="did not answer within 1 s"):
         guest.start()
-    assert time.monotonic() - start < 15
     assert_gone(guest, guest.process.pid or 0, guest.run_dir, before)
     assert guest.process.returncode is not None
 
@@ -176,11 +174,9 @@ def test_qemu_killed_during_an_agent_call(lab_setup: LabSetup, tmp_path: Path):
     pid, run_dir = guest.pid, guest.run_dir
     killer = threading.Timer(1.0, os.kill, (pid, 9))
     killer.start()
-    start = time.monotonic()
     with pytest.raises(GuestDied) as info:
         guest.call(lab_payloads.sleep, 60)
     killer.join()
-    assert time.monotonic() - start < 20
     assert "killed by SIGKILL" in str(info.value) and "during an agent request" in str(info.value)
     assert_gone(guest, pid, run_dir, before)
     with pytest.raises(GuestDied):

@@ -23,8 +23,6 @@ VIRGL2 = int(Capset.VIRGL2)
 FENCE_EVENT = (payloads.VIRTGPU_EVENT_FENCE_SIGNALED, payloads.DRM_EVENT_SIZE)
 #: what QEMU prints when a command of a context failed on the host
 HOST_ERROR = re.compile(r"error|failed|invalid", re.IGNORECASE)
-#: the longest the plugin may take to call a renderer that cannot start a gap
-GAP_SECONDS = 10.0
 
 
 def _capset_id(name: str) -> int:
@@ -73,18 +71,18 @@ def test_drm_native_context_is_usable(guest, virtgpu):
 
 
 @pytest.mark.guest("drm")
-def test_drm_native_context_gap_is_reported_quickly(request, guest, capabilities):
+def test_drm_native_context_gap_is_reported(request, guest, capabilities):
     """Asking for drm_native_context=on from a host renderer built without it is reported as a
-    device gap within seconds of loading virtio_gpu (the guest stays responsive and the
-    ``virtgpu`` fixture skips with the reason), never a hang waiting for capsets."""
+    device gap, with QEMU's own words, after loading virtio_gpu (the guest stays responsive and
+    the ``virtgpu`` fixture skips with the reason), never a hang waiting for capsets; how long
+    detection takes is measured in ``bench lab``, not judged here."""
     values = capabilities.as_dict()
     if capabilities.device_error is None:
         pytest.skip(f"the host renderer has DRM native contexts (probed: capset.drm="
                     f"{values.get('capset.drm', 'absent')}) [{capabilities.configuration}]")
     error = capabilities.device_error
     assert any(mark in error for mark in DEVICE_INIT_FAILURES), error
-    seen = re.search(r"seen (\d+(?:\.\d+)?) s after loading virtio_gpu", error)
-    assert seen and float(seen.group(1)) < GAP_SECONDS, error
+    assert re.search(r"seen \d+(?:\.\d+)? s after loading virtio_gpu", error), error
     assert values["renderer.drm_native_context"] is False and "capset.drm" not in values
     assert guest.run(["true"], timeout=10).returncode == 0
     with pytest.raises(pytest.skip.Exception) as skipped:
