@@ -59,6 +59,13 @@ def test_channels_are_inherited_socket_fds():
     assert "virtserialport,bus=vser.0,chardev=agent,name=gpuhil.agent" in devices
 
 
+def test_qmp_uses_the_monitor_option_every_release_has():
+    """QMP is ``-mon chardev=qmp,mode=control`` (QEMU 10.0 lacks ``-object monitor-qmp``)."""
+    argv = argv_of(GuestSpec())
+    assert values(argv, "-mon") == ["chardev=qmp,mode=control"]
+    assert not any("monitor-qmp" in a for a in argv)
+
+
 def test_venus_gpu_uses_egl_headless_on_the_render_node():
     argv = argv_of(GuestSpec(gpu=VENUS_GPU, display=Display("/dev/dri/renderD129")))
     assert "virtio-gpu-gl-pci,blob=on,hostmem=256M,venus=on" in values(argv, "-device")

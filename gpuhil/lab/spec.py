@@ -241,6 +241,12 @@ def _fsdev(fsid: str, path: str, tag: str, readonly: bool) -> list[str]:
     return ["-fsdev", opts, "-device", f"virtio-9p-pci,fsdev={fsid},mount_tag={tag}"]
 
 
+def qmp_args(channels: Channels) -> list[str]:
+    """The QMP monitor on the inherited socket: ``-mon mode=control`` works on every QEMU
+    release (``-object monitor-qmp`` only on 11.x)."""
+    return ["-chardev", f"socket,id=qmp,fd={channels.qmp_fd}", "-mon", "chardev=qmp,mode=control"]
+
+
 def smoke_argv(accel: Accel, where: Placement, channels: Channels) -> list[str]:
     """A kernel-only boot that ends in a panic once the kernel has run all of its init (no
     initramfs, no root): reaching that panic proves the accelerator can run a stock kernel."""
@@ -249,7 +255,7 @@ def smoke_argv(accel: Accel, where: Placement, channels: Channels) -> list[str]:
         "-machine", f"q35,accel={accel.value}", "-cpu", "host" if accel is Accel.KVM else "max",
         "-m", "256M", "-kernel", where.kernel,
         "-append", "console=ttyS0 panic=-1 rdinit=/nonexistent root=/dev/nonexistent",
-        "-chardev", f"socket,id=qmp,fd={channels.qmp_fd}", "-object", "monitor-qmp,id=qmpmon,chardev=qmp",
+        *qmp_args(channels),
         "-chardev", f"socket,id=con,fd={channels.console_fd}", "-serial", "chardev:con",
         "-monitor", "none", "-display", "none",
     ]
@@ -267,7 +273,7 @@ def qemu_argv(spec: GuestSpec, where: Placement, channels: Channels) -> list[str
         "-machine", machine, "-cpu", "host" if spec.accel is Accel.KVM else "max",
         "-smp", str(spec.cpus), "-m", f"{spec.memory_mib}M",
         "-kernel", where.kernel, "-initrd", where.initramfs, "-append", spec.kernel_cmdline(),
-        "-chardev", f"socket,id=qmp,fd={channels.qmp_fd}", "-object", "monitor-qmp,id=qmpmon,chardev=qmp",
+        *qmp_args(channels),
         "-chardev", f"socket,id=con,fd={channels.console_fd}", "-serial", "chardev:con",
         "-monitor", "none",
     ]
