@@ -77,3 +77,9 @@ def kmsg_since_last_seq() -> tuple[list[str], list[str]]:
     os.system("echo gpuhil-after-seq > /dev/kmsg")
     return ([r.text for r in kmsg.records_since(seq)],
             [r.text for r in kmsg.records_since(seq - 1)])
+
+
+def read_text(path: str) -> str:
+    """The text of a file in the guest."""
+    with open(path) as f:
+        return f.read()

@@ -297,3 +297,24 @@ def test_missing_qemu_binary_is_a_launch_error(lab_setup: LabSetup, tmp_path: Pa
     with pytest.raises(QemuLaunchError, match="cannot execute /nonexistent/qemu-system-x86_64"):
         guest.start()
     assert not guest.run_dir.exists()
+
+
+def test_a_guest_root_apart_from_the_chroot_is_the_one_the_guest_gets(lab_setup: LabSetup,
+                                                                      tmp_path: Path):
+    """With QEMU run from the lab tree (chroot) and guest_root naming another tree, the guest
+    boots from guest_root (a marker only that tree has is visible in the guest), not from the
+    chroot tree."""
+    assert lab_setup.chroot is not None
+    other = tmp_path / "guestroot"
+    subprocess.run(["cp", "-al", str(lab_setup.chroot), str(other)], check=True)
+    marker = "etc/gpuhil-guest-root-marker"
+    (other / marker).write_text("the other tree\n")
+    setup = LabSetup(qemu=lab_setup.qemu, kernel=lab_setup.kernel,
+                     initramfs=lab_setup.initramfs, guest_root=other, chroot=lab_setup.chroot)
+    setup.check()
+    try:
+        with Guest(GuestSpec(), setup=setup, log_dir=tmp_path / "log", name="otherroot") as guest:
+            assert guest.call(lab_payloads.read_text, "/" + marker) == "the other tree\n"
+    finally:
+        subprocess.run(["rm", "-rf", str(other)], check=True)
+    assert not (lab_setup.chroot / marker).exists()

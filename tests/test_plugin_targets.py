@@ -12,6 +12,10 @@ def _files(tmp_path: Path) -> None:
     (tmp_path / "vmlinuz").write_bytes(b"k")
     (tmp_path / "initramfs.cpio").write_bytes(b"i")
     (tmp_path / "root").mkdir()
+    qemu = tmp_path / "opt/qemu/bin/qemu-system-x86_64"
+    qemu.parent.mkdir(parents=True)
+    qemu.write_text("#!/bin/sh\n")
+    qemu.chmod(0o755)
 
 
 def test_builtin_targets():
@@ -22,7 +26,8 @@ def test_builtin_targets():
 def test_config_file_relative_paths_and_gpus(tmp_path):
     _files(tmp_path)
     config = tmp_path / "lab.toml"
-    config.write_text('qemu = "/opt/qemu/bin/qemu-system-x86_64"\nkernel = "vmlinuz"\n'
+    qemu = tmp_path / "opt/qemu/bin/qemu-system-x86_64"
+    config.write_text(f'qemu = "{qemu}"\nkernel = "vmlinuz"\n'
                       'initramfs = "initramfs.cpio"\nguest_root = "root"\n'
                       '[[gpu]]\npci = "0000:03:00.0"\nrender_node = "/dev/dri/renderD129"\n')
     target = parse_target(str(config))
@@ -30,7 +35,7 @@ def test_config_file_relative_paths_and_gpus(tmp_path):
     assert target.kernel == tmp_path / "vmlinuz" and target.guest_root == tmp_path / "root"
     assert target.gpus == (GpuEntry("0000:03:00.0", "/dev/dri/renderD129"),)
     setup = target.lab_setup()
-    assert setup.qemu == "/opt/qemu/bin/qemu-system-x86_64" and setup.chroot is None
+    assert setup.qemu == str(qemu) and setup.chroot is None
     assert setup.initramfs == tmp_path / "initramfs.cpio"
 
 
@@ -43,6 +48,11 @@ def test_config_file_relative_paths_and_gpus(tmp_path):
     ('qemu = \n', "cannot read it as TOML"),
     ('qemu = "q"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\nguest_root = "root"\n'
      '[[gpu]]\nslot = "03:00.0"\n', "gpu[0] must be a table with keys from"),
+    ('qemu = "/no/such/qemu"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\n'
+     'guest_root = "root"\n', "qemu = '/no/such/qemu': no such executable"),
+    ('qemu = "/usr/bin/qemu-system-x86_64"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\n'
+     'guest_root = "root"\nchroot = "root"\n',
+     "qemu = '/usr/bin/qemu-system-x86_64': not an executable in the chroot tree"),
 ])
 def test_config_mistakes_name_option_file_and_problem(tmp_path, text, problem):
     _files(tmp_path)

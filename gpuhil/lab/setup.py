@@ -40,8 +40,10 @@ def cache_dir_of() -> Path:
 class LabSetup:
     """Where the lab's QEMU, kernel, initramfs and guest root are.
 
-    ``chroot`` set: the QEMU stack runs inside that tree (the built sid tree, which is also the
-    guest root).  ``chroot`` None: a lab machine's own QEMU, kernel and guest root on the host.
+    ``chroot`` set: the QEMU stack runs inside that tree and ``qemu`` is a path inside it (the
+    built sid tree is both, and also the guest root; another tree, e.g. one built from Debian
+    stable, can run QEMU for the same guest root).  ``chroot`` None: a lab machine's own QEMU,
+    kernel and guest root on the host.  :meth:`check` says which of them is missing.
     """
 
     qemu: str
@@ -93,8 +95,28 @@ class LabSetup:
         root = self.chroot
         binds = {_IN_SRC: self.project_root, _IN_RUN: run_dir}
         readonly = {_IN_KERNEL: self.kernel, _IN_INITRAMFS: self.initramfs}
+        if Path(self.guest_root).resolve() == Path(root).resolve():
+            return lambda argv: chroot_argv(root, argv, binds, readonly_binds=readonly,
+                                            export_root_at=_IN_GUESTROOT)
+        readonly[_IN_GUESTROOT] = self.guest_root  # QEMU from one tree, the guest from another
         return lambda argv: chroot_argv(root, argv, binds, readonly_binds=readonly,
-                                        export_root_at=_IN_GUESTROOT)
+                                        export_root_at=None)
+
+    def check(self) -> None:
+        """Raise LabError naming the setting (``qemu``, ``kernel``, ``initramfs``,
+        ``guest_root``, ``chroot``) whose file is missing, before any guest boots."""
+        for key in ("kernel", "initramfs", "guest_root", "chroot"):
+            value = getattr(self, key)
+            if value is not None and not Path(value).exists():
+                raise LabError(f"{key} = {str(value)!r}: no such file or directory")
+        if self.chroot is not None:
+            inside = Path(self.chroot) / self.qemu.lstrip("/")
+            if not os.access(inside, os.X_OK):
+                raise LabError(f"qemu = {self.qemu!r}: not an executable in the chroot tree "
+                               f"{self.chroot} (with chroot set, qemu is the path inside it: "
+                               f"{inside} was looked for)")
+        elif not os.access(self.qemu, os.X_OK) and shutil.which(self.qemu) is None:
+            raise LabError(f"qemu = {self.qemu!r}: no such executable")
 
     def runs(self) -> Path:
         """The directory holding the guests' run directories."""

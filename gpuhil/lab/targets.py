@@ -75,8 +75,10 @@ class Target:
             return LabSetup.default(progress=progress)
         if self.kind is TargetKind.CONFIG:
             assert self.qemu and self.kernel and self.initramfs and self.guest_root
-            return LabSetup(qemu=self.qemu, kernel=self.kernel, initramfs=self.initramfs,
-                            guest_root=self.guest_root, chroot=self.chroot)
+            setup = LabSetup(qemu=self.qemu, kernel=self.kernel, initramfs=self.initramfs,
+                             guest_root=self.guest_root, chroot=self.chroot)
+            setup.check()
+            return setup
         raise TargetError("the local target boots no guests")
 
 
@@ -111,8 +113,15 @@ def _config(path: Path, option: str) -> Target:
         if not isinstance(entry, dict) or set(entry) - _GPU_KEYS:
             raise bad(f"gpu[{i}] must be a table with keys from {sorted(_GPU_KEYS)}: {entry!r}")
         gpus.append(GpuEntry(entry.get("pci"), entry.get("render_node")))
-    return Target(TargetKind.CONFIG, path, str(data["qemu"]), paths["kernel"],
-                  paths["initramfs"], paths["guest_root"], paths.get("chroot"), tuple(gpus))
+    target = Target(TargetKind.CONFIG, path, str(data["qemu"]), paths["kernel"],
+                    paths["initramfs"], paths["guest_root"], paths.get("chroot"), tuple(gpus))
+    from gpuhil.lab.errors import LabError
+
+    try:
+        target.lab_setup()  # checks every path now, not at the first boot
+    except LabError as exc:
+        raise bad(str(exc)) from None
+    return target
 
 
 def parse_target(value: str, option: str = "--gpuhil-target") -> Target:
