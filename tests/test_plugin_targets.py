@@ -67,3 +67,17 @@ def test_config_mistakes_name_option_file_and_problem(tmp_path, text, problem):
 def test_empty_target_is_an_error():
     with pytest.raises(TargetError, match="--gpuhil-target is empty"):
         parse_target("")
+
+
+def test_host_suite_needs_no_other_key_and_is_validated(tmp_path):
+    """``host_suite = "stable"`` alone is a whole config (QEMU from that suite's tree, the guest
+    from the lab); a bad suite name or a chroot beside it is refused naming the key."""
+    config = tmp_path / "stable.toml"
+    config.write_text('host_suite = "stable"\n')
+    target = parse_target(str(config))
+    assert target.host_suite == "stable" and target.qemu is None and target.boots_guests
+    for text, problem in (('host_suite = "sta ble"\n', "host_suite = 'sta ble': not a Debian suite"),
+                          ('host_suite = "stable"\nchroot = "."\n', "host_suite and chroot both")):
+        config.write_text(text)
+        with pytest.raises(TargetError, match=problem):
+            parse_target(str(config))

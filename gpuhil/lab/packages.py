@@ -4,8 +4,26 @@ from __future__ import annotations
 
 import os
 
+#: The default lab's suite; ``gpuhil lab build --suite`` builds host-side trees from others.
 SUITE = "sid"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+#: Suites that are an overlay on a base suite (apt prefers the overlay's versions).
+OVERLAYS = {"experimental": "unstable"}
+
+
+def suite_sources(suite: str) -> tuple[str, list[str], list[str]]:
+    """(the base suite mmdebstrap starts from, extra apt source lines, extra apt options) for
+    ``suite``: a plain suite or codename (sid, testing, stable, trixie, ...), ``<codename>-
+    backports`` or ``experimental`` (both on top of their base, with apt preferring them)."""
+    if not suite or not all(c.isalnum() or c in "-." for c in suite):
+        raise ValueError(f"--suite={suite!r}: not a Debian suite or codename")
+    base = OVERLAYS.get(suite)
+    if base is None and suite.endswith("-backports"):
+        base = suite.removesuffix("-backports")
+    if base is None:
+        return suite, [], []
+    return base, [f"deb {mirror()} {base} main", f"deb {mirror()} {suite} main"], [
+        f'APT::Default-Release "{suite}"']
 
 #: The host-side QEMU stack and the guest userland (LAB.md's slim list).
 LAB_PACKAGES: tuple[str, ...] = (
@@ -100,17 +118,18 @@ mkdir -p {points}
 """
 
 
-def mmdebstrap_argv(target: str, *extra: str) -> list[str]:
-    """The mmdebstrap command that builds the tree into ``target`` (root mode).
+def mmdebstrap_argv(target: str, *extra: str, suite: str = SUITE) -> list[str]:
+    """The mmdebstrap command that builds the tree of ``suite`` into ``target`` (root mode).
 
     ``extra`` options (e.g. ``--verbose``) must not change the tree: they are not in the key.
     """
+    base, sources, options = suite_sources(suite)
     return [
         "mmdebstrap", *extra, "--variant=apt", "--mode=root",
-        *(f"--aptopt={o}" for o in APT_OPTIONS),
+        *(f"--aptopt={o}" for o in (*APT_OPTIONS, *options)),
         *(f"--dpkgopt={o}" for o in DPKG_OPTIONS),
         "--include=" + ",".join(PACKAGES),
         "--essential-hook=" + essential_hook(),
         "--customize-hook=" + customize_hook(),
-        SUITE, target, mirror(),
+        base, target, *(sources or [mirror()]),
     ]

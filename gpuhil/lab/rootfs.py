@@ -1,4 +1,4 @@
-"""Builds the Debian sid tree with mmdebstrap and reads what got installed in it."""
+"""Builds a Debian tree (sid by default) with mmdebstrap and reads what got installed in it."""
 from __future__ import annotations
 
 import collections
@@ -17,13 +17,13 @@ class RootfsBuildError(AssetError):
     """mmdebstrap failed; the message carries its exit status and the tail of its output."""
 
 
-def build_inputs() -> dict[str, object]:
-    """Everything the tree depends on, for the cache key."""
+def build_inputs(suite: str = packages.SUITE) -> dict[str, object]:
+    """Everything the tree of ``suite`` depends on, for the cache key."""
     return {
         "builder": BUILDER_VERSION,
-        "suite": packages.SUITE,
+        "suite": suite,
         "mirror": packages.mirror(),
-        "argv": packages.mmdebstrap_argv("TARGET"),
+        "argv": packages.mmdebstrap_argv("TARGET", suite=suite),
     }
 
 
@@ -31,7 +31,8 @@ def build_inputs() -> dict[str, object]:
 PROGRESS_PREFIXES = ("I: ", "W: ", "E: ", "Setting up ", "Fetched ", "Need to get ")
 
 
-def build_rootfs(dest: Path, progress: Callable[[str], None] | None = None) -> None:
+def build_rootfs(dest: Path, progress: Callable[[str], None] | None = None,
+                 suite: str = packages.SUITE) -> None:
     """Build the tree into ``dest`` (which must not exist) via ``dest.partial`` + rename.
 
     mmdebstrap runs in a private mount namespace so no mount it makes can outlive it.  Its
@@ -44,7 +45,7 @@ def build_rootfs(dest: Path, progress: Callable[[str], None] | None = None) -> N
     partial = dest.with_name(dest.name + ".partial")
     remove_tree(partial)
     argv = ["unshare", "--mount", "--propagation", "private", "--",
-            *packages.mmdebstrap_argv(str(partial), "--verbose")]
+            *packages.mmdebstrap_argv(str(partial), "--verbose", suite=suite)]
     log_path = dest.with_name(dest.name + ".log")
     tail: collections.deque[str] = collections.deque(maxlen=40)
     try:

@@ -9,6 +9,10 @@ A lab config file::
     guest_root = "/srv/lab/root"        # exported to the guest read-only over 9p
     chroot = "/srv/lab/root"            # optional: run QEMU inside this tree
 
+    host_suite = "stable"                # instead of qemu/chroot: QEMU from a tree of this
+                                         # Debian suite (`gpuhil lab build --suite stable`);
+                                         # kernel, initramfs and guest_root default to the lab's
+
     [[gpu]]                              # optional, repeatable: the GPUs tests may lease
     pci = "0000:03:00.0"
     render_node = "/dev/dri/renderD128"
@@ -23,7 +27,9 @@ from typing import Any, Callable
 
 __all__ = ["GpuEntry", "Target", "TargetError", "TargetKind", "parse_target"]
 
-_KEYS = {"qemu", "kernel", "initramfs", "guest_root", "chroot", "gpu"}
+_KEYS = {"qemu", "kernel", "initramfs", "guest_root", "chroot", "gpu", "host_suite"}
+#: QEMU's path inside a Debian tree.
+TREE_QEMU = "/usr/bin/qemu-system-x86_64"
 _GPU_KEYS = {"pci", "render_node", "vendor", "device"}
 
 
@@ -59,6 +65,7 @@ class Target:
     guest_root: Path | None = None
     chroot: Path | None = None
     gpus: tuple[GpuEntry, ...] = ()
+    host_suite: str | None = None  # QEMU from the lab tree of this Debian suite
 
     @property
     def boots_guests(self) -> bool:
@@ -73,6 +80,16 @@ class Target:
 
         if self.kind is TargetKind.LAB:
             return LabSetup.default(progress=progress)
+        if self.kind is TargetKind.CONFIG and self.host_suite is not None:
+            from gpuhil.lab.assets import ensure_assets
+
+            lab = LabSetup.default(progress=progress)
+            host = ensure_assets(progress=progress, suite=self.host_suite)
+            setup = LabSetup(qemu=self.qemu or TREE_QEMU, kernel=self.kernel or lab.kernel,
+                             initramfs=self.initramfs or lab.initramfs,
+                             guest_root=self.guest_root or lab.guest_root, chroot=host.root)
+            setup.check()
+            return setup
         if self.kind is TargetKind.CONFIG:
             assert self.qemu and self.kernel and self.initramfs and self.guest_root
             setup = LabSetup(qemu=self.qemu, kernel=self.kernel, initramfs=self.initramfs,
@@ -95,8 +112,18 @@ def _config(path: Path, option: str) -> Target:
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise bad(f"unknown keys {unknown} (known: {sorted(_KEYS)})")
+    host_suite = data.get("host_suite")
+    if host_suite is not None:
+        from gpuhil.lab.packages import suite_sources
+
+        if "chroot" in data:
+            raise bad("host_suite and chroot both name the tree QEMU runs in: keep one")
+        try:
+            suite_sources(str(host_suite))
+        except ValueError as exc:
+            raise bad(f"host_suite = {host_suite!r}: {str(exc).split(': ', 1)[1]}") from None
     missing = [k for k in ("qemu", "kernel", "initramfs", "guest_root") if not data.get(k)]
-    if missing:
+    if missing and host_suite is None:
         raise bad(f"missing {', '.join(missing)}")
     paths: dict[str, Path] = {}
     for key in ("kernel", "initramfs", "guest_root", "chroot"):
@@ -113,8 +140,11 @@ def _config(path: Path, option: str) -> Target:
         if not isinstance(entry, dict) or set(entry) - _GPU_KEYS:
             raise bad(f"gpu[{i}] must be a table with keys from {sorted(_GPU_KEYS)}: {entry!r}")
         gpus.append(GpuEntry(entry.get("pci"), entry.get("render_node")))
-    target = Target(TargetKind.CONFIG, path, str(data["qemu"]), paths["kernel"],
-                    paths["initramfs"], paths["guest_root"], paths.get("chroot"), tuple(gpus))
+    target = Target(TargetKind.CONFIG, path, data.get("qemu"), paths.get("kernel"),
+                    paths.get("initramfs"), paths.get("guest_root"), paths.get("chroot"),
+                    tuple(gpus), host_suite)
+    if host_suite is not None:
+        return target  # its tree may still have to be built: checked once it is there
     from gpuhil.lab.errors import LabError
 
     try:
