@@ -1,4 +1,6 @@
 """GuestSpec validation and its QEMU argv (pure logic, no QEMU)."""
+import dataclasses
+
 import pytest
 
 from gpuhil.lab.spec import (
@@ -59,11 +61,14 @@ def test_channels_are_inherited_socket_fds():
     assert "virtserialport,bus=vser.0,chardev=agent,name=gpuhil.agent" in devices
 
 
-def test_qmp_uses_the_monitor_option_every_release_has():
-    """QMP is ``-mon chardev=qmp,mode=control`` (QEMU 10.0 lacks ``-object monitor-qmp``)."""
-    argv = argv_of(GuestSpec())
-    assert values(argv, "-mon") == ["chardev=qmp,mode=control"]
-    assert not any("monitor-qmp" in a for a in argv)
+def test_qmp_monitor_follows_what_the_qemu_has():
+    """QMP is ``-object monitor-qmp`` where the QEMU has it (11.x deprecates ``-mon``) and
+    ``-mon chardev=qmp,mode=control`` where it does not (QEMU 10.0)."""
+    new = qemu_argv(GuestSpec(accel=Accel.TCG), WHERE, FDS)
+    assert values(new, "-object") == ["monitor-qmp,id=qmpmon,chardev=qmp"] and "-mon" not in new
+    old = qemu_argv(GuestSpec(accel=Accel.TCG), dataclasses.replace(WHERE, qmp_object=False), FDS)
+    assert values(old, "-mon") == ["chardev=qmp,mode=control"]
+    assert not any("monitor-qmp" in a for a in old)
 
 
 def test_venus_gpu_uses_egl_headless_on_the_render_node():

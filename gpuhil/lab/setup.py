@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ class LabSetup:
     project_root: Path = PROJECT_ROOT
     runs_dir: Path | None = None
     assets: "LabAssets | None" = None  # the built assets, when the lab uses them
+    #: A QEMU built and installed outside /usr: its module and data directories (as QEMU sees
+    #: them, i.e. inside the chroot when there is one).
+    qemu_module_dir: str | None = None
+    qemu_data_dir: str | None = None
 
     @classmethod
     def default(cls, progress: Progress | None = None) -> "LabSetup":
@@ -81,25 +86,45 @@ class LabSetup:
 
     def placement(self, run_dir: Path) -> Placement:
         """Paths as QEMU sees them for a guest whose host run directory is ``run_dir``."""
+        qmp_object = self.qemu_has_object("monitor-qmp")
         if self.chroot is None:
             return Placement(self.qemu, str(self.kernel), str(self.initramfs),
-                             str(self.guest_root), str(self.project_root), str(run_dir))
-        return Placement(self.qemu, _IN_KERNEL, _IN_INITRAMFS, _IN_GUESTROOT, _IN_SRC, _IN_RUN)
+                             str(self.guest_root), str(self.project_root), str(run_dir),
+                             self.qemu_data_dir, qmp_object)
+        return Placement(self.qemu, _IN_KERNEL, _IN_INITRAMFS, _IN_GUESTROOT, _IN_SRC, _IN_RUN,
+                         self.qemu_data_dir, qmp_object)
+
+    def qemu_has_object(self, type_name: str) -> bool:
+        """Whether this QEMU lists ``type_name`` in ``-object help`` (asked once per QEMU and
+        process; a QEMU that cannot even say is treated as lacking it)."""
+        key = (str(self.chroot), self.qemu, self.qemu_module_dir)
+        if key not in _OBJECT_TYPES:
+            with tempfile.TemporaryDirectory(prefix="gpuhil-probe-") as run_dir:
+                argv = self.wrapper(Path(run_dir))([self.qemu, "-object", "help"])
+                try:
+                    out = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                                         stdin=subprocess.DEVNULL).stdout
+                except (OSError, subprocess.TimeoutExpired):
+                    out = ""
+            _OBJECT_TYPES[key] = frozenset(line.strip() for line in out.splitlines())
+        return type_name in _OBJECT_TYPES[key]
 
     def wrapper(self, run_dir: Path) -> Callable[[list[str]], list[str]]:
-        """Turns QEMU's argv into the command that runs it (the chroot helper, or nothing)."""
+        """Turns QEMU's argv into the command that runs it (the chroot helper, or nothing; with
+        ``env QEMU_MODULE_DIR=...`` in front for a QEMU whose modules are elsewhere)."""
+        env = ["env", f"QEMU_MODULE_DIR={self.qemu_module_dir}"] if self.qemu_module_dir else []
         if self.chroot is None:
-            return lambda argv: argv
+            return lambda argv: [*env, *argv]
         from gpuhil.lab.chroot import chroot_argv
 
         root = self.chroot
         binds = {_IN_SRC: self.project_root, _IN_RUN: run_dir}
         readonly = {_IN_KERNEL: self.kernel, _IN_INITRAMFS: self.initramfs}
         if Path(self.guest_root).resolve() == Path(root).resolve():
-            return lambda argv: chroot_argv(root, argv, binds, readonly_binds=readonly,
+            return lambda argv: chroot_argv(root, [*env, *argv], binds, readonly_binds=readonly,
                                             export_root_at=_IN_GUESTROOT)
         readonly[_IN_GUESTROOT] = self.guest_root  # QEMU from one tree, the guest from another
-        return lambda argv: chroot_argv(root, argv, binds, readonly_binds=readonly,
+        return lambda argv: chroot_argv(root, [*env, *argv], binds, readonly_binds=readonly,
                                         export_root_at=None)
 
     def check(self) -> None:
@@ -117,6 +142,14 @@ class LabSetup:
                                f"{inside} was looked for)")
         elif not os.access(self.qemu, os.X_OK) and shutil.which(self.qemu) is None:
             raise LabError(f"qemu = {self.qemu!r}: no such executable")
+        for key in ("qemu_module_dir", "qemu_data_dir"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            where = Path(self.chroot) / value.lstrip("/") if self.chroot is not None else Path(value)
+            if not where.is_dir():
+                raise LabError(f"{key} = {value!r}: no such directory"
+                               + (f" in the chroot tree {self.chroot}" if self.chroot else ""))
 
     def runs(self) -> Path:
         """The directory holding the guests' run directories."""
@@ -124,6 +157,8 @@ class LabSetup:
 
 
 _counter = itertools.count()
+#: ``-object help`` of each QEMU asked in this process.
+_OBJECT_TYPES: dict[tuple[str, str, str | None], frozenset[str]] = {}
 
 
 def next_run_id() -> int:

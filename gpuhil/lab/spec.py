@@ -221,6 +221,8 @@ class Placement:
     guest_root: str
     project_root: str
     run_dir: str
+    data_dir: str | None = None  # QEMU's firmware and keymaps (-L), for a QEMU outside /usr
+    qmp_object: bool = True      # the QEMU has -object monitor-qmp (11.x); else -mon
 
 
 @dataclass(frozen=True)
@@ -241,10 +243,18 @@ def _fsdev(fsid: str, path: str, tag: str, readonly: bool) -> list[str]:
     return ["-fsdev", opts, "-device", f"virtio-9p-pci,fsdev={fsid},mount_tag={tag}"]
 
 
-def qmp_args(channels: Channels) -> list[str]:
-    """The QMP monitor on the inherited socket: ``-mon mode=control`` works on every QEMU
-    release (``-object monitor-qmp`` only on 11.x)."""
-    return ["-chardev", f"socket,id=qmp,fd={channels.qmp_fd}", "-mon", "chardev=qmp,mode=control"]
+def qmp_args(channels: Channels, where: Placement) -> list[str]:
+    """The QMP monitor on the inherited socket: ``-object monitor-qmp`` where the QEMU has it
+    (11.x, which deprecates ``-mon``), else ``-mon mode=control`` (every older release)."""
+    chardev = ["-chardev", f"socket,id=qmp,fd={channels.qmp_fd}"]
+    if where.qmp_object:
+        return chardev + ["-object", "monitor-qmp,id=qmpmon,chardev=qmp"]
+    return chardev + ["-mon", "chardev=qmp,mode=control"]
+
+
+def data_dir_args(where: Placement) -> list[str]:
+    """``-L DIR`` for a QEMU whose data directory is not the one it was built for."""
+    return ["-L", where.data_dir] if where.data_dir else []
 
 
 def smoke_argv(accel: Accel, where: Placement, channels: Channels) -> list[str]:
@@ -253,9 +263,9 @@ def smoke_argv(accel: Accel, where: Placement, channels: Channels) -> list[str]:
     return [
         where.qemu, "-nodefaults", "-no-user-config", "-no-reboot",
         "-machine", f"q35,accel={accel.value}", "-cpu", "host" if accel is Accel.KVM else "max",
-        "-m", "256M", "-kernel", where.kernel,
+        *data_dir_args(where), "-m", "256M", "-kernel", where.kernel,
         "-append", "console=ttyS0 panic=-1 rdinit=/nonexistent root=/dev/nonexistent",
-        *qmp_args(channels),
+        *qmp_args(channels, where),
         "-chardev", f"socket,id=con,fd={channels.console_fd}", "-serial", "chardev:con",
         "-monitor", "none", "-display", "none",
     ]
@@ -271,9 +281,9 @@ def qemu_argv(spec: GuestSpec, where: Placement, channels: Channels) -> list[str
     argv = [
         where.qemu, "-nodefaults", "-no-user-config", "-no-reboot",
         "-machine", machine, "-cpu", "host" if spec.accel is Accel.KVM else "max",
-        "-smp", str(spec.cpus), "-m", f"{spec.memory_mib}M",
+        *data_dir_args(where), "-smp", str(spec.cpus), "-m", f"{spec.memory_mib}M",
         "-kernel", where.kernel, "-initrd", where.initramfs, "-append", spec.kernel_cmdline(),
-        *qmp_args(channels),
+        *qmp_args(channels, where),
         "-chardev", f"socket,id=con,fd={channels.console_fd}", "-serial", "chardev:con",
         "-monitor", "none",
     ]

@@ -9,6 +9,8 @@ A lab config file::
     guest_root = "/srv/lab/root"        # exported to the guest read-only over 9p
     chroot = "/srv/lab/root"            # optional: run QEMU inside this tree
 
+    qemu_module_dir = "/opt/qemu/lib/qemu"   # optional: a QEMU installed outside /usr
+    qemu_data_dir = "/opt/qemu/share/qemu"   # (paths as QEMU sees them)
     host_suite = "stable"                # instead of qemu/chroot: QEMU from a tree of this
                                          # Debian suite (`gpuhil lab build --suite stable`);
                                          # kernel, initramfs and guest_root default to the lab's
@@ -27,7 +29,8 @@ from typing import Any, Callable
 
 __all__ = ["GpuEntry", "Target", "TargetError", "TargetKind", "parse_target"]
 
-_KEYS = {"qemu", "kernel", "initramfs", "guest_root", "chroot", "gpu", "host_suite"}
+_KEYS = {"qemu", "kernel", "initramfs", "guest_root", "chroot", "gpu", "host_suite",
+         "qemu_module_dir", "qemu_data_dir"}
 #: QEMU's path inside a Debian tree.
 TREE_QEMU = "/usr/bin/qemu-system-x86_64"
 _GPU_KEYS = {"pci", "render_node", "vendor", "device"}
@@ -66,6 +69,8 @@ class Target:
     chroot: Path | None = None
     gpus: tuple[GpuEntry, ...] = ()
     host_suite: str | None = None  # QEMU from the lab tree of this Debian suite
+    qemu_module_dir: str | None = None
+    qemu_data_dir: str | None = None
 
     @property
     def boots_guests(self) -> bool:
@@ -93,7 +98,9 @@ class Target:
         if self.kind is TargetKind.CONFIG:
             assert self.qemu and self.kernel and self.initramfs and self.guest_root
             setup = LabSetup(qemu=self.qemu, kernel=self.kernel, initramfs=self.initramfs,
-                             guest_root=self.guest_root, chroot=self.chroot)
+                             guest_root=self.guest_root, chroot=self.chroot,
+                             qemu_module_dir=self.qemu_module_dir,
+                             qemu_data_dir=self.qemu_data_dir)
             setup.check()
             return setup
         raise TargetError("the local target boots no guests")
@@ -140,9 +147,15 @@ def _config(path: Path, option: str) -> Target:
         if not isinstance(entry, dict) or set(entry) - _GPU_KEYS:
             raise bad(f"gpu[{i}] must be a table with keys from {sorted(_GPU_KEYS)}: {entry!r}")
         gpus.append(GpuEntry(entry.get("pci"), entry.get("render_node")))
+    qemu_dirs = {}
+    for key in ("qemu_module_dir", "qemu_data_dir"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, str) and value.startswith("/")):
+            raise bad(f"{key} must be an absolute path (as QEMU sees it), not {value!r}")
+        qemu_dirs[key] = value
     target = Target(TargetKind.CONFIG, path, data.get("qemu"), paths.get("kernel"),
                     paths.get("initramfs"), paths.get("guest_root"), paths.get("chroot"),
-                    tuple(gpus), host_suite)
+                    tuple(gpus), host_suite, **qemu_dirs)
     if host_suite is not None:
         return target  # its tree may still have to be built: checked once it is there
     from gpuhil.lab.errors import LabError
