@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 HOST_DEBS := libdrm-dev mmdebstrap uidmap arch-test zstd cpio chromium
+# The Allure report needs a Java runtime and npm (which brings Node.js): a command that is
+# missing is installed from Debian (command -> package).
+HOST_TOOLS := java:default-jre-headless npm:npm
 
 .PHONY: setup build test suites bench clean
 
@@ -11,6 +14,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py
 	@missing=""; for p in $(HOST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for t in $(HOST_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing host packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
