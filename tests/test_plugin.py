@@ -150,7 +150,7 @@ def test_local_fixtures_skip_with_their_reason(run):
 
 def test_snapshot_is_stashed_for_the_report(run, pytester):
     pytester.makeconftest("""
-        from gpuhil.pytestplugin.lab import SNAPSHOT_KEY, SNAPSHOTS_KEY
+        from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY
         def pytest_sessionfinish(session):
             snapshot = session.config.stash[SNAPSHOT_KEY].as_dict()
             print("SNAPSHOT", snapshot["configuration"], snapshot["kernel.host"],
@@ -200,7 +200,7 @@ def test_xdist_workers_each_have_their_own_session(pytester):
     pytester.makepyfile("""
         import os
         import pytest
-        from gpuhil.pytestplugin.lab import SESSION_KEY
+        from gpuhil.pytestplugin.keys import SESSION_KEY
 
         @pytest.mark.parametrize("n", range(4))
         def test_worker(n, guest, pytestconfig):
