@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     if find_render_nodes():
         result = ioctl_payload.run()
     else:
+        from gpuhil.bringup import prepare_gpu
         from gpuhil.lab.guest import Guest
         from gpuhil.lab.setup import LabSetup
         from gpuhil.lab.spec import VENUS_GPU, GuestSpec
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         setup = LabSetup.default(progress=lambda line: print(f"  {line}", file=sys.stderr))
         with Guest(GuestSpec(gpu=VENUS_GPU), setup=setup, boot_timeout=300) as guest:
-            guest.run(["modprobe", "virtio_gpu"], check=True, timeout=60)
+            prepare_gpu(guest, 60)
             result = guest.call(ioctl_payload.run_when_ready)
     print(f"bench_ioctl on {result.node} (C reference: {result.c_binary or 'unavailable'})")
     print(result.report())

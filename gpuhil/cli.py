@@ -93,10 +93,10 @@ def _boot(args: argparse.Namespace, progress: _Progress, kernel_args: Sequence[s
 
 
 def _load_gpu_driver(guest: Any, progress: _Progress) -> None:
-    guest.run(["modprobe", "virtio_gpu"], check=True)
-    guest.run(["sh", "-c", "i=0; while [ ! -e /dev/dri/renderD128 ] && [ $i -lt 600 ]; do "
-               "i=$((i+1)); sleep 0.05; done; test -e /dev/dri/renderD128"], check=True)
-    progress("virtio_gpu loaded, /dev/dri/renderD128 present")
+    from gpuhil.bringup import prepare_gpu
+
+    node = prepare_gpu(guest, 30)
+    progress(f"virtio_gpu loaded, {node} present")
 
 
 def _parse_value(text: str) -> Any:
@@ -145,7 +145,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         if saved is not None:
             tty.setraw(stdin)
         watched = [stdin]
-        while guest.process.poll() is None:
+        while guest.returncode is None:
             ready, _, _ = select.select(watched, [], [], 0.2)
             if not ready:
                 continue
@@ -155,13 +155,13 @@ def cmd_boot(args: argparse.Namespace) -> int:
             if not data:  # stdin ended (not a terminal): wait for the guest to power off
                 watched = []
                 continue
-            guest.process.console.send(data)
+            guest.send_console(data)
     finally:
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         guest.close()
     print(file=sys.stderr)
-    progress(f"guest ended ({guest.process.status()})")
+    progress(f"guest ended ({guest.qemu_status()})")
     return 0
 
 

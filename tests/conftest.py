@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 
+from gpuhil.bringup import prepare_gpu
 from gpuhil.lab.guest import Guest
-
 from gpuhil.lab.setup import LabSetup
 from gpuhil.lab.configurations import CONFIGURATIONS
 from gpuhil.lab.spec import GuestSpec
@@ -27,7 +27,6 @@ os.environ.setdefault("GPUHIL_CACHE", str(cache_dir()))
 
 GL_SPEC = CONFIGURATIONS["venus"]
 VFIO_SPEC = CONFIGURATIONS["vfio"]
-RENDER_NODE = "/dev/dri/renderD128"
 
 
 def _lab_disabled() -> None:
@@ -61,22 +60,13 @@ def boot_guest(spec: GuestSpec, setup: LabSetup, log_dir: Path, name: str,
     return guest
 
 
-def _wait_for_render_node(guest: Guest, timeout: float = 30.0) -> None:
-    guest.run(["modprobe", "virtio_gpu"], check=True, timeout=timeout)
-    script = (f"i=0; while [ ! -e {RENDER_NODE} ]; do i=$((i+1)); "
-              f"[ $i -gt {int(timeout * 20)} ] && exit 1; sleep 0.05; done")
-    if guest.run(["sh", "-c", script], timeout=timeout + 5).returncode != 0:
-        raise RuntimeError(f"{RENDER_NODE} did not appear within {timeout:g} s of "
-                           f"modprobe virtio_gpu; console:\n{guest.console_tail()}")
-
-
 @pytest.fixture(scope="session")
 def gl_guest(lab_setup: LabSetup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
     """A guest with a 3-D virtio-gpu (blob, hostmem 256M, venus) and its render node ready."""
     guest = boot_guest(GL_SPEC, lab_setup, tmp_path_factory.mktemp("gl_guest"), "gl")
     try:
         try:
-            _wait_for_render_node(guest)
+            prepare_gpu(guest, 30.0)
         except Exception as exc:
             pytest.fail(f"gl_guest: {type(exc).__name__}: {exc}", pytrace=False)
         yield guest

@@ -8,7 +8,7 @@ from gpuhil.gating.capabilities import (
     Capabilities, CapsetInfo, GuestProbe, capset_summary, device_init_failure, probe_machine,
     qemu_properties,
 )
-from gpuhil.pytestplugin.lab import describe_values
+from gpuhil.pytestplugin.gating import describe_values
 
 PROBE = GuestProbe(
     kernel="7.2.13+deb14-amd64", render_node="/dev/dri/renderD128",

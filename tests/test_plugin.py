@@ -3,6 +3,7 @@ virtio-gpu): options and their errors, ``requires`` parsing and evaluation, skip
 the probed values, ``--must-have`` failures, fixtures that skip with their reason."""
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -150,7 +151,7 @@ def test_local_fixtures_skip_with_their_reason(run):
 
 def test_snapshot_is_stashed_for_the_report(run, pytester):
     pytester.makeconftest("""
-        from gpuhil.pytestplugin.lab import SNAPSHOT_KEY, SNAPSHOTS_KEY
+        from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY
         def pytest_sessionfinish(session):
             snapshot = session.config.stash[SNAPSHOT_KEY].as_dict()
             print("SNAPSHOT", snapshot["configuration"], snapshot["kernel.host"],
@@ -200,7 +201,7 @@ def test_xdist_workers_each_have_their_own_session(pytester):
     pytester.makepyfile("""
         import os
         import pytest
-        from gpuhil.pytestplugin.lab import SESSION_KEY
+        from gpuhil.pytestplugin.keys import SESSION_KEY
 
         @pytest.mark.parametrize("n", range(4))
         def test_worker(n, guest, pytestconfig):
@@ -216,3 +217,49 @@ def test_xdist_workers_each_have_their_own_session(pytester):
                                            "-rs")
     result.assert_outcomes(passed=4, skipped=1)
     result.stdout.fnmatch_lines(["*requires capset.venus: capset.venus=absent*"])
+
+
+def test_every_fixture_with_a_machine_records_it_for_the_results_plugin(run):
+    """``guest``, ``capabilities`` alone, a ``requires`` marker alone and a device handle each
+    record the test's machine under MACHINE_KEY; a test with no machine in play records none."""
+    result = run("""
+        import pytest
+        from gpuhil.machine import LocalMachine
+        from gpuhil.pytestplugin.keys import machine_of
+
+        def test_guest(request, guest):
+            assert machine_of(request.node) is guest
+
+        def test_capabilities_only(request, capabilities):
+            assert isinstance(machine_of(request.node), LocalMachine)
+
+        @pytest.mark.requires("kernel.host >= 2")
+        def test_requires_only(request):
+            assert isinstance(machine_of(request.node), LocalMachine)
+
+        def test_host_only(request):
+            assert machine_of(request.node) is None
+    """)
+    result.assert_outcomes(passed=4)
+
+
+@pytest.mark.skipif(not os.access("/dev/kmsg", os.W_OK), reason="needs to write /dev/kmsg")
+def test_capabilities_only_test_gets_the_kernel_log_slice(pytester):
+    """With the results plugin and allure, a test that uses only ``capabilities`` on the local
+    machine gets its kernel-log slice attached, and nothing QEMU-specific."""
+    pytester.makepyfile("""
+        def test_capabilities_only(capabilities):
+            assert capabilities.configuration == "local"
+
+        def test_host_only():
+            pass
+    """)
+    result = pytester.runpytest_subprocess(*LOCAL, "-p", "gpuhil.pytestplugin.results",
+                                           "--alluredir", "allure", timeout=120)
+    result.assert_outcomes(passed=2)
+    attachments = {}
+    for path in (pytester.path / "allure").glob("*-result.json"):
+        data = json.loads(path.read_text())
+        attachments[data["name"]] = {a["name"] for a in data.get("attachments", [])}
+    assert attachments["test_capabilities_only"] == {"kernel log (test slice)"}
+    assert attachments["test_host_only"] == set()

@@ -3,6 +3,7 @@ in the guest, requires/must-have on probed values, reuse, replacement after a cr
 ``drm_native_context=on`` trap reported within seconds instead of hanging."""
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -116,3 +117,29 @@ def test_vfio_device_is_bound_then_restored(pytester: pytest.Pytester):
     """)
     result = pytester.runpytest_inprocess(*LAB)
     result.assert_outcomes(passed=3)
+
+
+def test_capabilities_only_test_gets_the_guest_evidence(pytester: pytest.Pytester):
+    """A test that uses only ``capabilities`` (or only a ``requires`` marker) has the guest in
+    play: it gets the kernel-log slice, console, QEMU stderr and QMP events attached."""
+    pytester.makepyfile(test_inner="""
+        import pytest
+
+        def test_capabilities_only(capabilities):
+            assert capabilities.configuration == "venus"
+
+        @pytest.mark.requires("capset.venus")
+        def test_requires_only():
+            pass
+    """)
+    result = pytester.runpytest_subprocess(*LAB, "-p", "gpuhil.pytestplugin.results",
+                                           "--alluredir", "allure", timeout=600)
+    result.assert_outcomes(passed=2)
+    attachments = {}
+    for path in (pytester.path / "allure").glob("*-result.json"):
+        data = json.loads(path.read_text())
+        attachments[data["name"]] = {a["name"] for a in data.get("attachments", [])}
+    for name, got in sorted(attachments.items()):
+        assert {"kernel log (test slice)", "guest console (test slice)", "QEMU stderr (test slice)",
+                "QMP events", "guest spec", "QEMU argv"} <= got, (name, sorted(got))
+    assert sorted(attachments) == ["test_capabilities_only", "test_requires_only"]

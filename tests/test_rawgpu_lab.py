@@ -12,7 +12,7 @@ import time
 import pytest
 
 from gpuhil.devices import pci
-from gpuhil.pytestplugin.lab import raw_gpu_bound
+from gpuhil.handles import raw_gpu_bound
 from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlHdr, CtrlType, CtxCreate,
                              CtxDestroy, Feature, Format, GetCapset, GetCapsetInfo,
                              GetDisplayInfo, HdrFlag, MemEntry, RawMessage, Rect,

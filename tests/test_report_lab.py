@@ -30,6 +30,7 @@ import pytest
 from gpuhil.lab.guest import Guest
 from gpuhil.lab.setup import LabSetup
 from gpuhil.lab.spec import Accel, GuestSpec
+from gpuhil.pytestplugin.keys import use_machine
 
 
 def _boot(tmp_path_factory, name):
@@ -40,7 +41,7 @@ def _boot(tmp_path_factory, name):
 
 
 @pytest.fixture(scope="module")
-def guest(tmp_path_factory):
+def demo_guest(tmp_path_factory):
     """One plain guest for the module (the timeout test, last, kills it)."""
     g = _boot(tmp_path_factory, "report-demo")
     yield g
@@ -48,10 +49,16 @@ def guest(tmp_path_factory):
 
 
 @pytest.fixture
-def doomed_guest(tmp_path_factory):
+def guest(request, demo_guest):
+    """The module's guest, recorded as the test's machine (for its evidence and watchdog)."""
+    return use_machine(request, demo_guest)
+
+
+@pytest.fixture
+def doomed_guest(request, tmp_path_factory):
     """A guest of its own for the test that panics it."""
     g = _boot(tmp_path_factory, "report-panic")
-    yield g
+    yield use_machine(request, g)
     g.close()
 
 

@@ -21,11 +21,12 @@ may pass (XPASS) without failing the run.  On other platforms the test runs as i
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 __all__ = ["Expectation", "ExpectationError", "ExpectationFile", "Platform", "load_directory",
            "load_file", "version_matches"]
@@ -44,8 +45,21 @@ class Platform:
     qemu: str = ""
     virglrenderer: str = ""
     kernel: str = ""
+    mesa: str = ""  # not matched on by expectation files; reported with the provenance
+
+    @classmethod
+    def of(cls, setup: Any) -> "Platform":
+        """The stack a lab setup boots (its assets' manifest and kernel); a lab machine with its
+        own QEMU and kernel has unknown versions, and the local target (``setup`` None) is this
+        machine's kernel.  The one place the stack's versions are read."""
+        assets = getattr(setup, "assets", None)
+        if assets is not None:
+            m = assets.manifest
+            return cls(m.qemu, m.virglrenderer, assets.kernel_release, m.mesa)
+        return cls(kernel=os.uname().release if setup is None else "")
 
     def describe(self) -> str:
+        """The components expectation files match on, with their versions."""
         parts = [("QEMU", self.qemu), ("virglrenderer", self.virglrenderer),
                  ("Linux", self.kernel)]
         return ", ".join(f"{name} {value}" for name, value in parts if value) or "unknown"

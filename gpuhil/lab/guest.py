@@ -187,6 +187,19 @@ class Guest:
                 continue
         return max(times, default=None)
 
+    @property
+    def returncode(self) -> int | None:
+        """QEMU's exit status; None while it runs (and before launch)."""
+        return self._process.poll() if self._process is not None else None
+
+    def qemu_status(self) -> str:
+        """How QEMU stands: 'exit code N', 'killed by SIGKILL' or 'still running'."""
+        return self.process.status()
+
+    def send_console(self, data: bytes) -> None:
+        """Type ``data`` on the guest's serial console."""
+        self.process.console.send(data)
+
     def kill(self) -> None:
         """SIGKILL QEMU now (whatever waits on the guest ends); :meth:`close` still cleans up."""
         if self._process is not None:

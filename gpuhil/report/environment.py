@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import gpuhil
+from gpuhil.gating.expectations import Platform
 from gpuhil.outcomes import Outcome
 
 PROJECT_ROOT = Path(gpuhil.__file__).resolve().parent.parent
@@ -61,7 +62,8 @@ def categories_json() -> str:
 
 @dataclass
 class Provenance:
-    """Where a run's results come from: the stack's versions, host, GPUs and gpuhil itself."""
+    """Where a run's results come from: the stack's versions (its :attr:`platform`, read with
+    :meth:`gpuhil.gating.expectations.Platform.of`), host, GPUs and gpuhil itself."""
 
     gpuhil_version: str = gpuhil.__version__
     gpuhil_git: str = ""
@@ -72,6 +74,16 @@ class Provenance:
     guest_kernel: str = ""
     gpu_pci_ids: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def platform(self) -> Platform:
+        """The stack these results come from, as expectation files see it."""
+        return Platform(self.qemu, self.virglrenderer, self.guest_kernel, self.mesa)
+
+    @platform.setter
+    def platform(self, platform: Platform) -> None:
+        self.qemu, self.virglrenderer = platform.qemu, platform.virglrenderer
+        self.guest_kernel, self.mesa = platform.kernel, platform.mesa
 
     def properties(self) -> dict[str, str]:
         """Flat ``name -> value`` pairs (unknown values are left out)."""
@@ -120,13 +132,11 @@ def collect_provenance(guests: Iterable[Any] = ()) -> Provenance:
                       gpu_pci_ids=host_gpu_pci_ids())
     for guest in guests:
         setup = getattr(guest, "setup", None)
-        assets = getattr(setup, "assets", None)
-        if assets is not None and not prov.qemu:
-            m = assets.manifest
-            prov.qemu, prov.virglrenderer, prov.mesa = m.qemu, m.virglrenderer, m.mesa
-            prov.guest_kernel = assets.kernel_release
-        elif setup is not None and not prov.qemu:
-            prov.qemu = str(getattr(setup, "qemu", ""))
+        if setup is not None and not prov.qemu:
+            if getattr(setup, "assets", None) is not None:
+                prov.platform = Platform.of(setup)
+            else:  # a lab machine with its own QEMU: its path is what is known
+                prov.qemu = str(getattr(setup, "qemu", ""))
         info = getattr(guest, "info", None)
         if info is not None and getattr(info, "kernel", ""):
             prov.guest_kernel = info.kernel

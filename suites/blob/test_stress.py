@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gpuhil.lab.spec import VENUS_GPU, GuestSpec
-from gpuhil.pytestplugin.lab import prepare_gpu
+from gpuhil.bringup import prepare_gpu
 from gpuhil.devices.virtgpu import BlobMem
 from suites.blob import HOST3D_NEEDS, payloads
 from suites.blob.traces import (CREATE, MAP, UNREF, TraceCapture, unmap_sequences, well_formed)
@@ -26,10 +26,10 @@ RSS_GROWTH_LIMIT = 48 * MiB
 
 def qemu_rss(guest) -> int:
     """QEMU's resident set size in bytes, read on the host."""
-    for line in Path(f"/proc/{guest.process.pid}/status").read_text().splitlines():
+    for line in Path(f"/proc/{guest.pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for QEMU pid {guest.process.pid}")
+    raise AssertionError(f"no VmRSS for QEMU pid {guest.pid}")
 
 
 def _settle(traces: TraceCapture) -> None:
@@ -174,7 +174,7 @@ def test_reboot_with_blobs_mapped_then_same_ids_and_offsets(request, guest, virt
             events: list = []
             while not any(e.get("event") == "RESET" for e in events):
                 assert time.monotonic() < deadline, "the guest did not reset within 60 s"
-                assert guest.process.poll() is None, "QEMU exited instead of resetting"
+                assert guest.returncode is None, "QEMU exited instead of resetting"
                 time.sleep(0.2)
                 events += guest.qmp_events()
             # the agent of the fresh guest answers this once it is up
@@ -185,7 +185,7 @@ def test_reboot_with_blobs_mapped_then_same_ids_and_offsets(request, guest, virt
             again = virtgpu.call(payloads.remap_after_reboot, count, size)
             traces.settle(held["res_handles"])
     finally:
-        if guest.process.poll() is None:
+        if guest.returncode is None:
             guest.qmp("set-action", reboot="shutdown")
     assert boot_id.stdout.decode().strip() == again["boot_id"] != held["boot_id"]
     assert again["res_handles"] == held["res_handles"]

@@ -128,7 +128,7 @@ def launch(spec: GuestSpec, setup: LabSetup, name: str = "config") -> Launch:
         returncode, output = exc.returncode, exc.stderr
     else:
         time.sleep(STARTED_GRACE)
-        returncode = guest.process.poll()
+        returncode = guest.returncode
         output = guest.qemu_stderr()
     finally:
         guest.close()

@@ -15,7 +15,7 @@ from gpuhil.lab.errors import QemuLaunchError
 from gpuhil.lab.guest import Guest
 from gpuhil.lab.spec import GpuModel, GpuSpec, GuestSpec
 from gpuhil.lab.configurations import CONFIGURATIONS
-from gpuhil.pytestplugin.lab import prepare_gpu
+from gpuhil.bringup import prepare_gpu
 from suites.config import payloads
 from suites.config.devices import DeviceOptions, host_udmabuf, memfd_ram_args
 

@@ -1,4 +1,4 @@
-"""The vfio suite's guest configurations and the host-side view of a bound function.
+"""The vfio suite's guest configurations and the host-side view of QEMU's ivshmem memfd.
 
 Two vIOMMUs: the named "vfio" configuration (q35 + intel-iommu with interrupt remapping) and a
 virtio-iommu guest.  virtio-iommu has no interrupt remapping, so vfio_iommu_type1 refuses to
@@ -9,8 +9,6 @@ VFIO, and ``test_iommu_setup`` checks the refusal with the parameter turned off.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -21,19 +19,6 @@ from gpuhil.lab.spec import Iommu, Ivshmem
 IOMMUS = [pytest.param("vfio", id="intel-iommu"), pytest.param("virtio-iommu", id="virtio-iommu")]
 
 IVSHMEM_SIZE = Ivshmem().size
-
-
-@dataclass(frozen=True)
-class Vfio:
-    """A function bound to vfio-pci in the test's vIOMMU guest (the plugin's ``vfio_device``)."""
-
-    guest: Any
-    address: str
-    iommu: Iommu
-
-    def call(self, func, /, *args: Any) -> Any:
-        """Run ``func(address, *args)`` in the guest."""
-        return self.guest.call(func, self.address, *args)
 
 
 def qemu_memfd(pid: int, size: int) -> str | None:

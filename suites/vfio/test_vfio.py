@@ -96,7 +96,7 @@ def test_ivshmem_bar2_is_the_hosts_memfd(vfio):
     guest_offset, host_offset = 0x123000 + 17, 0xABC000 + 5
     out = vfio.call(payloads.ivshmem_write, guest_offset, b"from-the-guest")
     assert out == {"size": IVSHMEM_SIZE, "mmap": b"from-the-guest", "pread": b"from-the-guest"}
-    pid = vfio.guest.process.pid
+    pid = vfio.machine.pid
     path = qemu_memfd(pid, IVSHMEM_SIZE)
     if path is None:
         pytest.skip(f"QEMU pid {pid} shows no {IVSHMEM_SIZE}-byte memfd in /proc "

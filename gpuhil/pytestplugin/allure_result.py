@@ -1,0 +1,93 @@
+"""Editing the test's still-open Allure result: the gpuhil outcome (status, message, the timeout
+dump) and the labels (epic/feature/story from the suite layout, severity, outcome, category,
+host GPU, guest configuration)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuhil.machine import Machine
+from gpuhil.outcomes import ALLURE, Outcome, allure_message, classify
+from gpuhil.pytestplugin.evidence import TestRecord
+
+__all__ = ["SEVERITIES", "allure_result", "apply", "guest_config", "suite_labels"]
+
+SEVERITIES = ("blocker", "critical", "normal", "minor", "trivial")
+
+
+def allure_result(config: pytest.Config, nodeid: str) -> Any:
+    """allure-pytest's TestResult of ``nodeid`` while it is still open (None without allure).
+
+    allure-pytest has no public API to change a result's status; its listener's cache is the
+    one place that maps a node id to the open result.
+    """
+    listener = config.pluginmanager.getplugin("allure_listener")
+    if listener is None:
+        return None
+    uuid = listener._cache.get(nodeid)
+    return listener.allure_logger.get_test(uuid) if uuid else None
+
+
+def suite_labels(item_path: Path, rootdir: Path, name: str) -> dict[str, str]:
+    """epic = top folder under suites/ (else the top folder), feature = subfolder or module,
+    story = the test."""
+    try:
+        parts = list(item_path.relative_to(rootdir).parts)
+    except ValueError:
+        parts = [item_path.name]
+    if parts and parts[0] == "suites":
+        parts = parts[1:]
+    module = Path(parts[-1]).stem.removeprefix("test_") if parts else ""
+    folders = parts[:-1]
+    epic = folders[0] if folders else module
+    feature = "/".join(folders[1:]) if len(folders) > 1 else module
+    return {"epic": epic, "feature": feature, "story": name}
+
+
+def guest_config(machine: Machine | None) -> str:
+    """``virtio-gpu-gl-pci,..., iommu=intel, ivshmem``: what the machine's guest has ("no guest"
+    for a machine that is no lab guest)."""
+    spec = getattr(machine, "spec", None)
+    if spec is None:
+        return "no guest"
+    what = [spec.gpu.device_arg() if spec.gpu is not None else "no GPU"]
+    if spec.iommu is not None:
+        what.append(f"iommu={spec.iommu.value}")
+    what += [type(d).__name__.lower() for d in spec.devices]
+    return ", ".join(what)
+
+
+def apply(item: pytest.Item, record: TestRecord, host_gpus: str) -> None:
+    """Decide the outcome and write it, with the labels, into the still-open Allure result."""
+    outcome = classify(record.phases, timed_out=bool(record.timeout_kind),
+                       kernel_log=record.kernel_log)
+    record.outcome = outcome
+    result = allure_result(item.config, item.nodeid)
+    if result is None:
+        return
+    from allure_commons.model2 import Label, StatusDetails
+
+    mapping = ALLURE[outcome]
+    if outcome not in (Outcome.PASS, Outcome.SKIP):
+        result.status = mapping.status
+        details = result.statusDetails or StatusDetails()
+        details.message = allure_message(outcome, details.message)
+        if record.timeout_kind and record.dump:
+            details.trace = (record.dump + "\n\n" + (details.trace or "")).strip()
+        result.statusDetails = details
+    names = {label.name for label in result.labels}
+    labels = suite_labels(Path(str(item.path)), Path(str(item.config.rootpath)),
+                          getattr(item, "originalname", item.name))
+    marker = item.get_closest_marker("severity")
+    if marker is not None and marker.args and "severity" not in names:
+        labels["severity"] = str(marker.args[0])
+    labels["gpuhil.outcome"] = outcome.value
+    labels["gpuhil.category"] = mapping.category.value
+    labels["host_gpu"] = host_gpus
+    labels["guest_config"] = guest_config(record.machine)
+    for name, value in labels.items():
+        if name not in names or name.startswith("gpuhil."):
+            result.labels.append(Label(name=name, value=value))
+    result.labels.append(Label(name="tag", value=outcome.value))

@@ -1,0 +1,168 @@
+"""The lab plugin's fixtures: ``lab``, ``guest``, ``capabilities``, the device handles
+(``virtgpu``, ``udmabuf``, ``vfio_device``, ``raw_gpu``), ``host_gpu``, and the autouse ones that
+gate a test and apply its expectation entry.  Each fixture that brings a machine into play
+records it as the test's machine (:data:`~gpuhil.pytestplugin.keys.MACHINE_KEY`)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import pytest
+
+from gpuhil.devices.pci_ids import IVSHMEM
+from gpuhil.gating.capabilities import Capabilities
+from gpuhil.handles import RawGpuDevice, UdmabufDevice, VfioDevice, VirtGpu, bound_to_vfio, raw_gpu_bound
+from gpuhil.host.inventory import HostGpu, host_gpus, select
+from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
+from gpuhil.lab.configurations import is_raw_spec
+from gpuhil.lab.targets import Target
+from gpuhil.machine import LocalMachine, Machine
+from gpuhil.pytestplugin.gating import apply_expectations, gate
+from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, REQUIRES_KEY, SESSION_KEY, SNAPSHOTS_KEY, use_machine
+from gpuhil.pytestplugin.pool import GpuhilSession, GuestSlot, spec_for
+
+__all__ = ["Lab", "capabilities", "guest", "host_gpu", "lab", "raw_gpu", "udmabuf", "vfio_device",
+           "virtgpu"]
+
+
+@dataclass
+class Lab:
+    """The session's target and this worker's guests."""
+
+    target: Target
+    session: GpuhilSession
+
+    @property
+    def setup(self) -> Any:
+        """The LabSetup guests boot with (None on the local target)."""
+        return self.session.lab_setup()
+
+    def snapshots(self) -> dict[str, Capabilities]:
+        return dict(self.session.config.stash[SNAPSHOTS_KEY])
+
+
+@pytest.fixture(scope="session")
+def lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    """The target (virtual lab, lab config file, or local machine) and this worker's guests."""
+    session = pytestconfig.stash[SESSION_KEY]
+    session.log_dir = tmp_path_factory.mktemp("gpuhil-guests")
+    return Lab(session.settings.target, session)
+
+
+def _slot(request: pytest.FixtureRequest, lab: Lab) -> GuestSlot:
+    """The test's slot, healthy, gated on its capabilities, its machine recorded for the test."""
+    label, spec = spec_for(request, lab.session.settings.default_guest)
+    slot = lab.session.slot(label, spec)
+    assert slot.capabilities is not None and slot.machine is not None
+    gate(request.node, lab.session.settings.must_have, slot.capabilities)
+    use_machine(request, slot.machine)  # a test skipped by its requirements has no machine
+    return slot
+
+
+def _existing(request: pytest.FixtureRequest, lab: Lab) -> tuple[str, GuestSlot]:
+    """The test's configuration label and its slot (booted through the ``guest`` fixture)."""
+    request.getfixturevalue("guest")
+    label, _ = spec_for(request, lab.session.settings.default_guest)
+    return label, lab.session.existing(label)
+
+
+@pytest.fixture
+def guest(request: pytest.FixtureRequest, lab: Lab) -> Machine:
+    """A booted guest of the test's configuration (healthy: reused, or fresh after a crash)."""
+    return _slot(request, lab).machine
+
+
+@pytest.fixture(autouse=True)
+def _gpuhil_requires(request: pytest.FixtureRequest) -> None:
+    """Tests with ``requires`` markers are gated even when they use no guest fixture directly."""
+    if request.node.stash.get(REQUIRES_KEY, None) and "guest" not in request.fixturenames:
+        request.getfixturevalue("guest")
+
+
+@pytest.fixture(autouse=True)
+def _gpuhil_expectations(request: pytest.FixtureRequest) -> None:
+    """A test with an entry in the expectation file of this platform becomes a strict xfail."""
+    if request.node.stash.get(EXPECTATIONS_KEY, []):
+        apply_expectations(request.node, request.config.stash[SESSION_KEY].platform())
+
+
+@pytest.fixture
+def capabilities(request: pytest.FixtureRequest, lab: Lab) -> Capabilities:
+    """The capability snapshot of the test's guest configuration."""
+    return _existing(request, lab)[1].capabilities
+
+
+@pytest.fixture
+def virtgpu(request: pytest.FixtureRequest, lab: Lab) -> VirtGpu:
+    """The render node of the test's guest (virtio_gpu loaded); skips when the device could not
+    initialize or the configuration has none."""
+    label, slot = _existing(request, lab)
+    assert slot.capabilities is not None
+    if slot.capabilities.device_error:
+        pytest.skip(f"virtio-gpu unavailable [{label}]: {slot.capabilities.device_error}")
+    if slot.render_node is None:
+        pytest.skip(f"the {label} configuration has no virtio-gpu render node")
+    return VirtGpu(slot.machine, slot.render_node, slot.capabilities)
+
+
+@pytest.fixture
+def udmabuf(guest: Machine, capabilities: Capabilities) -> UdmabufDevice:
+    """/dev/udmabuf in the test's guest (skips with the reason when it is missing)."""
+    if not capabilities.probe.udmabuf:
+        pytest.skip(f"/dev/udmabuf is missing [{capabilities.configuration}]")
+    return UdmabufDevice(guest, "/dev/udmabuf", capabilities.probe.udmabuf_size_limit_mb,
+                         capabilities.probe.udmabuf_list_limit)
+
+
+@pytest.fixture
+def vfio_device(request: pytest.FixtureRequest, guest: Machine,
+                capabilities: Capabilities) -> Iterator[VfioDevice]:
+    """The vIOMMU guest's ivshmem-plain device bound to vfio-pci (ids overridable with
+    ``@pytest.mark.vfio_ids(vendor, device)``); its original driver is restored afterwards."""
+    if isinstance(guest, LocalMachine):
+        pytest.skip("vfio_device needs a lab guest with a vIOMMU (the local target has none)")
+    label, spec = spec_for(request, "vfio")
+    if spec.iommu is None:
+        pytest.skip(f"vfio_device needs a guest with a vIOMMU; [{label}] has none "
+                    f"(use @pytest.mark.guest('vfio'))")
+    marker = request.node.get_closest_marker("vfio_ids")
+    vendor, device = marker.args if marker is not None else IVSHMEM
+    with bound_to_vfio(guest, vendor, device) as (address, group, original):
+        yield VfioDevice(guest, address, vendor, device, group, original, spec.iommu)
+
+
+@pytest.fixture
+def raw_gpu(request: pytest.FixtureRequest, guest: Machine) -> Iterator[RawGpuDevice]:
+    """The "raw" guest's virtio-gpu (1af4:1050) bound to vfio-pci for gpuhil.raw.rawgpu; its
+    original driver (virtio-pci) is restored afterwards."""
+    if isinstance(guest, LocalMachine):
+        pytest.skip("raw_gpu needs a lab guest whose virtio-gpu sits behind a vIOMMU")
+    label, spec = spec_for(request, "raw")
+    if not is_raw_spec(spec):
+        pytest.skip(f"raw_gpu needs a virtio-gpu with iommu_platform=on behind a vIOMMU; "
+                    f"[{label}] is {spec.gpu.device_arg() if spec.gpu else 'without a GPU'}")
+    with raw_gpu_bound(guest) as device:
+        yield device
+
+
+@pytest.fixture
+def host_gpu(pytestconfig: pytest.Config) -> Iterator[HostGpu]:
+    """A host GPU (pyudev) matching --gpuhil-gpu, leased for the test; skips when there is none."""
+    settings = pytestconfig.stash[SESSION_KEY].settings
+    found = host_gpus()
+    selectors = list(settings.gpu_selectors) + [
+        g.pci or g.render_node for g in settings.target.gpus if g.pci or g.render_node]
+    chosen = select(found, selectors)
+    if not chosen:
+        seen = ", ".join(str(g) for g in found) or "none"
+        pytest.skip(f"no host GPU matches {selectors or 'any'} (pyudev found display-class PCI "
+                    f"devices: {seen})")
+    try:
+        lease: Lease = acquire_any([g.pci_slot for g in chosen], settings.lease_dir,
+                                   settings.lease_timeout,
+                                   holder=f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
+    except LeaseBusy as exc:
+        pytest.skip(str(exc))
+    with lease:
+        yield next(g for g in chosen if g.pci_slot == lease.resource)

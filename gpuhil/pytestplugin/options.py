@@ -1,0 +1,119 @@
+"""The lab plugin's options (``--gpuhil-*``, each also an ini key) and their validated form,
+:class:`Settings`; a bad value is a UsageError naming the option and the value."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuhil.gating import capexpr
+from gpuhil.gating.expectations import ExpectationError, ExpectationFile, load_directory
+from gpuhil.host.inventory import SelectorError, parse_selector
+from gpuhil.lab.configurations import CONFIGURATIONS
+from gpuhil.lab.targets import Target, TargetError, parse_target
+
+__all__ = ["Settings", "parse_settings", "pytest_addoption"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gpuhil", "gpuhil hardware-in-the-loop")
+
+    def option(name: str, ini: str, help: str, default: Any = None, kind: str = "string",
+               append: bool = False) -> None:
+        group.addoption(name, action="append" if append else "store", dest=ini, default=None,
+                        help=f"{help} (ini: {ini})")
+        parser.addini(ini, help, type="linelist" if append else kind, default=default)
+
+    option("--gpuhil-target", "gpuhil_target",
+           "where suites run: 'lab' (the virtual lab), 'local' (this machine has the device) or "
+           "the path of a lab config TOML file", default="lab")
+    option("--gpuhil-gpu", "gpuhil_gpu", "host GPU selection: PCI slot, vendor:device or render "
+           "node (repeatable)", default=[], append=True)
+    option("--must-have", "gpuhil_must_have", "capability expression that must hold: a test "
+           "skipped for a capability it names fails instead (repeatable)", default=[], append=True)
+    option("--gpuhil-guest", "gpuhil_guest", f"default guest configuration "
+           f"({', '.join(CONFIGURATIONS)})", default="venus")
+    option("--gpuhil-boot-timeout", "gpuhil_boot_timeout", "seconds a guest may take to boot",
+           default="180")
+    option("--gpuhil-device-timeout", "gpuhil_device_timeout", "seconds for the guest's render "
+           "node to appear after loading virtio_gpu", default="30")
+    option("--gpuhil-expectations", "gpuhil_expectations", "directory of per-platform "
+           "expectation files (known bugs => strict xfail); default: <rootdir>/suites/expectations",
+           default="")
+    option("--gpuhil-lease-dir", "gpuhil_lease_dir", "directory of host resource leases",
+           default="~/.cache/gpuhil/leases")
+    option("--gpuhil-lease-timeout", "gpuhil_lease_timeout", "seconds to wait for a leased host "
+           "resource before skipping", default="60")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated options."""
+
+    target: Target
+    gpu_selectors: tuple[str, ...]
+    must_have: tuple[capexpr.Expr, ...]
+    default_guest: str
+    boot_timeout: float
+    device_timeout: float
+    lease_dir: Path
+    lease_timeout: float
+    expectations: tuple[ExpectationFile, ...] = ()
+
+
+def _value(config: pytest.Config, ini: str) -> Any:
+    cli = getattr(config.option, ini, None)
+    return cli if cli is not None else config.getini(ini)
+
+
+def _seconds(config: pytest.Config, ini: str, option: str, allow_zero: bool = False) -> float:
+    raw = _value(config, ini)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{option}={raw!r}: expected a number of seconds") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise pytest.UsageError(f"{option}={raw!r}: must be {'>= 0' if allow_zero else '> 0'}")
+    return value
+
+
+def parse_settings(config: pytest.Config) -> Settings:
+    """Validate every gpuhil option; a bad one is a UsageError naming the option and value."""
+    try:
+        target = parse_target(str(_value(config, "gpuhil_target")))
+    except TargetError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    selectors = tuple(_value(config, "gpuhil_gpu") or ())
+    for selector in selectors:
+        try:
+            parse_selector(selector)
+        except SelectorError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    must_have = []
+    for text in _value(config, "gpuhil_must_have") or ():
+        try:
+            must_have.append(capexpr.parse(text))
+        except capexpr.CapExprError as exc:
+            raise pytest.UsageError(f"--must-have: {exc}") from None
+    default_guest = str(_value(config, "gpuhil_guest"))
+    if default_guest not in CONFIGURATIONS:
+        raise pytest.UsageError(f"--gpuhil-guest={default_guest!r}: unknown configuration "
+                                f"(known: {', '.join(CONFIGURATIONS)})")
+    where = str(_value(config, "gpuhil_expectations") or "")
+    directory = Path(where).expanduser() if where else config.rootpath / "suites" / "expectations"
+    if where and not directory.is_dir():
+        raise pytest.UsageError(f"--gpuhil-expectations={where!r}: not a directory")
+    try:
+        expectations = tuple(load_directory(directory))
+    except ExpectationError as exc:
+        raise pytest.UsageError(f"expectations: {exc}") from None
+    return Settings(
+        target, selectors, tuple(must_have), default_guest,
+        _seconds(config, "gpuhil_boot_timeout", "--gpuhil-boot-timeout"),
+        _seconds(config, "gpuhil_device_timeout", "--gpuhil-device-timeout"),
+        Path(str(_value(config, "gpuhil_lease_dir"))).expanduser(),
+        _seconds(config, "gpuhil_lease_timeout", "--gpuhil-lease-timeout", allow_zero=True),
+        expectations,
+    )

@@ -1,0 +1,191 @@
+"""This worker's machines: one per guest configuration (booted on first use, reused, booted
+again when a test broke it), with their capability snapshots, and which configuration a test
+asks for."""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuhil.bringup import RENDER_NODE, prepare_gpu
+from gpuhil.gating.capabilities import Capabilities, DeviceInitError, probe_machine, qemu_properties
+from gpuhil.gating.expectations import Platform
+from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec, label_of
+from gpuhil.lab.errors import LabError
+from gpuhil.lab.spec import GuestSpec
+from gpuhil.lab.targets import TargetKind
+from gpuhil.machine import LocalMachine, Machine
+from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY
+from gpuhil.pytestplugin.options import Settings
+
+__all__ = ["GpuhilSession", "GuestSlot", "resolve_spec", "spec_for"]
+
+
+def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
+    """A configuration label and spec from a name, a GuestSpec, or a ``guest`` marker."""
+    if isinstance(source, pytest.Mark):
+        spec = source.kwargs.get("spec")
+        name = source.args[0] if source.args else source.kwargs.get("name")
+        source = spec if spec is not None else name
+    if isinstance(source, GuestSpec):
+        return label_of(source), source
+    if isinstance(source, str) and source in CONFIGURATIONS:
+        return source, CONFIGURATIONS[source]
+    raise pytest.UsageError(f"{where}: unknown guest configuration {source!r} (a GuestSpec or "
+                            f"one of {', '.join(CONFIGURATIONS)})")
+
+
+def spec_for(request: pytest.FixtureRequest, default: str) -> tuple[str, GuestSpec]:
+    """The configuration of the requesting test: indirect parametrization of ``guest``, else
+    its ``guest`` marker, else what its device fixtures need, else ``default``."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "guest" in callspec.params:  # indirect parametrization
+        return resolve_spec(callspec.params["guest"], request.node.nodeid)
+    marker = request.node.get_closest_marker("guest")
+    if marker is not None:
+        return resolve_spec(marker, request.node.nodeid)
+    if "vfio_device" in request.fixturenames:
+        return resolve_spec("vfio")
+    if "raw_gpu" in request.fixturenames:
+        return resolve_spec("raw")
+    return resolve_spec(default)
+
+
+@dataclass
+class GuestSlot:
+    """One configuration's guest in this worker, and its capability snapshot."""
+
+    label: str
+    spec: GuestSpec
+    machine: Machine | None = None  # a Guest, or the LocalMachine
+    capabilities: Capabilities | None = None
+    render_node: str | None = None
+    boots: int = 0
+    boot_error: LabError | None = None  # a configuration that failed to boot is not retried
+
+
+class GpuhilSession:
+    """This worker's guests (one per configuration), snapshots and leases."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        self._setup: Any = None
+        self._setup_error: LabError | None = None
+        self._slots: dict[str, GuestSlot] = {}
+        self._platform: Platform | None = None
+        self.log_dir: Path | None = None
+
+    # lab setup (built lazily: sessions that use no guest never touch the lab)
+    def lab_setup(self) -> Any:
+        if self._setup_error is not None:
+            raise self._setup_error  # building the lab is not retried for every test
+        if self._setup is None and self.settings.target.boots_guests:
+            def progress(line: str) -> None:
+                print(f"[gpuhil lab] {line}", file=sys.stderr, flush=True)
+            try:
+                self._setup = self.settings.target.lab_setup(progress)
+            except LabError as exc:
+                self._setup_error = exc
+                raise
+            except Exception as exc:
+                self._setup_error = LabError(f"the lab ({self.settings.target.describe()}) could "
+                                             f"not be set up: {type(exc).__name__}: {exc}")
+                raise self._setup_error from exc
+        return self._setup
+
+    def platform(self) -> Platform:
+        """The versions of the stack this session tests (what expectation files match on)."""
+        if self._platform is None:
+            self._platform = Platform.of(self.lab_setup())
+        return self._platform
+
+    def _healthy(self, slot: GuestSlot) -> bool:
+        machine = slot.machine
+        if isinstance(machine, LocalMachine):
+            return True
+        try:
+            if machine is None or not machine.alive or machine.fatal is not None:
+                return False
+            check = f"test -e {slot.render_node}" if slot.render_node else "true"
+            return machine.run(["sh", "-c", check], timeout=15).returncode == 0
+        except Exception:
+            return False
+
+    def _boot(self, slot: GuestSlot) -> None:
+        from gpuhil.lab.guest import Guest
+
+        slot.boots += 1
+        assert self.log_dir is not None
+        log_dir = self.log_dir / f"{self.worker}-{slot.label.replace(':', '_')}-{slot.boots}"
+        guest = Guest(slot.spec, setup=self.lab_setup(), boot_timeout=self.settings.boot_timeout,
+                      log_dir=log_dir, name=f"{self.worker}-{slot.label.split(':')[0]}")
+        guest.start()  # LabError subclasses propagate: infrastructure errors
+        slot.machine = guest
+        slot.render_node = None
+        device_error: str | None = None
+        if slot.spec.gpu is not None and not is_raw_spec(slot.spec):
+            try:
+                slot.render_node = prepare_gpu(guest, self.settings.device_timeout)
+            except DeviceInitError as exc:
+                device_error = str(exc)
+        if slot.capabilities is None:
+            vfio = slot.spec.iommu is not None and bool(slot.spec.devices)
+            probe = guest.call(probe_machine, slot.render_node,
+                               gpu=slot.render_node is not None, vfio=vfio)
+            qemu_type, props = qemu_properties(guest.qmp)
+            self._record(Capabilities(slot.label, probe, qemu_device=qemu_type, qemu=props,
+                                      device_error=device_error), slot)
+
+    def _record(self, capabilities: Capabilities, slot: GuestSlot) -> None:
+        slot.capabilities = capabilities
+        snapshots = self.config.stash[SNAPSHOTS_KEY]
+        snapshots[slot.label] = capabilities
+        if SNAPSHOT_KEY not in self.config.stash:
+            self.config.stash[SNAPSHOT_KEY] = capabilities
+
+    def key(self, label: str) -> str:
+        """The slot of a configuration: on the local target every configuration is the machine."""
+        return "local" if self.settings.target.kind is TargetKind.LOCAL else label
+
+    def existing(self, label: str) -> GuestSlot:
+        return self._slots[self.key(label)]
+
+    def slot(self, label: str, spec: GuestSpec) -> GuestSlot:
+        """The configuration's guest, healthy: reused, or booted (again) when missing or broken."""
+        label = self.key(label)
+        slot = self._slots.setdefault(label, GuestSlot(label, spec))
+        if self.settings.target.kind is TargetKind.LOCAL:
+            if slot.machine is None:
+                slot.machine = LocalMachine()
+                node = RENDER_NODE if os.path.exists(RENDER_NODE) else None
+                slot.render_node = node
+                self._record(Capabilities("local", probe_machine(node, gpu=node is not None)), slot)
+            return slot
+        if slot.machine is not None and not self._healthy(slot):
+            slot.machine.close()
+            slot.machine = None
+        if slot.boot_error is not None:
+            raise slot.boot_error
+        if slot.machine is None:
+            try:
+                self._boot(slot)
+            except LabError as exc:
+                if slot.machine is not None:
+                    slot.machine.close()
+                    slot.machine = None
+                if slot.capabilities is None:
+                    slot.boot_error = exc  # it never worked: later tests get the same error at once
+                raise
+        return slot
+
+    def close(self) -> None:
+        for slot in self._slots.values():
+            if slot.machine is not None:
+                slot.machine.close()
+                slot.machine = None
