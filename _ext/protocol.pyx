@@ -11,7 +11,7 @@ entries).  One message is one *row* of ROW_WIDTH uint64 values:
 `encode_batch` turns rows (plus a payload buffer the tails point into) into wire messages in
 one preallocated buffer; `decode_batch` does the reverse, pointing the tails into the source
 buffer.  `encode_one` / `decode_one` are the per-message entry points that gpuhil.protocol
-wraps in dataclasses.  Errors are ProtocolError (gpuhil.protocol) naming type and sizes.
+wraps in dataclasses.  Errors are ProtocolError (gpuhil.protocol.constants) naming type and sizes.
 """
 from libc.stdint cimport int16_t, int32_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -618,8 +618,9 @@ cdef str _type_name(uint64_t t):
 cdef _raise(int code, const uint64_t* row, Py_ssize_t length, Py_ssize_t index,
             Py_ssize_t extra=0):
     """Raise the ProtocolError for a core's error code (extra: the count field or the size
-    needed); gpuhil.protocol is imported here because it imports this module."""
-    from gpuhil.protocol import ProtocolError
+    needed); imported here, not at the top, because gpuhil.protocol.constants imports this
+    module."""
+    from gpuhil.protocol.constants import ProtocolError
     cdef uint64_t t = row[COL_TYPE]
     where = f"message {index}: " if index >= 0 else ""
     layout = LAYOUTS.get(t)
@@ -850,7 +851,7 @@ def encode_config(unsigned char[::1] out, Py_ssize_t offset, uint32_t events_rea
     cdef gpuhil_virtio_gpu_config_t c
     cdef Py_ssize_t size = sizeof(c)
     if offset < 0 or out.shape[0] - offset < size:
-        from gpuhil.protocol import ProtocolError
+        from gpuhil.protocol.constants import ProtocolError
         raise ProtocolError(f"virtio_gpu_config needs {size} bytes, {out.shape[0] - offset} left",
                             size=out.shape[0] - offset, expected=size)
     c.events_read = htole32(events_read)
@@ -868,7 +869,7 @@ def decode_config(const unsigned char[::1] src, Py_ssize_t offset=0, bint strict
     cdef gpuhil_virtio_gpu_config_t c
     cdef Py_ssize_t size = sizeof(c), left = src.shape[0] - offset
     if offset < 0 or left < size or (strict and left != size):
-        from gpuhil.protocol import ProtocolError
+        from gpuhil.protocol.constants import ProtocolError
         raise ProtocolError(f"virtio_gpu_config is {size} bytes, got {left}",
                             size=left, expected=size)
     memcpy(&c, &src[offset], size)

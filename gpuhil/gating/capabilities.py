@@ -3,11 +3,12 @@
 :func:`probe_machine` runs where the device is (in a lab guest through ``guest.call``, or in
 process on a ``local`` target) and reads GETPARAM values, the capsets and their highest
 versions, the virtio device feature bits, the driver's debugfs summary, udmabuf and its limits,
-VFIO DMA_BUF export (on a device it binds to vfio-pci and restores) and the kernel release.
+VFIO DMA_BUF export (on a device it binds to vfio-pci and restores) and the kernel release;
+on a raw configuration :func:`gpuhil.raw.probe.probe_raw_gpu` adds what the raw driver found.
 :func:`qemu_properties` reads the GPU's QOM properties over QMP on the host.  The result is one
 :class:`Capabilities`; :meth:`Capabilities.as_dict` flattens it into dotted names
-(``capset.venus``, ``param.host_visible``, ``kernel.guest``) that ``requires`` expressions and
-reports use.  A name that was not found is absent from that dict.
+(``capset.venus``, ``param.host_visible``, ``kernel.guest``, ``raw.feature.resource_blob``) that
+``requires`` expressions and reports use; :mod:`gpuhil.gating.catalogue` lists them all.  A name that was not found is absent from that dict.
 
 This module is imported in the guest: standard library and gpuhil only, no pytest.
 """
@@ -19,10 +20,13 @@ import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gpuhil.devices.pci_ids import EDU, IVSHMEM
 from gpuhil.errors import GpuhilError, IoctlError
+
+if TYPE_CHECKING:
+    from gpuhil.raw.probe import RawProbe
 
 __all__ = [
     "Capabilities", "CapsetInfo", "DEVICE_INIT_FAILURES", "DeviceInitError", "FEATURE_BITS",
@@ -115,6 +119,7 @@ class Capabilities:
     qemu_device: str | None = None
     qemu: dict[str, Any] = field(default_factory=dict)
     device_error: str | None = None
+    raw: RawProbe | None = None  # the raw driver's probe, on a raw configuration
 
     def capset(self, name: str) -> CapsetInfo | None:
         return next((c for c in self.probe.capsets if c.name == name), None)
@@ -153,6 +158,8 @@ class Capabilities:
             out[f"qemu.{name}"] = value
         if self.device_error:
             out["device.error"] = self.device_error
+        if self.raw is not None:
+            out.update(self.raw.as_dict())
         return out
 
 

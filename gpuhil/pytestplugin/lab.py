@@ -43,6 +43,7 @@ from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec, label_of
 from gpuhil.lab.spec import GuestSpec
 from gpuhil.devices.pci_ids import IVSHMEM, VIRTIO_GPU
 from gpuhil.devices.vfio_binding import bind_vfio, restore_driver
+from gpuhil.raw.probe import probe_raw_gpu
 from gpuhil.machine import LocalMachine
 from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
 from gpuhil.lab.targets import Target, TargetError, TargetKind, parse_target
@@ -354,8 +355,9 @@ class GpuhilSession:
             probe = guest.call(probe_machine, slot.render_node,
                                gpu=slot.render_node is not None, vfio=vfio)
             qemu_type, props = qemu_properties(guest.qmp)
+            raw = guest.call(probe_raw_gpu) if is_raw_spec(slot.spec) else None
             self._record(Capabilities(slot.label, probe, qemu_device=qemu_type, qemu=props,
-                                      device_error=device_error), slot)
+                                      device_error=device_error, raw=raw), slot)
 
     def _record(self, capabilities: Capabilities, slot: GuestSlot) -> None:
         slot.capabilities = capabilities

@@ -1,10 +1,10 @@
-"""The virtio 1.x PCI transport, driven from userspace through a VFIO device.
+"""The virtio 1.x PCI transport, driven from userspace through a raw-path transport.
 
-:func:`find_capabilities` walks the PCI capability list through the VFIO config region and
+:func:`find_capabilities` walks the PCI capability list through the transport's config space and
 decodes the virtio vendor capabilities (common, notify, ISR, device config, PCI config access,
 shared memory).  :class:`VirtioPci` maps the BAR windows they point to and speaks the common
 configuration: reset, status, feature negotiation, queue programming, notification.  Every
-register access is a single load or store of the register's width (:class:`Mapping`'s
+register access is a single load or store of the register's width (:class:`Window`'s
 ``read16``/``write32`` ...).  Layouts and constants come from the kernel uapi headers through
 ``gpuhil._virtqueue.ABI``.
 """
@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-from gpuhil._mapping import Mapping
 from gpuhil._virtqueue import ABI
 from gpuhil.errors import GpuhilError
-from gpuhil.devices.vfio import Device
+from gpuhil.raw.transport import Transport, Window
 
 __all__ = ["CapType", "DeviceStatus", "TransportFeature", "VirtioCap", "VirtioError",
            "VirtioPci", "find_capabilities", "CommonCfg"]
@@ -127,7 +126,7 @@ class VirtioCap:
             return f"type {self.cfg_type}"
 
 
-def find_capabilities(device: Device) -> list[VirtioCap]:
+def find_capabilities(device: Transport) -> list[VirtioCap]:
     """The virtio vendor capabilities in the device's PCI capability list, in list order."""
     if not device.config_read(_PCI_STATUS, 2) & ABI["PCI_STATUS_CAP_LIST"]:
         return []
@@ -144,7 +143,7 @@ def find_capabilities(device: Device) -> list[VirtioCap]:
     return caps
 
 
-def _virtio_cap(device: Device, position: int) -> VirtioCap:
+def _virtio_cap(device: Transport, position: int) -> VirtioCap:
     def read(field_offset: int, size: int) -> int:
         return device.config_read(position + field_offset, size)
 
@@ -163,17 +162,18 @@ def _virtio_cap(device: Device, position: int) -> VirtioCap:
 
 
 class VirtioPci:
-    """A virtio-pci function opened through VFIO: its capabilities and register windows.
+    """A virtio-pci function reached through a :class:`~gpuhil.raw.transport.Transport`
+    (``device``): its capabilities and register windows.
 
-    The windows are mappings of the BARs the COMMON, NOTIFY, ISR and DEVICE capabilities point
-    to; they are closed with the VFIO device.  ``shared_memory(id)`` maps a shared-memory
+    The windows are the BARs the COMMON, NOTIFY, ISR and DEVICE capabilities point to; they
+    are closed with the transport.  ``shared_memory(id)`` maps a shared-memory
     region (virtio-gpu's host-visible window is id 1).
     """
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Transport) -> None:
         self.device = device
         self.caps = find_capabilities(device)
-        self._bars: dict[int, Mapping] = {}
+        self._bars: dict[int, Window] = {}
         self.common = self._window(CapType.COMMON)
         self.notify_cap = self._cap(CapType.NOTIFY)
         self.notify_window = self._window(CapType.NOTIFY)
@@ -188,11 +188,11 @@ class VirtioPci:
         raise VirtioError(f"{self.device.name}: no virtio {cfg_type.name} capability "
                           f"(found: {found})")
 
-    def _window(self, cfg_type: CapType) -> tuple[Mapping, int]:
+    def _window(self, cfg_type: CapType) -> tuple[Window, int]:
         cap = self._cap(cfg_type)
         return self._bar(cap.bar), cap.offset
 
-    def _bar(self, bar: int) -> Mapping:
+    def _bar(self, bar: int) -> Window:
         if bar not in self._bars:
             self._bars[bar] = self.device.mmap(bar)
         return self._bars[bar]
@@ -326,7 +326,7 @@ class VirtioPci:
         self.device.config_write(_PCI_COMMAND, 2, command)
         return self.device.config_read(_PCI_COMMAND, 2)
 
-    def shared_memory(self, shm_id: int) -> tuple[VirtioCap, Mapping]:
+    def shared_memory(self, shm_id: int) -> tuple[VirtioCap, Window]:
         """The shared-memory region ``shm_id`` (its capability and a mapping of exactly it)."""
         for cap in self.caps:
             if cap.cfg_type == CapType.SHARED_MEMORY and cap.id == shm_id:
