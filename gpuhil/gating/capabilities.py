@@ -170,7 +170,8 @@ def capset_summary(probe: GuestProbe) -> str:
 
 # --- probing where the device is ---------------------------------------------------------------
 
-def _param_name(member_name: str) -> str:
+def param_name(member_name: str) -> str:
+    """The capability name (``param.<this>``) of a virtgpu.Param member."""
     return "3d_features" if member_name == "FEATURES_3D" else member_name.lower()
 
 
@@ -186,9 +187,9 @@ def _probe_render_node(node_path: str | None) -> dict[str, Any]:
         errors: dict[str, str] = {}
         for member in Param:
             try:
-                params[_param_name(member.name)] = node.getparam(member)
+                params[param_name(member.name)] = node.getparam(member)
             except IoctlError as exc:
-                errors[_param_name(member.name)] = errno.errorcode.get(exc.errno, str(exc.errno))
+                errors[param_name(member.name)] = errno.errorcode.get(exc.errno, str(exc.errno))
         found["params"], found["param_errors"] = params, errors
         capsets = []
         mask = params.get("supported_capset_ids", 0)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from gpuhil.gating import capexpr
+from gpuhil.gating.snapshot import snapshot
 from gpuhil.gating.expectations import (
     Expectation, ExpectationError, ExpectationFile, Platform, load_directory,
 )
@@ -43,7 +44,6 @@ from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec, label_of
 from gpuhil.lab.spec import GuestSpec
 from gpuhil.devices.pci_ids import IVSHMEM, VIRTIO_GPU
 from gpuhil.devices.vfio_binding import bind_vfio, restore_driver
-from gpuhil.raw.probe import probe_raw_gpu
 from gpuhil.machine import LocalMachine
 from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
 from gpuhil.lab.targets import Target, TargetError, TargetKind, parse_target
@@ -352,12 +352,8 @@ class GpuhilSession:
                 device_error = str(exc)
         if slot.capabilities is None:
             vfio = slot.spec.iommu is not None and bool(slot.spec.devices)
-            probe = guest.call(probe_machine, slot.render_node,
-                               gpu=slot.render_node is not None, vfio=vfio)
-            qemu_type, props = qemu_properties(guest.qmp)
-            raw = guest.call(probe_raw_gpu) if is_raw_spec(slot.spec) else None
-            self._record(Capabilities(slot.label, probe, qemu_device=qemu_type, qemu=props,
-                                      device_error=device_error, raw=raw), slot)
+            self._record(snapshot(guest, slot.label, render_node=slot.render_node, vfio=vfio,
+                                  raw=is_raw_spec(slot.spec), device_error=device_error), slot)
 
     def _record(self, capabilities: Capabilities, slot: GuestSlot) -> None:
         slot.capabilities = capabilities
