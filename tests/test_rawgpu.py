@@ -12,7 +12,7 @@ from gpuhil.lab.spec import Accel, Channels, Placement, qemu_argv
 from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec
 from gpuhil.protocol import Feature, GetCapsetInfo, ctrl_name
 from gpuhil.raw.rawgpu import Features, RawTimeout, RingState
-from gpuhil.raw.virtio_pci import CapType, find_capabilities
+from gpuhil.raw.virtio_caps import CapType, find_capabilities
 
 WHERE = Placement(qemu="/usr/bin/qemu-system-x86_64", kernel="/k", initramfs="/i",
                   guest_root="/r", project_root="/p", run_dir="/run")

@@ -49,6 +49,7 @@ __all__ = [
     "encode", "encode_into", "encoded_size", "decode", "malformed",
     "CommandBatch", "BatchLayout", "DecodedBatch", "encode_batch", "decode_batch",
     "CtrlHdr", "Rect", "Box", "CursorPos", "MemEntry", "DisplayOne", "Message", "RawMessage",
+    "HDR", "LAYOUTS",
     "MESSAGE_CLASSES", "message_class",
     *_COMMANDS, *_BLOBS, *_CONTEXTS, *_CURSOR, *_RESPONSES,
 ]
