@@ -176,7 +176,8 @@ def param_name(member_name: str) -> str:
 
 
 def _probe_render_node(node_path: str | None) -> dict[str, Any]:
-    from gpuhil.devices.virtgpu import Capset, Param, RenderNode
+    from gpuhil.devices.virtgpu import Param, RenderNode
+    from gpuhil.protocol import capset_name
 
     found: dict[str, Any] = {}
     with RenderNode.open(node_path) as node:
@@ -194,8 +195,7 @@ def _probe_render_node(node_path: str | None) -> dict[str, Any]:
         capsets = []
         mask = params.get("supported_capset_ids", 0)
         for capset_id in (i for i in range(32) if mask & (1 << i)):
-            name = Capset(capset_id).name.lower() if capset_id in Capset._value2member_map_ \
-                else f"id{capset_id}"
+            name = capset_name(capset_id)
             max_version, data = -1, b""
             for version_no in range(MAX_CAPSET_VERSION_PROBED + 1):
                 try:

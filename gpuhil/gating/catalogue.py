@@ -18,6 +18,7 @@ __all__ = ["catalogue"]
 def catalogue() -> dict[str, str]:
     """Capability name -> its meaning, in a stable order."""
     from gpuhil.devices.virtgpu import Capset, Param
+    from gpuhil.protocol import capset_name
     from gpuhil.raw.probe import RAW_NAMES
 
     names: dict[str, str] = {
@@ -30,9 +31,9 @@ def catalogue() -> dict[str, str]:
         names[f"param.{param_name(member.name)}"] = \
             f"DRM_IOCTL_VIRTGPU_GETPARAM(VIRTGPU_PARAM_{member.name}) (absent when it fails)"
     for capset in Capset:
-        names[f"capset.{capset.name.lower()}"] = \
+        names[f"capset.{capset_name(capset)}"] = \
             f"the render node lists capset {capset.name} ({int(capset)})"
-        names[f"capset.{capset.name.lower()}.max_version"] = \
+        names[f"capset.{capset_name(capset)}.max_version"] = \
             f"the highest version GET_CAPS accepts for capset {capset.name}"
     for name in FEATURE_BITS:
         names[f"feature.{name}"] = \

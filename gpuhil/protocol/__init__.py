@@ -28,7 +28,7 @@ from gpuhil.protocol.constants import (ABI, CONTEXT_INIT_CAPSET_ID_MASK, EVENT_D
                                        MAP_CACHE_MASK, MAX_SCANOUTS, RESOURCE_FLAG_Y_0_TOP,
                                        ROW_WIDTH, BlobFlag, BlobMem, Capset, Column, CtrlType,
                                        Feature, Format, HdrFlag, MapCache, ProtocolError, ShmId,
-                                       bytes_view, ctrl_name)
+                                       bytes_view, capset_name, ctrl_name)
 from gpuhil.protocol.contexts import *  # noqa: F401,F403
 from gpuhil.protocol.contexts import __all__ as _CONTEXTS
 from gpuhil.protocol.cursor import *  # noqa: F401,F403
@@ -44,6 +44,7 @@ from gpuhil.protocol.responses import __all__ as _RESPONSES
 __all__ = [
     "ABI", "ROW_WIDTH", "ProtocolError", "CtrlType", "Feature", "HdrFlag", "Capset", "BlobMem",
     "BlobFlag", "MapCache", "Format", "ShmId", "Column", "Layout", "layout", "ctrl_name",
+    "capset_name",
     "MAP_CACHE_MASK", "MAX_SCANOUTS", "RESOURCE_FLAG_Y_0_TOP", "CONTEXT_INIT_CAPSET_ID_MASK",
     "EVENT_DISPLAY", "VirtioGpuConfig",
     "encode", "encode_into", "encoded_size", "decode", "malformed",

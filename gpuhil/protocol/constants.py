@@ -115,3 +115,12 @@ def ctrl_name(value) -> str:
         return CtrlType(ctrl).name
     except ValueError:
         return f"{ctrl:#06x}"
+
+
+def capset_name(capset_id: int) -> str:
+    """The one name of a capset id in capability names: ``virgl2``, ``venus``, or ``id7`` for
+    an id the protocol does not know (the same on the render node and on the wire)."""
+    try:
+        return Capset(capset_id).name.lower()
+    except ValueError:
+        return f"id{capset_id}"

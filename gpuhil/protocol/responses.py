@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpuhil.protocol.constants import MAP_CACHE_MASK, CtrlType, ProtocolError
+from gpuhil.protocol.constants import MAP_CACHE_MASK, CtrlType, ProtocolError, ctrl_name
 from gpuhil.protocol.layouts import DISPLAY_ONE, LAYOUTS, DisplayOne, Rect, layout
 from gpuhil.protocol.message import Message, message
 
@@ -167,7 +167,7 @@ def ok_response(type: int) -> CtrlType | None:
     if type in _CURSOR_COMMANDS:
         return None
     if type >= CtrlType.RESP_OK_NODATA:
-        raise ProtocolError(f"{CtrlType(type).name} is a response, not a command", type=type)
+        raise ProtocolError(f"{ctrl_name(type)} is a response, not a command", type=type)
     return _OK_RESPONSES.get(type, CtrlType.RESP_OK_NODATA)
 
 

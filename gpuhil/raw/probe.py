@@ -17,7 +17,8 @@ from typing import Any
 from gpuhil.devices.pci_ids import VIRTIO_GPU
 from gpuhil.devices.vfio_binding import bind_vfio, restore_driver
 from gpuhil.errors import GpuhilError
-from gpuhil.protocol import Capset, Feature, GetCapsetInfo, RespOkCapsetInfo
+from gpuhil.protocol import (Capset, Feature, GetCapsetInfo, RespOkCapsetInfo,
+                             capset_name)
 from gpuhil.raw.virtio_pci import TransportFeature
 
 __all__ = ["RAW_FEATURES", "RAW_NAMES", "RawProbe", "probe_raw_gpu"]
@@ -74,8 +75,7 @@ class RawProbe:
         out["raw.num_scanouts"] = self.num_scanouts
         out["raw.num_capsets"] = self.num_capsets
         for capset_id, max_version, _ in self.capsets:
-            name = Capset(capset_id).name.lower() if capset_id in Capset._value2member_map_ \
-                else f"id{capset_id}"
+            name = capset_name(capset_id)
             out[f"raw.capset.{name}"] = True
             out[f"raw.capset.{name}.max_version"] = max_version
         return out
