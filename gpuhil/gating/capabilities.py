@@ -5,10 +5,12 @@ process on a ``local`` target) and reads GETPARAM values, the capsets and their 
 versions, the virtio device feature bits, the driver's debugfs summary, udmabuf and its limits,
 VFIO DMA_BUF export (on a device it binds to vfio-pci and restores) and the kernel release;
 on a raw configuration :func:`gpuhil.raw.probe.probe_raw_gpu` adds what the raw driver found.
-:func:`qemu_properties` reads the GPU's QOM properties over QMP on the host.  The result is one
-:class:`Capabilities`; :meth:`Capabilities.as_dict` flattens it into dotted names
-(``capset.venus``, ``param.host_visible``, ``kernel.guest``, ``raw.feature.resource_blob``) that
-``requires`` expressions and reports use; :mod:`gpuhil.gating.catalogue` lists them all.  A name that was not found is absent from that dict.
+:func:`qemu_properties` (:mod:`gpuhil.gating.qemu_props`) reads the GPU's QOM properties over
+QMP on the host.  The result is one :class:`Capabilities`; :meth:`Capabilities.as_dict`
+flattens it into dotted names (``capset.venus``, ``param.host_visible``, ``kernel.guest``,
+``raw.feature.resource_blob``) that ``requires`` expressions and reports use;
+:mod:`gpuhil.gating.catalogue` lists them all.  A name that was not found is absent from that
+dict.
 
 This module is imported in the guest: standard library and gpuhil only, no pytest.
 """
@@ -16,13 +18,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from gpuhil.devices.pci_ids import EDU, IVSHMEM
+from gpuhil.gating.qemu_props import QEMU_GPU_PROPERTIES, qemu_properties
 from gpuhil.errors import GpuhilError, IoctlError
 
 if TYPE_CHECKING:
@@ -30,7 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Capabilities", "CapsetInfo", "DEVICE_INIT_FAILURES", "DeviceInitError", "FEATURE_BITS",
-    "GuestProbe", "capset_summary", "device_init_failure", "probe_machine", "qemu_properties",
+    "GuestProbe", "QEMU_GPU_PROPERTIES", "capset_summary", "device_init_failure", "probe_machine",
+    "qemu_properties",
 ]
 
 #: virtio-gpu device feature bits (``VIRTIO_GPU_F_*``) by name.
@@ -51,11 +54,6 @@ DEVICE_INIT_FAILURES = (
 )
 #: The guest driver's side of the same failure.
 GUEST_CAPSET_TIMEOUT = "timed out waiting for cap set"
-
-#: QOM properties of the GPU device worth recording (others are PCI plumbing).
-QEMU_GPU_PROPERTIES = ("blob", "hostmem", "venus", "drm_native_context", "max_outputs", "edid",
-                       "iommu_platform", "xres", "yres", "max_hostmem", "stats", "packed",
-                       "event_idx", "indirect_desc")
 
 MAX_CAPSET_VERSION_PROBED = 16
 
@@ -281,38 +279,3 @@ def probe_machine(render_node: str | None = None, *, gpu: bool = True, vfio: boo
     if vfio:
         found["vfio_dma_buf"], found["vfio_detail"] = _probe_vfio_dma_buf()
     return GuestProbe(**found)
-
-
-# --- the host side: QMP ------------------------------------------------------------------------
-
-def _gpu_qom_path(qmp: Callable[..., Any]) -> tuple[str, str] | None:
-    for parent in ("/machine/peripheral-anon", "/machine/peripheral"):
-        try:
-            children = qmp("qom-list", path=parent)
-        except Exception:
-            continue
-        for child in children:
-            match = re.fullmatch(r"child<(virtio-(?:gpu|vga)[\w-]*)>", child.get("type", ""))
-            if match:
-                return f"{parent}/{child['name']}", match.group(1)
-    return None
-
-
-def qemu_properties(qmp: Callable[..., Any]) -> tuple[str | None, dict[str, Any]]:
-    """The GPU's QEMU type and its recorded QOM property values (``qmp(command, **args)``)."""
-    found = _gpu_qom_path(qmp)
-    if found is None:
-        return None, {}
-    path, type_name = found
-    declared = {p["name"] for p in qmp("device-list-properties", typename=type_name)}
-    values: dict[str, Any] = {}
-    for name in QEMU_GPU_PROPERTIES:
-        if name not in declared:
-            continue
-        try:
-            value = qmp("qom-get", path=path, property=name)
-        except Exception:
-            continue
-        if isinstance(value, (bool, int, str)):
-            values[name] = value
-    return type_name, values
