@@ -63,7 +63,7 @@ def _fields(t: int, i: int) -> tuple[list[int], bytes]:
     if t == T.CMD_RESOURCE_ATTACH_BACKING:
         return [i, 2], struct.pack("<QI4xQI4x", i << 12, 4096, (i + 1) << 12, 8192)
     if t == T.CMD_RESOURCE_CREATE_BLOB:
-        return [i, P.BlobMem.HOST3D, P.BlobFlag.USE_MAPPABLE, 0, i * 3, 1 << 20], b""
+        return [i, P.BlobMem.HOST3D, P.BlobFlag.MAPPABLE, 0, i * 3, 1 << 20], b""
     if t == T.CMD_CTX_ATTACH_RESOURCE:
         return [i], b""
     if t == T.CMD_RESOURCE_MAP_BLOB:
@@ -72,7 +72,7 @@ def _fields(t: int, i: int) -> tuple[list[int], bytes]:
         return [0, i % 1280, i % 800, i, 8, 8], b""
     if t == T.CMD_CTX_CREATE:
         name = b"ctx-%06d" % (i % 1_000_000)
-        return [len(name), P.CapsetId.VENUS], name
+        return [len(name), P.Capset.VENUS], name
     raise AssertionError(t)
 
 

@@ -1,11 +1,13 @@
-"""The ``gpuhil`` command: ``gpuhil lab build|boot|run|info`` and ``gpuhil report``.
+"""The ``gpuhil`` command: ``gpuhil lab build|boot|run|info``, ``gpuhil report`` and
+``gpuhil capabilities [--guest CONF]``.
 
 ``lab build`` builds (or finds) the lab's assets and the guest's extensions, with progress.
 ``lab boot`` boots a guest with a shell on the serial console, attached to this terminal
 (Ctrl-] ends it).  ``lab run MODULE:FUNC [ARG...]`` boots a guest, calls the function there and
 prints its result.  ``lab info`` shows the stack's versions, the accelerator and the cache.
 ``report`` renders Allure results into the HTML report under ``reports/`` (see
-:mod:`gpuhil.report.render`).
+:mod:`gpuhil.report.render`).  ``capabilities`` lists every name ``requires`` accepts with its
+meaning; with ``--guest CONF`` it boots that configuration and prints each probed value.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import time
 import tty
 from typing import Any, Sequence
 
-from gpuhil.lab.configurations import GPUS, IOMMUS, VFIO_DEVICES
+from gpuhil.lab.configurations import CONFIGURATIONS, GPUS, IOMMUS, VFIO_DEVICES
 from gpuhil.lab.spec import GuestSpec
 ESCAPE = b"\x1d"  # Ctrl-]
 
@@ -199,7 +201,56 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--no-history", action="store_true",
                         help="do not carry the previous report's history (trends) over")
     report.set_defaults(func=cmd_report)
+    caps = sub.add_parser("capabilities", help="every capability name @pytest.mark.requires "
+                                               "accepts, with its meaning (and --guest: its value)")
+    caps.add_argument("--guest", metavar="CONF", choices=sorted(CONFIGURATIONS),
+                      help="boot this configuration and print each name's probed value "
+                           f"({', '.join(sorted(CONFIGURATIONS))})")
+    caps.add_argument("--timeout", type=float, default=180.0,
+                      help="boot (and GPU bring-up) timeout in seconds")
+    caps.set_defaults(func=cmd_capabilities)
     return top
+
+
+def cmd_capabilities(args: argparse.Namespace) -> int:
+    """Every name ``requires`` accepts with its meaning; with --guest, booted and probed."""
+    from gpuhil.gating.catalogue import catalogue
+
+    names = catalogue()
+    if args.guest is None:
+        width = max(map(len, names))
+        for name, meaning in names.items():
+            print(f"{name:<{width}}  {meaning}")
+        return 0
+    from gpuhil.gating.capabilities import DeviceInitError
+    from gpuhil.gating.snapshot import snapshot
+    from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec
+    from gpuhil.lab.guest import Guest
+    from gpuhil.bringup import prepare_gpu
+
+    progress = _Progress()
+    spec = CONFIGURATIONS[args.guest]
+    guest = Guest(spec, setup=_setup(progress), boot_timeout=args.timeout, name="cli")
+    guest.start()
+    try:
+        progress(f"[{args.guest}] booted; probing")
+        node, error = None, None
+        if spec.gpu is not None and not is_raw_spec(spec):
+            try:
+                node = prepare_gpu(guest, args.timeout)
+            except DeviceInitError as exc:
+                error = str(exc)
+        vfio = spec.iommu is not None and bool(spec.devices)
+        values = snapshot(guest, args.guest, render_node=node, vfio=vfio, raw=is_raw_spec(spec),
+                          device_error=error).as_dict()
+    finally:
+        guest.close()
+    rows = [(n, repr(values[n]) if n in values else "absent", m) for n, m in names.items()]
+    rows += [(n, repr(v), "(not in the catalogue)") for n, v in values.items() if n not in names]
+    widths = [max(len(r[i]) for r in rows) for i in (0, 1)]
+    for name, value, meaning in rows:
+        print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {meaning}")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from gpuhil.devices.virtgpu import Capset, Param
 from gpuhil.gating.capabilities import (
-    Capabilities, CapsetInfo, GuestProbe, capset_summary, device_init_failure, probe_machine,
-    qemu_properties,
+    FEATURE_BITS, QEMU_GPU_PROPERTIES, Capabilities, CapsetInfo, GuestProbe, capset_summary,
+    device_init_failure, param_name, probe_machine, qemu_properties,
 )
+from gpuhil.gating.capexpr import parse
+from gpuhil.gating.catalogue import catalogue
+from gpuhil.raw.probe import RawProbe
 from gpuhil.pytestplugin.gating import describe_values
 
 PROBE = GuestProbe(
@@ -84,3 +88,55 @@ def _ivshmem_driver() -> str | None:
     from gpuhil.devices import pci
 
     return pci.find(0x1AF4, 0x1110)[0].driver
+
+
+RAW = RawProbe("0000:00:05.0", features=(1 << 32) | (1 << 33) | 0b11011, hostmem=256 << 20,
+               num_scanouts=1, num_capsets=2, capsets=((2, 2, 1024), (4, 0, 160)))
+
+
+def test_raw_probe_gives_raw_names():
+    """The raw driver's probe flattens into raw.* names: features by name, hostmem, capsets."""
+    values = Capabilities("raw", PROBE, raw=RAW).as_dict()
+    assert values["raw.feature.resource_blob"] is True and values["raw.feature.edid"] is True
+    assert values["raw.feature.resource_uuid"] is False
+    assert values["raw.feature.version_1"] and values["raw.feature.access_platform"]
+    assert values["raw.hostmem"] == 256 << 20 and values["raw.num_capsets"] == 2
+    assert values["raw.capset.virgl2.max_version"] == 2 and "raw.capset.virgl" not in values
+    assert parse("raw.feature.resource_blob and raw.hostmem >= 0x10000000").evaluate(values)
+    assert "raw.hostmem" not in SNAPSHOT.as_dict()  # not a raw configuration: absent
+
+
+def test_failed_raw_probe_leaves_the_names_absent():
+    """A raw probe that failed gives raw.error and no raw.feature names (so requires skip)."""
+    values = Capabilities("raw", PROBE, raw=RawProbe("0000:00:05.0", error="VirtioError: x"))
+    values = values.as_dict()
+    assert values["raw.error"] == "VirtioError: x" and "raw.feature.edid" not in values
+    assert not parse("raw.feature.edid").evaluate(values)
+
+
+def test_catalogue_lists_every_name_a_snapshot_can_have():
+    """Every name as_dict produces (for a snapshot with everything set) is in the catalogue
+    `gpuhil capabilities` prints, with a meaning."""
+    full = GuestProbe(
+        kernel="7.2", render_node="/dev/dri/renderD128",
+        params={param_name(m.name): 1 for m in Param},
+        capsets=tuple(CapsetInfo(int(c), c.name.lower(), 0) for c in Capset),
+        features={name: True for name in FEATURE_BITS}, debugfs={"cap sets": "3"},
+        udmabuf=True, udmabuf_size_limit_mb=64, udmabuf_list_limit=1024, vfio_dma_buf=True)
+    raw = RawProbe("0000:00:05.0", features=(1 << 64) - 1, hostmem=1, num_scanouts=1,
+                   num_capsets=len(Capset), capsets=tuple((int(c), 0, 1) for c in Capset))
+    snapshot = Capabilities("raw", full, qemu_device="virtio-gpu-gl-pci",
+                            qemu={p: 1 for p in QEMU_GPU_PROPERTIES}, device_error="x", raw=raw)
+    names = catalogue()
+    missing = set(snapshot.as_dict()) - set(names)
+    assert not missing
+    assert "raw.error" in names and all(names.values())
+
+
+def test_capabilities_command_lists_the_catalogue(capsys):
+    """`gpuhil capabilities` prints one line per catalogue name, name first."""
+    from gpuhil.cli import main
+
+    assert main(["capabilities"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(catalogue())

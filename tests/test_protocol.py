@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuhil.protocol as P
+from gpuhil import _protocol
 from gpuhil.errors import GpuhilError
 from tests.test_protocol_strategies import (REF_SIZES, REF_TYPES, STRATEGIES,
                                             reference_encode, u32)
@@ -102,7 +103,7 @@ def test_capset_info_from_raw_path_capture():
     """RESP_OK_CAPSET_INFO idx0 from RAW-PATH.md: VIRGL, max_version 1, max_size 308."""
     wire = bytes.fromhex("021100000000000000000000000000000000000000000000"
                          "0100000001000000" "3401000000000000")
-    assert P.decode(wire) == P.RespOkCapsetInfo(capset_id=P.CapsetId.VIRGL,
+    assert P.decode(wire) == P.RespOkCapsetInfo(capset_id=P.Capset.VIRGL,
                                                 capset_max_version=1, capset_max_size=308)
 
 
@@ -314,7 +315,7 @@ CANONICAL_KEY = re.compile(
 
 def test_abi_keys_are_canonical_c_expressions():
     """Every ABI key is a C expression over canonical uapi names (test_abi.py compiles them)."""
-    assert P.ABI is P._protocol.ABI
+    assert P.ABI is _protocol.ABI
     bad = [k for k in P.ABI if not CANONICAL_KEY.match(k)]
     assert not bad
     assert all(isinstance(v, int) for v in P.ABI.values())
@@ -353,22 +354,23 @@ def test_every_control_type_has_a_layout_and_a_class():
     """All 39 command/response types of 7.2 are encodable, each by its own dataclass."""
     types = {v for k, v in P.ABI.items() if k.startswith(("VIRTIO_GPU_CMD_", "VIRTIO_GPU_RESP_"))}
     assert len(types) == 39
-    assert types == set(P.MESSAGE_CLASSES) == {int(t) for t in P._LAYOUTS}
+    assert types == set(P.MESSAGE_CLASSES) == {int(t) for t in P.LAYOUTS}
     for t in types:
         assert P.message_class(t).TYPE == t
 
 
 def test_enums_carry_uapi_names():
-    """The enums are the uapi constants without their prefix."""
+    """The enums are the uapi constants without their prefix (blob flags also without USE_),
+    named as the render node's enums, so both layers read the same."""
     assert P.CtrlType.CMD_RESOURCE_CREATE_BLOB == 0x010C
     assert P.CtrlType.UNDEFINED == 0
     assert [f.name for f in P.Feature] == ["VIRGL", "EDID", "RESOURCE_UUID", "RESOURCE_BLOB",
                                            "CONTEXT_INIT", "BLOB_ALIGNMENT"]
     assert P.BlobMem.HOST3D_GUEST == 3
-    assert P.BlobFlag.USE_MAPPABLE | P.BlobFlag.USE_SHAREABLE == 3
+    assert P.BlobFlag.MAPPABLE | P.BlobFlag.SHAREABLE == 3
     assert P.MapCache.UNCACHED == 2 and "MASK" not in P.MapCache.__members__
     assert P.Format.A8B8G8R8_UNORM == 121
-    assert P.CapsetId(6).name == "DRM"
+    assert P.Capset(6).name == "DRM"
 
 
 
@@ -399,3 +401,32 @@ def test_decoding_random_bytes_raises_only_protocol_error(wire):
         P.decode(wire)
     except P.ProtocolError as e:
         assert e.size == len(wire)
+
+
+def test_wire_vocabulary_matches_the_render_node():
+    """Capset, BlobMem and BlobFlag have the same member names and values on the wire
+    (gpuhil.protocol) as on the render node (gpuhil.devices.virtgpu)."""
+    from gpuhil.devices import virtgpu
+
+    for wire, node in ((P.Capset, virtgpu.Capset), (P.BlobMem, virtgpu.BlobMem),
+                       (P.BlobFlag, virtgpu.BlobFlag)):
+        assert {m.name: int(m) for m in wire} == {m.name: int(m) for m in node}
+
+
+def test_ctrl_name_of_types_messages_and_bytes():
+    """ctrl_name names a type, a message or wire bytes the same way, hex for unknown types."""
+    assert P.ctrl_name(P.CtrlType.RESP_OK_NODATA) == "RESP_OK_NODATA"
+    assert P.ctrl_name(P.GetCapsetInfo(0)) == "CMD_GET_CAPSET_INFO"
+    assert P.ctrl_name(P.GetCapsetInfo(0).encode()) == "CMD_GET_CAPSET_INFO"
+    assert P.ctrl_name(0x01FF) == P.ctrl_name(P.RawMessage(0x01FF)) == "0x01ff"
+    assert P.ctrl_name(b"\x01") == "<1-byte message>"
+
+
+def test_wire_plans_are_declared_and_match_the_c_layouts():
+    """Every message class's declared wire fields add up to its C layout's scalar fields, so a
+    field added to a dataclass without its declaration cannot go unnoticed."""
+    from gpuhil.protocol.message import Message
+
+    for t, cls in P.MESSAGE_CLASSES.items():
+        if cls.wire is Message.wire:
+            assert sum(step[2] for step in cls._WIRE_PLAN) == len(P.layout(t).fields), cls

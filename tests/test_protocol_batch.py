@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gpuhil.protocol as P
+from gpuhil import _protocol
 from tests.test_protocol_strategies import any_message, reference_encode
 
 messages = st.lists(any_message, min_size=1, max_size=40)
@@ -102,7 +103,7 @@ def test_add_by_type_and_fields():
     """add() takes a type, fields in layout order, a header and a tail."""
     batch = P.CommandBatch(2)
     batch.add(P.CtrlType.CMD_CTX_CREATE, (3, 4), hdr=P.CtrlHdr(ctx_id=9), tail=b"abc")
-    batch.add(P.CtrlType.CMD_GET_CAPSET, (P.CapsetId.VENUS, 0))
+    batch.add(P.CtrlType.CMD_GET_CAPSET, (P.Capset.VENUS, 0))
     buf = bytearray(256)
     lay = batch.encode_into(buf)
     assert P.decode(buf, lay.offsets[0], lay.lengths[0]) == P.CtxCreate(
@@ -185,4 +186,4 @@ def test_add_rejects_too_many_fields_and_bad_rows():
     assert (msg.r, msg.strides, msg.offsets) == (P.Rect(0, 1, 2, 3), (9, 10, 11, 12),
                                                  (13, 14, 15, 16))
     with pytest.raises(IndexError):
-        P._protocol.set_row(batch.rows, 1, 0, 0, 0, 0, 0, 0, 0, ())
+        _protocol.set_row(batch.rows, 1, 0, 0, 0, 0, 0, 0, 0, ())

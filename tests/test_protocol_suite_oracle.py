@@ -5,7 +5,8 @@ from __future__ import annotations
 import struct
 
 from gpuhil import protocol as P
-from suites.protocol import fuzz, qemu_log
+from gpuhil.raw import qemu_log
+from suites.protocol import fuzz
 
 OK = "RESP_OK_NODATA"
 BAD_ID = "RESP_ERR_INVALID_RESOURCE_ID"

@@ -10,9 +10,9 @@ import pytest
 
 from gpuhil.lab.spec import Accel, Channels, Placement, qemu_argv
 from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec
-from gpuhil.protocol import Feature, GetCapsetInfo
-from gpuhil.raw.rawgpu import Features, RawTimeout, RingState, command_name
-from gpuhil.raw.virtio_pci import CapType, find_capabilities
+from gpuhil.protocol import Feature, GetCapsetInfo, ctrl_name
+from gpuhil.raw.rawgpu import Features, RawTimeout, RingState
+from gpuhil.raw.virtio_caps import CapType, find_capabilities
 
 WHERE = Placement(qemu="/usr/bin/qemu-system-x86_64", kernel="/k", initramfs="/i",
                   guest_root="/r", project_root="/p", run_dir="/run")
@@ -108,10 +108,10 @@ def test_feature_names_are_symbolic():
 
 def test_command_names_from_messages_and_bytes():
     """Hang reports name commands symbolically, or by hex type when unknown."""
-    assert command_name(GetCapsetInfo(0)) == "GET_CAPSET_INFO"
-    assert command_name(GetCapsetInfo(0).encode()) == "GET_CAPSET_INFO"
-    assert command_name(b"\xff\x01\x00\x00" + bytes(20)) == "0x01ff"
-    assert command_name(b"\x01") == "<1-byte request>"
+    assert ctrl_name(GetCapsetInfo(0)) == "CMD_GET_CAPSET_INFO"
+    assert ctrl_name(GetCapsetInfo(0).encode()) == "CMD_GET_CAPSET_INFO"
+    assert ctrl_name(b"\xff\x01\x00\x00" + bytes(20)) == "0x01ff"
+    assert ctrl_name(b"\x01") == "<1-byte message>"
 
 
 def test_raw_timeout_carries_the_ring_state_across_pickling():

@@ -13,13 +13,14 @@ import pytest
 
 from gpuhil.devices import pci
 from gpuhil.handles import raw_gpu_bound
-from gpuhil.protocol import (BlobFlag, BlobMem, CapsetId, CtrlHdr, CtrlType, CtxCreate,
+from gpuhil.protocol import (BlobFlag, BlobMem, Capset, CtrlHdr, CtrlType, CtxCreate,
                              CtxDestroy, Feature, Format, GetCapset, GetCapsetInfo,
                              GetDisplayInfo, HdrFlag, MemEntry, RawMessage, Rect,
                              ResourceAttachBacking, ResourceCreate2D, ResourceCreateBlob,
                              ResourceDetachBacking, ResourceMapBlob, ResourceUnmapBlob,
                              ResourceUnref, RespOkMapInfo, Submit3D, TransferToHost2D)
-from gpuhil.raw.rawgpu import IOVA_ARENA, SENTINEL, RawGpu, RawTimeout, RingError
+from gpuhil.raw.driver import IOVA_ARENA
+from gpuhil.raw.rawgpu import SENTINEL, RawGpu, RawTimeout, RingError
 from gpuhil.devices.virtgpu import virgl_pipe_resource_create
 from gpuhil.raw.virtio_pci import TransportFeature, VirtioError
 
@@ -65,7 +66,7 @@ def payload_queries(address: str) -> dict:
         out["invalid_typed"] = gpu.submit(RawMessage(INVALID)).type
         raw = gpu.submit_raw(INVALID.to_bytes(4, "little") + bytes(20), 64)
         out["invalid_raw"] = (int.from_bytes(raw[:4], "little"), raw[24:] == bytes([SENTINEL]) * 40)
-        fenced = gpu.submit(CtxCreate(b"gpuhil-raw", CapsetId.VIRGL2, hdr=CtrlHdr(ctx_id=CTX)),
+        fenced = gpu.submit(CtxCreate(b"gpuhil-raw", Capset.VIRGL2, hdr=CtrlHdr(ctx_id=CTX)),
                             fence=77)
         out["fenced"] = (fenced.type, fenced.hdr.flags, fenced.hdr.fence_id)
         out["ctx_destroy"] = gpu.submit(CtxDestroy(hdr=CtrlHdr(ctx_id=CTX))).type
@@ -80,11 +81,11 @@ def payload_blob(address: str) -> dict:
     pattern = bytes((i * 13 + 5) & 0xFF for i in range(256)) * (BLOB_SIZE // 256)
     with RawGpu.open(address) as gpu:
         hdr = CtrlHdr(ctx_id=CTX)
-        out["ctx"] = gpu.submit(CtxCreate(b"gpuhil-blob", CapsetId.VIRGL2, hdr=hdr)).type
+        out["ctx"] = gpu.submit(CtxCreate(b"gpuhil-blob", Capset.VIRGL2, hdr=hdr)).type
         stream = virgl_pipe_resource_create(BLOB_SIZE, blob_id=1)
         out["submit"] = gpu.submit(Submit3D(stream, hdr=hdr)).type
         out["create"] = gpu.submit(ResourceCreateBlob(
-            7, BlobMem.HOST3D, BlobFlag.USE_MAPPABLE | BlobFlag.USE_SHAREABLE, 1, BLOB_SIZE,
+            7, BlobMem.HOST3D, BlobFlag.MAPPABLE | BlobFlag.SHAREABLE, 1, BLOB_SIZE,
             hdr=hdr)).type
         mapped = gpu.submit(ResourceMapBlob(7, MAP_OFFSET, hdr=hdr))
         out["map"] = (mapped.type, mapped.map_info if isinstance(mapped, RespOkMapInfo) else None)
@@ -172,7 +173,7 @@ def test_queries_answer_like_the_kernel_driver_sees_them(raw_gpu):
     assert infos[-1][0] == CtrlType.RESP_ERR_INVALID_PARAMETER or infos[-1][1:] == (0, 0, 0), \
         infos[-1]
     ids = [i[1] for i in infos[:-1]]
-    assert len(set(ids)) == len(ids) and CapsetId.VIRGL2 in ids, infos
+    assert len(set(ids)) == len(ids) and Capset.VIRGL2 in ids, infos
     sizes = {i[1]: i[3] for i in infos[:-1]}
     assert out["capsets"] == {cid: (CtrlType.RESP_OK_CAPSET, sizes[cid]) for cid in ids}
     assert out["invalid_typed"] == CtrlType.RESP_ERR_UNSPEC

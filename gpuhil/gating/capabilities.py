@@ -3,11 +3,14 @@
 :func:`probe_machine` runs where the device is (in a lab guest through ``guest.call``, or in
 process on a ``local`` target) and reads GETPARAM values, the capsets and their highest
 versions, the virtio device feature bits, the driver's debugfs summary, udmabuf and its limits,
-VFIO DMA_BUF export (on a device it binds to vfio-pci and restores) and the kernel release.
-:func:`qemu_properties` reads the GPU's QOM properties over QMP on the host.  The result is one
-:class:`Capabilities`; :meth:`Capabilities.as_dict` flattens it into dotted names
-(``capset.venus``, ``param.host_visible``, ``kernel.guest``) that ``requires`` expressions and
-reports use.  A name that was not found is absent from that dict.
+VFIO DMA_BUF export (on a device it binds to vfio-pci and restores) and the kernel release;
+on a raw configuration :func:`gpuhil.raw.probe.probe_raw_gpu` adds what the raw driver found.
+:func:`qemu_properties` (:mod:`gpuhil.gating.qemu_props`) reads the GPU's QOM properties over
+QMP on the host.  The result is one :class:`Capabilities`; :meth:`Capabilities.as_dict`
+flattens it into dotted names (``capset.venus``, ``param.host_visible``, ``kernel.guest``,
+``raw.feature.resource_blob``) that ``requires`` expressions and reports use;
+:mod:`gpuhil.gating.catalogue` lists them all.  A name that was not found is absent from that
+dict.
 
 This module is imported in the guest: standard library and gpuhil only, no pytest.
 """
@@ -15,18 +18,22 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from gpuhil.devices.pci_ids import EDU, IVSHMEM
+from gpuhil.gating.qemu_props import QEMU_GPU_PROPERTIES, qemu_properties
 from gpuhil.errors import GpuhilError, IoctlError
+
+if TYPE_CHECKING:
+    from gpuhil.raw.probe import RawProbe
 
 __all__ = [
     "Capabilities", "CapsetInfo", "DEVICE_INIT_FAILURES", "DeviceInitError", "FEATURE_BITS",
-    "GuestProbe", "capset_summary", "device_init_failure", "probe_machine", "qemu_properties",
+    "GuestProbe", "QEMU_GPU_PROPERTIES", "capset_summary", "device_init_failure", "probe_machine",
+    "qemu_properties",
 ]
 
 #: virtio-gpu device feature bits (``VIRTIO_GPU_F_*``) by name.
@@ -47,11 +54,6 @@ DEVICE_INIT_FAILURES = (
 )
 #: The guest driver's side of the same failure.
 GUEST_CAPSET_TIMEOUT = "timed out waiting for cap set"
-
-#: QOM properties of the GPU device worth recording (others are PCI plumbing).
-QEMU_GPU_PROPERTIES = ("blob", "hostmem", "venus", "drm_native_context", "max_outputs", "edid",
-                       "iommu_platform", "xres", "yres", "max_hostmem", "stats", "packed",
-                       "event_idx", "indirect_desc")
 
 MAX_CAPSET_VERSION_PROBED = 16
 
@@ -115,6 +117,7 @@ class Capabilities:
     qemu_device: str | None = None
     qemu: dict[str, Any] = field(default_factory=dict)
     device_error: str | None = None
+    raw: RawProbe | None = None  # the raw driver's probe, on a raw configuration
 
     def capset(self, name: str) -> CapsetInfo | None:
         return next((c for c in self.probe.capsets if c.name == name), None)
@@ -153,6 +156,8 @@ class Capabilities:
             out[f"qemu.{name}"] = value
         if self.device_error:
             out["device.error"] = self.device_error
+        if self.raw is not None:
+            out.update(self.raw.as_dict())
         return out
 
 
@@ -163,12 +168,14 @@ def capset_summary(probe: GuestProbe) -> str:
 
 # --- probing where the device is ---------------------------------------------------------------
 
-def _param_name(member_name: str) -> str:
+def param_name(member_name: str) -> str:
+    """The capability name (``param.<this>``) of a virtgpu.Param member."""
     return "3d_features" if member_name == "FEATURES_3D" else member_name.lower()
 
 
 def _probe_render_node(node_path: str | None) -> dict[str, Any]:
-    from gpuhil.devices.virtgpu import Capset, Param, RenderNode
+    from gpuhil.devices.virtgpu import Param, RenderNode
+    from gpuhil.protocol import capset_name
 
     found: dict[str, Any] = {}
     with RenderNode.open(node_path) as node:
@@ -179,15 +186,14 @@ def _probe_render_node(node_path: str | None) -> dict[str, Any]:
         errors: dict[str, str] = {}
         for member in Param:
             try:
-                params[_param_name(member.name)] = node.getparam(member)
+                params[param_name(member.name)] = node.getparam(member)
             except IoctlError as exc:
-                errors[_param_name(member.name)] = errno.errorcode.get(exc.errno, str(exc.errno))
+                errors[param_name(member.name)] = errno.errorcode.get(exc.errno, str(exc.errno))
         found["params"], found["param_errors"] = params, errors
         capsets = []
         mask = params.get("supported_capset_ids", 0)
         for capset_id in (i for i in range(32) if mask & (1 << i)):
-            name = Capset(capset_id).name.lower() if capset_id in Capset._value2member_map_ \
-                else f"id{capset_id}"
+            name = capset_name(capset_id)
             max_version, data = -1, b""
             for version_no in range(MAX_CAPSET_VERSION_PROBED + 1):
                 try:
@@ -273,38 +279,3 @@ def probe_machine(render_node: str | None = None, *, gpu: bool = True, vfio: boo
     if vfio:
         found["vfio_dma_buf"], found["vfio_detail"] = _probe_vfio_dma_buf()
     return GuestProbe(**found)
-
-
-# --- the host side: QMP ------------------------------------------------------------------------
-
-def _gpu_qom_path(qmp: Callable[..., Any]) -> tuple[str, str] | None:
-    for parent in ("/machine/peripheral-anon", "/machine/peripheral"):
-        try:
-            children = qmp("qom-list", path=parent)
-        except Exception:
-            continue
-        for child in children:
-            match = re.fullmatch(r"child<(virtio-(?:gpu|vga)[\w-]*)>", child.get("type", ""))
-            if match:
-                return f"{parent}/{child['name']}", match.group(1)
-    return None
-
-
-def qemu_properties(qmp: Callable[..., Any]) -> tuple[str | None, dict[str, Any]]:
-    """The GPU's QEMU type and its recorded QOM property values (``qmp(command, **args)``)."""
-    found = _gpu_qom_path(qmp)
-    if found is None:
-        return None, {}
-    path, type_name = found
-    declared = {p["name"] for p in qmp("device-list-properties", typename=type_name)}
-    values: dict[str, Any] = {}
-    for name in QEMU_GPU_PROPERTIES:
-        if name not in declared:
-            continue
-        try:
-            value = qmp("qom-get", path=path, property=name)
-        except Exception:
-            continue
-        if isinstance(value, (bool, int, str)):
-            values[name] = value
-    return type_name, values

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from gpuhil import _protocol
-from gpuhil.protocol.constants import (_LAYOUTS, ROW_WIDTH, Column, ProtocolError,
-                                       bytes_view)
-from gpuhil.protocol.messages import _CLASSES, CtrlHdr, Message, RawMessage
+from gpuhil.protocol import decoding  # noqa: F401 - every message class registered
+from gpuhil.protocol.constants import ROW_WIDTH, Column, ProtocolError, bytes_view
+from gpuhil.protocol.layouts import LAYOUTS
+from gpuhil.protocol.message import MESSAGE_CLASSES, CtrlHdr, Message, RawMessage
+
+__all__ = ["BatchLayout", "CommandBatch", "DecodedBatch", "decode_batch", "encode_batch"]
 
 
 _NO_HDR = CtrlHdr()
@@ -129,10 +132,10 @@ class DecodedBatch:
         """Message i as its dataclass."""
         r = self.row(i)
         t = r[Column.TYPE]
-        nfields = len(_LAYOUTS[t].fields)
+        nfields = len(LAYOUTS[t].fields)
         toff, tlen = r[Column.TAIL_OFF], r[Column.TAIL_LEN]
         tail = bytes(bytes_view(self.src)[toff:toff + tlen]) if tlen else b""
-        return _CLASSES[t].from_wire(
+        return MESSAGE_CLASSES[t].from_wire(
             CtrlHdr(r[Column.FLAGS], r[Column.FENCE_ID], r[Column.CTX_ID], r[Column.RING_IDX]),
             r[Column.FIELDS:Column.FIELDS + nfields], tail)
 

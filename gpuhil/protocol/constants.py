@@ -1,12 +1,14 @@
-"""Constants, enums, layouts and the error type of the virtio-gpu protocol (linux/virtio_gpu.h).
+"""Constants, enums, the error type and the control-type name of the virtio-gpu protocol
+(linux/virtio_gpu.h): the bottom of :mod:`gpuhil.protocol`, imported by every other module of it.
 
 Every value comes from the ``ABI`` dict of the compiled C core (``gpuhil._protocol``), so the
-Python names can never drift from what the encoder was built with.  Import them from
-:mod:`gpuhil.protocol`.
+Python names can never drift from what the encoder was built with.  The enums share their
+names with the render-node layer (:mod:`gpuhil.devices.virtgpu`): ``Capset.VIRGL2``,
+``BlobMem.HOST3D``, ``BlobFlag.MAPPABLE`` mean the same values on the wire and in the uapi.
+Import them from :mod:`gpuhil.protocol`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 from gpuhil import _protocol
@@ -54,12 +56,15 @@ Feature = IntEnum("Feature", _consts("VIRTIO_GPU_F_"), module=__name__)
 Feature.__doc__ = "VIRTIO_GPU_F_* feature bit numbers."
 HdrFlag = IntFlag("HdrFlag", _consts("VIRTIO_GPU_FLAG_"), module=__name__)
 HdrFlag.__doc__ = "virtio_gpu_ctrl_hdr.flags bits (VIRTIO_GPU_FLAG_*)."
-CapsetId = IntEnum("CapsetId", _consts("VIRTIO_GPU_CAPSET_"), module=__name__)
-CapsetId.__doc__ = "VIRTIO_GPU_CAPSET_* capability set ids."
+Capset = IntEnum("Capset", _consts("VIRTIO_GPU_CAPSET_"), module=__name__)
+Capset.__doc__ = "VIRTIO_GPU_CAPSET_* capability set ids (the render node's Capset names)."
 BlobMem = IntEnum("BlobMem", _consts("VIRTIO_GPU_BLOB_MEM_"), module=__name__)
 BlobMem.__doc__ = "resource_create_blob.blob_mem (VIRTIO_GPU_BLOB_MEM_*; 0 is invalid)."
-BlobFlag = IntFlag("BlobFlag", _consts("VIRTIO_GPU_BLOB_FLAG_"), module=__name__)
-BlobFlag.__doc__ = "resource_create_blob.blob_flags (VIRTIO_GPU_BLOB_FLAG_*)."
+BlobFlag = IntFlag("BlobFlag", {k.removeprefix("USE_"): v
+                               for k, v in _consts("VIRTIO_GPU_BLOB_FLAG_").items()},
+                   module=__name__)
+BlobFlag.__doc__ = ("resource_create_blob.blob_flags (VIRTIO_GPU_BLOB_FLAG_USE_*, named as the "
+                    "render node's BlobFlag: MAPPABLE, SHAREABLE, CROSS_DEVICE).")
 MapCache = IntEnum("MapCache", {k: v for k, v in _consts("VIRTIO_GPU_MAP_CACHE_").items()
                                 if k != "MASK"}, module=__name__)
 MapCache.__doc__ = "resp_map_info.map_info & VIRTIO_GPU_MAP_CACHE_MASK."
@@ -87,44 +92,35 @@ class Column(IntEnum):
     FIELDS = _protocol.FIRST_FIELD_COLUMN
 
 
-@dataclass(frozen=True)
-class Layout:
-    """The wire layout of one control type, as compiled into gpuhil._protocol.
-
-    ``fields`` are the scalar fields in row order (uapi member designators such as "r.x" or
-    "strides[2]"); ``tail`` names the variable part: bytes inside the struct ("inline":
-    debug_name, edid, uuid, pmodes) or after it ("trailing": entries, command_stream,
-    capset_data), whose element count is the field ``count`` times ``unit`` bytes.
-    """
-    type: CtrlType
-    struct: str
-    size: int
-    fields: tuple[str, ...]
-    tail_kind: str | None
-    tail: str | None
-    tail_offset: int
-    tail_max: int
-    count: str | None
-    unit: int
-
-
-_TAIL_KINDS = {_protocol.TAIL_NONE: None, _protocol.TAIL_INLINE: "inline",
-               _protocol.TAIL_TRAILING: "trailing"}
-_LAYOUTS: dict[int, Layout] = {
-    t: Layout(CtrlType(t), s, size, tuple(f[0] for f in fields), _TAIL_KINDS[kind], tail,
-              toff, tmax, count, unit)
-    for t, (s, size, fields, kind, tail, toff, tmax, count, unit) in _protocol.LAYOUTS.items()}
-
-
-def layout(type: int) -> Layout:
-    """The :class:`Layout` of a control type; ProtocolError for an unknown one."""
-    try:
-        return _LAYOUTS[type]
-    except KeyError:
-        raise ProtocolError(f"unknown virtio-gpu control type {type:#06x}", type=type) from None
-
-
 def bytes_view(buf) -> memoryview:
     """buf as a flat unsigned-byte memoryview (what the C core takes)."""
     view = memoryview(buf)
     return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def ctrl_name(value) -> str:
+    """The one name of a control type: ``CMD_GET_CAPSET_INFO``, ``RESP_OK_NODATA``, or
+    ``0x01ff`` for a type the protocol does not know.  ``value`` is the type (an int), a
+    message (anything with ``.type``) or wire bytes (their first u32; ``<1-byte message>``
+    when shorter than that)."""
+    if isinstance(value, int):
+        ctrl = value
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        if len(value) < 4:
+            return f"<{len(value)}-byte message>"
+        ctrl = int.from_bytes(bytes(value[:4]), "little")
+    else:
+        ctrl = value.type
+    try:
+        return CtrlType(ctrl).name
+    except ValueError:
+        return f"{ctrl:#06x}"
+
+
+def capset_name(capset_id: int) -> str:
+    """The one name of a capset id in capability names: ``virgl2``, ``venus``, or ``id7`` for
+    an id the protocol does not know (the same on the render node and on the wire)."""
+    try:
+        return Capset(capset_id).name.lower()
+    except ValueError:
+        return f"id{capset_id}"

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from gpuhil.bringup import RENDER_NODE, prepare_gpu
-from gpuhil.gating.capabilities import Capabilities, DeviceInitError, probe_machine, qemu_properties
+from gpuhil.gating.capabilities import Capabilities, DeviceInitError, probe_machine
+from gpuhil.gating.snapshot import snapshot
 from gpuhil.gating.expectations import Platform
 from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec, label_of
 from gpuhil.lab.errors import LabError
@@ -136,11 +137,8 @@ class GpuhilSession:
                 device_error = str(exc)
         if slot.capabilities is None:
             vfio = slot.spec.iommu is not None and bool(slot.spec.devices)
-            probe = guest.call(probe_machine, slot.render_node,
-                               gpu=slot.render_node is not None, vfio=vfio)
-            qemu_type, props = qemu_properties(guest.qmp)
-            self._record(Capabilities(slot.label, probe, qemu_device=qemu_type, qemu=props,
-                                      device_error=device_error), slot)
+            self._record(snapshot(guest, slot.label, render_node=slot.render_node, vfio=vfio,
+                                  raw=is_raw_spec(slot.spec), device_error=device_error), slot)
 
     def _record(self, capabilities: Capabilities, slot: GuestSlot) -> None:
         slot.capabilities = capabilities

@@ -1,41 +1,27 @@
-"""The virtio 1.x PCI transport, driven from userspace through a VFIO device.
+"""The virtio 1.x PCI transport, driven from userspace through a raw-path transport.
 
-:func:`find_capabilities` walks the PCI capability list through the VFIO config region and
-decodes the virtio vendor capabilities (common, notify, ISR, device config, PCI config access,
-shared memory).  :class:`VirtioPci` maps the BAR windows they point to and speaks the common
-configuration: reset, status, feature negotiation, queue programming, notification.  Every
-register access is a single load or store of the register's width (:class:`Mapping`'s
+:func:`gpuhil.raw.virtio_caps.find_capabilities` finds the virtio vendor capabilities (common,
+notify, ISR, device config, PCI config access, shared memory).  :class:`VirtioPci` maps the BAR
+windows they point to and speaks the common configuration: reset, status, feature negotiation, queue programming, notification.  Every
+register access is a single load or store of the register's width (:class:`Window`'s
 ``read16``/``write32`` ...).  Layouts and constants come from the kernel uapi headers through
 ``gpuhil._virtqueue.ABI``.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
-from gpuhil._mapping import Mapping
 from gpuhil._virtqueue import ABI
 from gpuhil.errors import GpuhilError
-from gpuhil.devices.vfio import Device
+from gpuhil.raw.transport import Transport, Window
+from gpuhil.raw.virtio_caps import CapType, VirtioCap, find_capabilities
 
-__all__ = ["CapType", "DeviceStatus", "TransportFeature", "VirtioCap", "VirtioError",
-           "VirtioPci", "find_capabilities", "CommonCfg"]
+__all__ = ["CommonCfg", "DeviceStatus", "TransportFeature", "VirtioError", "VirtioPci"]
 
 
 def _off(struct: str, field: str) -> int:
     return ABI[f"offsetof(struct {struct}, {field})"]
-
-
-class CapType(IntEnum):
-    """virtio_pci_cap.cfg_type (VIRTIO_PCI_CAP_*)."""
-
-    COMMON = ABI["VIRTIO_PCI_CAP_COMMON_CFG"]
-    NOTIFY = ABI["VIRTIO_PCI_CAP_NOTIFY_CFG"]
-    ISR = ABI["VIRTIO_PCI_CAP_ISR_CFG"]
-    DEVICE = ABI["VIRTIO_PCI_CAP_DEVICE_CFG"]
-    PCI_CFG = ABI["VIRTIO_PCI_CAP_PCI_CFG"]
-    SHARED_MEMORY = ABI["VIRTIO_PCI_CAP_SHARED_MEMORY_CFG"]
 
 
 class DeviceStatus(IntFlag):
@@ -84,96 +70,26 @@ class CommonCfg(IntEnum):
 
 
 NO_VECTOR = ABI["VIRTIO_MSI_NO_VECTOR"]
-PCI_VENDOR_VIRTIO = 0x1AF4
 
 _PCI_COMMAND = ABI["PCI_COMMAND"]
-_PCI_STATUS = ABI["PCI_STATUS"]
-_PCI_CAPABILITY_LIST = ABI["PCI_CAPABILITY_LIST"]
-_CAP = {f: _off("virtio_pci_cap", f) for f in ("cap_vndr", "cap_next", "cap_len", "cfg_type",
-                                                "bar", "id", "offset", "length")}
-_CAP64_OFFSET_HI = _off("virtio_pci_cap64", "offset_hi")
-_CAP64_LENGTH_HI = _off("virtio_pci_cap64", "length_hi")
-_CAP64_SIZE = ABI["sizeof(struct virtio_pci_cap64)"]
-_NOTIFY_MULTIPLIER = _off("virtio_pci_notify_cap", "notify_off_multiplier")
-_NOTIFY_CAP_SIZE = ABI["sizeof(struct virtio_pci_notify_cap)"]
-
-
 class VirtioError(GpuhilError):
     """The device did not do what the virtio transport asked (status not accepted, reset not
     completing, a capability missing, a queue that cannot be set up)."""
 
 
-@dataclass(frozen=True)
-class VirtioCap:
-    """One virtio vendor capability: where (BAR, offset, length) a structure lives.
-
-    ``id`` is the shared-memory region id (SHARED_MEMORY caps), ``notify_off_multiplier`` is
-    set on the NOTIFY cap, ``position`` is the capability's offset in config space.
-    """
-
-    position: int
-    cfg_type: int
-    bar: int
-    offset: int
-    length: int
-    id: int = 0
-    notify_off_multiplier: int = 0
-
-    @property
-    def type_name(self) -> str:
-        try:
-            return CapType(self.cfg_type).name
-        except ValueError:
-            return f"type {self.cfg_type}"
-
-
-def find_capabilities(device: Device) -> list[VirtioCap]:
-    """The virtio vendor capabilities in the device's PCI capability list, in list order."""
-    if not device.config_read(_PCI_STATUS, 2) & ABI["PCI_STATUS_CAP_LIST"]:
-        return []
-    caps = []
-    seen = set()
-    position = device.config_read(_PCI_CAPABILITY_LIST, 1) & ~3
-    while position and position not in seen:
-        seen.add(position)
-        cap_id = device.config_read(position + ABI["PCI_CAP_LIST_ID"], 1)
-        following = device.config_read(position + ABI["PCI_CAP_LIST_NEXT"], 1) & ~3
-        if cap_id == ABI["PCI_CAP_ID_VNDR"]:
-            caps.append(_virtio_cap(device, position))
-        position = following
-    return caps
-
-
-def _virtio_cap(device: Device, position: int) -> VirtioCap:
-    def read(field_offset: int, size: int) -> int:
-        return device.config_read(position + field_offset, size)
-
-    cap_len = read(_CAP["cap_len"], 1)
-    cfg_type = read(_CAP["cfg_type"], 1)
-    offset = read(_CAP["offset"], 4)
-    length = read(_CAP["length"], 4)
-    if cfg_type == CapType.SHARED_MEMORY and cap_len >= _CAP64_SIZE:
-        offset |= read(_CAP64_OFFSET_HI, 4) << 32
-        length |= read(_CAP64_LENGTH_HI, 4) << 32
-    multiplier = 0
-    if cfg_type == CapType.NOTIFY and cap_len >= _NOTIFY_CAP_SIZE:
-        multiplier = read(_NOTIFY_MULTIPLIER, 4)
-    return VirtioCap(position, cfg_type, read(_CAP["bar"], 1), offset, length,
-                     read(_CAP["id"], 1), multiplier)
-
-
 class VirtioPci:
-    """A virtio-pci function opened through VFIO: its capabilities and register windows.
+    """A virtio-pci function reached through a :class:`~gpuhil.raw.transport.Transport`
+    (``device``): its capabilities and register windows.
 
-    The windows are mappings of the BARs the COMMON, NOTIFY, ISR and DEVICE capabilities point
-    to; they are closed with the VFIO device.  ``shared_memory(id)`` maps a shared-memory
+    The windows are the BARs the COMMON, NOTIFY, ISR and DEVICE capabilities point to; they
+    are closed with the transport.  ``shared_memory(id)`` maps a shared-memory
     region (virtio-gpu's host-visible window is id 1).
     """
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Transport) -> None:
         self.device = device
         self.caps = find_capabilities(device)
-        self._bars: dict[int, Mapping] = {}
+        self._bars: dict[int, Window] = {}
         self.common = self._window(CapType.COMMON)
         self.notify_cap = self._cap(CapType.NOTIFY)
         self.notify_window = self._window(CapType.NOTIFY)
@@ -188,11 +104,11 @@ class VirtioPci:
         raise VirtioError(f"{self.device.name}: no virtio {cfg_type.name} capability "
                           f"(found: {found})")
 
-    def _window(self, cfg_type: CapType) -> tuple[Mapping, int]:
+    def _window(self, cfg_type: CapType) -> tuple[Window, int]:
         cap = self._cap(cfg_type)
         return self._bar(cap.bar), cap.offset
 
-    def _bar(self, bar: int) -> Mapping:
+    def _bar(self, bar: int) -> Window:
         if bar not in self._bars:
             self._bars[bar] = self.device.mmap(bar)
         return self._bars[bar]
@@ -326,7 +242,7 @@ class VirtioPci:
         self.device.config_write(_PCI_COMMAND, 2, command)
         return self.device.config_read(_PCI_COMMAND, 2)
 
-    def shared_memory(self, shm_id: int) -> tuple[VirtioCap, Mapping]:
+    def shared_memory(self, shm_id: int) -> tuple[VirtioCap, Window]:
         """The shared-memory region ``shm_id`` (its capability and a mapping of exactly it)."""
         for cap in self.caps:
             if cap.cfg_type == CapType.SHARED_MEMORY and cap.id == shm_id:

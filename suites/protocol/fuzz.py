@@ -152,7 +152,7 @@ def judge(requests: list[bytes], result: dict) -> Verdict:
     live ones, INVALID_RESOURCE_ID for the others); the health commands all succeed."""
     responses = result["responses"]
     unanswered = [(n, r) for n, r in enumerate(responses)
-                  if r == TIMEOUT or r.startswith(("UNWRITTEN", "SHORT"))]
+                  if r == TIMEOUT or r.startswith(("UNWRITTEN", "<"))]
     live = expected_live_resources(requests, responses)
     state = []
     for rid, got in result["unref"].items():
@@ -168,10 +168,6 @@ def describe(requests: list[bytes], result: dict) -> str:
     """The batch as lines ``type len -> response`` for a failure message."""
     lines = []
     for request, response in zip(requests, result["responses"]):
-        type_ = struct.unpack_from("<I", request)[0]
-        try:
-            label = P.CtrlType(type_).name
-        except ValueError:
-            label = f"{type_:#x}"
+        label = P.ctrl_name(request)
         lines.append(f"{label} ({len(request)} B, {request.hex()}) -> {response}")
     return "\n".join(lines)

@@ -2,16 +2,19 @@
 
 Each function takes the PCI address of the virtio-gpu function bound to vfio-pci (the ``raw_gpu``
 fixture passes it first), drives the device through :class:`gpuhil.raw.rawgpu.RawGpu`, and returns
-plain data: response types as ``CtrlType`` names (``"RESP_OK_NODATA"``), fields as ints and
-tuples.  The host side asserts.  Only the standard library and gpuhil are imported.
+plain data: response types as ``CtrlType`` names (``"RESP_OK_NODATA"``, gpuhil.protocol's
+``ctrl_name``), fields as ints and tuples.  The host side asserts.  HOST3D blobs come from
+:mod:`gpuhil.raw.host3d`; a command that prepares a case and is refused raises its
+``CommandRefused``.  Only the standard library and gpuhil are imported.
 """
 from __future__ import annotations
 
-import struct
 from typing import Callable
 
 from gpuhil import protocol as P
-from gpuhil.devices.virtgpu import virgl_pipe_resource_create
+from gpuhil.raw import host3d
+from gpuhil.raw.driver import UNWRITTEN, response_name as raw_kind
+from gpuhil.raw.host3d import CommandRefused, expect, map_blob
 from suites.patterns import pattern
 
 #: resource and context ids the suite uses (each payload starts from a freshly reset device)
@@ -20,40 +23,15 @@ CTX = 0x10
 BLOB_SIZE = 64 * 1024
 FB_WIDTH = FB_HEIGHT = 64
 TIMEOUT = "TIMEOUT"
-#: the type a response buffer keeps when the device never wrote it
-UNWRITTEN = "UNWRITTEN"
 #: bytes reserved for any response (the largest is OK_EDID, 1048 bytes)
 RESPONSE_MAX = 4096
 #: seconds a command the suite expects may hang gets (normal ones take a millisecond)
 HANG_TIMEOUT = 3.0
 
 
-def name(type_: int) -> str:
-    """A control type as its CtrlType name, or hex when it is no known type."""
-    try:
-        return P.CtrlType(type_).name
-    except ValueError:
-        return f"{type_:#x}"
-
-
 def kind(resp: P.Message) -> str:
     """The CtrlType name of a decoded response."""
-    return name(resp.type)
-
-
-def raw_kind(resp: bytes) -> str:
-    """The type of a raw response buffer (UNWRITTEN when the sentinel is still there)."""
-    from gpuhil.raw.rawgpu import SENTINEL
-
-    if len(resp) < 4:
-        return f"SHORT({len(resp)})"
-    if resp[:4] == bytes([SENTINEL]) * 4:
-        return UNWRITTEN
-    return name(struct.unpack_from("<I", resp)[0])
-
-
-class SetupFailed(AssertionError):
-    """A command that prepares a case was refused; the case says nothing then."""
+    return P.ctrl_name(resp)
 
 
 def _open(address: str):
@@ -74,40 +52,14 @@ def _missing_type() -> type[BaseException]:
     return MissingResponse
 
 
-def ok(gpu, cmd: P.Message, expected: str = "RESP_OK_NODATA") -> P.Message:
-    """Submit a setup command; SetupFailed unless it gets ``expected``."""
-    resp = gpu.submit(cmd)
-    if kind(resp) != expected:
-        raise SetupFailed(f"{type(cmd).__name__} got {kind(resp)}, wanted {expected}")
-    return resp
-
-
-def has_feature(gpu, feature: P.Feature) -> bool:
-    """Whether the device offered (and the driver negotiated) ``feature``."""
-    return gpu.features.has(feature)
-
-
 def virgl_context(gpu, ctx: int) -> int:
-    """Create a virgl context ``ctx`` (VIRGL2 through context_init when the device has
-    CONTEXT_INIT, as the kernel driver does for blobs); returns the context_init used."""
-    init = int(P.CapsetId.VIRGL2) if has_feature(gpu, P.Feature.CONTEXT_INIT) else 0
-    ok(gpu, P.CtxCreate(b"gpuhil-protocol", init, hdr=P.CtrlHdr(ctx_id=ctx)))
-    return init
+    """The suite's virgl context ``ctx`` (gpuhil.raw.host3d.virgl_context)."""
+    return host3d.virgl_context(gpu, ctx, b"gpuhil-protocol")
 
 
 def host3d_blob(gpu, rid: int, ctx: int, blob_id: int, size: int = BLOB_SIZE) -> P.Message:
-    """A mappable HOST3D blob: an inline virgl PIPE_RESOURCE_CREATE in ``ctx`` then
-    RESOURCE_CREATE_BLOB; returns the CREATE_BLOB response."""
-    hdr = P.CtrlHdr(ctx_id=ctx)
-    ok(gpu, P.Submit3D(virgl_pipe_resource_create(size, blob_id), hdr=hdr))
-    flags = P.BlobFlag.USE_MAPPABLE | P.BlobFlag.USE_SHAREABLE
-    return gpu.submit(P.ResourceCreateBlob(rid, P.BlobMem.HOST3D, int(flags), blob_id, size,
-                                           hdr=hdr))
-
-
-def map_blob(gpu, rid: int, offset: int) -> P.Message:
-    """RESOURCE_MAP_BLOB at ``offset`` of the hostmem window."""
-    return gpu.submit(P.ResourceMapBlob(rid, offset))
+    """A mappable, shareable HOST3D blob of BLOB_SIZE (gpuhil.raw.host3d.host3d_blob)."""
+    return host3d.host3d_blob(gpu, rid, ctx, blob_id, size)
 
 
 # ---- conformance ------------------------------------------------------------------------------
@@ -121,14 +73,14 @@ def device_queries(address: str) -> dict:
         out["features"] = gpu.features.negotiated
         out["num_scanouts"] = cfg.num_scanouts
         out["num_capsets"] = cfg.num_capsets
-        out["hostmem_size"] = len(gpu.hostmem) if has_feature(gpu, P.Feature.RESOURCE_BLOB) \
+        out["hostmem_size"] = len(gpu.hostmem) if gpu.features.has(P.Feature.RESOURCE_BLOB) \
             else 0
         display = gpu.submit(P.GetDisplayInfo())
         out["display"] = (kind(display), [
             (m.r.x, m.r.y, m.r.width, m.r.height, m.enabled, m.flags)
             for m in getattr(display, "pmodes", ())])
         out["edid"] = {}
-        if has_feature(gpu, P.Feature.EDID):
+        if gpu.features.has(P.Feature.EDID):
             for scanout in range(cfg.num_scanouts):
                 edid = gpu.submit(P.GetEdid(scanout))
                 out["edid"][scanout] = (kind(edid), bytes(getattr(edid, "edid", b"")))
@@ -173,7 +125,7 @@ def context_lifecycle(address: str, context_inits: list[int]) -> dict[int, list[
     CTX_DESTROY, on one 2D resource."""
     out: dict[int, list[tuple[str, str]]] = {}
     with _open(address) as gpu:
-        ok(gpu, P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT))
+        expect(gpu, P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT))
         for n, init in enumerate(context_inits):
             ctx = CTX + n
             hdr = P.CtrlHdr(ctx_id=ctx)
@@ -188,7 +140,7 @@ def context_lifecycle(address: str, context_inits: list[int]) -> dict[int, list[
             for cmd in (P.CtxDetachResource(RID, hdr=hdr), P.CtxDestroy(hdr=hdr)):
                 steps.append((type(cmd).__name__, kind(gpu.submit(cmd))))
             out[init] = steps
-        ok(gpu, P.ResourceUnref(RID))
+        expect(gpu, P.ResourceUnref(RID))
     return out
 
 
@@ -198,30 +150,35 @@ def cursor_queue(address: str) -> dict:
     out: dict = {}
     size = 64 * 64 * 4
     with _open(address) as gpu, gpu.dma(size) as backing:
-        ok(gpu, P.ResourceCreate2D(RID, P.Format.B8G8R8A8_UNORM, 64, 64))
-        ok(gpu, P.ResourceAttachBacking(RID, (P.MemEntry(backing.iova, size),)))
-        ok(gpu, P.TransferToHost2D(P.Rect(0, 0, 64, 64), 0, RID))
+        expect(gpu, P.ResourceCreate2D(RID, P.Format.B8G8R8A8_UNORM, 64, 64))
+        expect(gpu, P.ResourceAttachBacking(RID, (P.MemEntry(backing.iova, size),)))
+        expect(gpu, P.TransferToHost2D(P.Rect(0, 0, 64, 64), 0, RID))
         out["cursor"] = [
             gpu.submit_cursor(P.UpdateCursor(P.CursorPos(0, 10, 20), RID, 1, 2)),
             gpu.submit_cursor(P.MoveCursor(P.CursorPos(0, 30, 40))),
             gpu.submit_cursor(P.UpdateCursor(P.CursorPos(0, 30, 40), 0)),
         ]
         out["control_after"] = kind(gpu.submit(P.GetDisplayInfo()))
-        ok(gpu, P.ResourceUnref(RID))
+        expect(gpu, P.ResourceUnref(RID))
     return out
+
+
+def expect_blob(resp: P.Message) -> None:
+    """CommandRefused unless a HOST3D CREATE_BLOB answered OK_NODATA."""
+    if kind(resp) != "RESP_OK_NODATA":
+        raise CommandRefused("HOST3D ResourceCreateBlob", kind(resp), "RESP_OK_NODATA")
 
 
 # ---- errors -----------------------------------------------------------------------------------
 
 def _create_2d(gpu, rid: int = RID) -> None:
-    ok(gpu, P.ResourceCreate2D(rid, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT))
+    expect(gpu, P.ResourceCreate2D(rid, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT))
 
 
 def _case_blob(gpu) -> int:
     virgl_context(gpu, CTX)
     resp = host3d_blob(gpu, RID, CTX, blob_id=1)
-    if kind(resp) != "RESP_OK_NODATA":
-        raise SetupFailed(f"HOST3D blob: {kind(resp)}")
+    expect_blob(resp)
     return RID
 
 
@@ -281,7 +238,7 @@ ERROR_CASES: dict[str, Callable] = {
     "create_blob_bad_blob_mem": lambda g: P.ResourceCreateBlob(RID, 0x7F, 0, 0, 4096),
     "create_blob_unknown_blob_id":
         lambda g: (virgl_context(g.gpu, CTX),
-                   P.ResourceCreateBlob(RID, P.BlobMem.HOST3D, int(P.BlobFlag.USE_MAPPABLE), 0x7777,
+                   P.ResourceCreateBlob(RID, P.BlobMem.HOST3D, int(P.BlobFlag.MAPPABLE), 0x7777,
                                         4096, hdr=P.CtrlHdr(ctx_id=CTX)))[1],
     "map_blob_unknown_resource": lambda g: P.ResourceMapBlob(0xDEAD, 0),
     "map_blob_not_a_blob": lambda g: (_create_2d(g.gpu), P.ResourceMapBlob(RID, 0))[1],
@@ -386,8 +343,7 @@ def blob_map_twice_and_unref_mapped(address: str) -> dict:
     with _open(address) as gpu:
         hostmem = gpu.hostmem
         virgl_context(gpu, CTX)
-        if kind(host3d_blob(gpu, RID, CTX, blob_id=1)) != "RESP_OK_NODATA":
-            raise SetupFailed("HOST3D blob refused")
+        expect_blob(host3d_blob(gpu, RID, CTX, blob_id=1))
         out["map"] = kind(map_blob(gpu, RID, 0))
         hostmem.write(b"gpuhil-map-twice", 0)
         out["map_again"] = kind(map_blob(gpu, RID, 2 * BLOB_SIZE))
@@ -410,9 +366,8 @@ def unmap_ordering(address: str, fenced: bool) -> dict:
     out: dict = {}
     with _open(address) as gpu:
         virgl_context(gpu, CTX)
-        if kind(host3d_blob(gpu, RID, CTX, blob_id=1)) != "RESP_OK_NODATA":
-            raise SetupFailed("HOST3D blob refused")
-        ok(gpu, P.ResourceMapBlob(RID, 0), "RESP_OK_MAP_INFO")
+        expect_blob(host3d_blob(gpu, RID, CTX, blob_id=1))
+        expect(gpu, P.ResourceMapBlob(RID, 0), P.CtrlType.RESP_OK_MAP_INFO)
         unmap_hdr = P.CtrlHdr.fenced(50, CTX) if fenced else P.CtrlHdr()
         batch = [P.ResourceUnmapBlob(RID, hdr=unmap_hdr),
                  P.GetDisplayInfo(),
@@ -461,9 +416,8 @@ def reset_with_blobs_mapped(address: str) -> dict:
         hostmem = gpu.hostmem
         virgl_context(gpu, CTX)
         for n, offset in enumerate((0, 4 * BLOB_SIZE)):
-            if kind(host3d_blob(gpu, RID + n, CTX, blob_id=n + 1)) != "RESP_OK_NODATA":
-                raise SetupFailed("HOST3D blob refused")
-            ok(gpu, P.ResourceMapBlob(RID + n, offset), "RESP_OK_MAP_INFO")
+            expect_blob(host3d_blob(gpu, RID + n, CTX, blob_id=n + 1))
+            expect(gpu, P.ResourceMapBlob(RID + n, offset), P.CtrlType.RESP_OK_MAP_INFO)
         hostmem.write(pattern(BLOB_SIZE, 3), 0)
         _create_2d(gpu, RID + 2)
         gpu.reset()

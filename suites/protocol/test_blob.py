@@ -6,23 +6,30 @@ from __future__ import annotations
 
 import pytest
 
+from gpuhil.raw.qemu_log import parse
 from suites.protocol import payloads
-from suites.protocol.gating import require_blobs
 
 MAP_CACHES = {int(c) for c in payloads.P.MapCache}
+#: what every test here needs: blobs and a host-visible window (probed by the raw driver)
+BLOBS = "raw.feature.resource_blob and raw.hostmem"
+pytestmark = pytest.mark.requires(BLOBS)
 
 
-@pytest.mark.parametrize("offsets", [(0, 0x10_0000), (0x0FF0_0000, 0x4_0000)],
-                         ids=["start-then-1MiB", "window-end-then-256KiB"])
-def test_blob_map_read_write_unmap_reuse(raw_gpu, facts, qemu_log, offsets):
+def _offsets(first: int, second: int, id: str):
+    """A pair of hostmem offsets, run when the window holds a blob at both."""
+    end = max(first, second) + payloads.BLOB_SIZE
+    return pytest.param((first, second), id=id,
+                        marks=pytest.mark.requires(f"raw.hostmem >= {end:#x}"))
+
+
+@pytest.mark.parametrize("offsets", [_offsets(0, 0x10_0000, "start-then-1MiB"),
+                                     _offsets(0x0FF0_0000, 0x4_0000, "window-end-then-256KiB")])
+def test_blob_map_read_write_unmap_reuse(raw_gpu, qemu_log, offsets):
     """A HOST3D blob mapped at a chosen offset is read and written through the hostmem window,
     keeps its bytes when unmapped and mapped elsewhere, and after unref the same id and offset
     serve a new blob, so MAP_BLOB places exactly that blob at exactly that offset."""
-    require_blobs(facts)
-    if max(offsets) + payloads.BLOB_SIZE > facts["hostmem_size"]:
-        pytest.skip(f"offsets {offsets} do not fit hostmem {facts['hostmem_size']:#x} (probed)")
     out = raw_gpu.call(payloads.blob_lifecycle, offsets)
-    context = f"{out}\nQEMU: {qemu_log.read().summary()}"
+    context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     steps = dict(out["steps"][:3])
     assert steps == {"create": "RESP_OK_NODATA", "attach": "RESP_OK_NODATA",
                      "map@first": "RESP_OK_MAP_INFO"}, context
@@ -38,16 +45,15 @@ def test_blob_map_read_write_unmap_reuse(raw_gpu, facts, qemu_log, offsets):
                 ("unmap", "RESP_OK_NODATA"), ("unref", "RESP_OK_NODATA"),
                 ("ctx_destroy", "RESP_OK_NODATA")]
     assert out["steps"] == expected, context
-    assert not qemu_log.read().vtd_faults
+    assert not parse(qemu_log.text()).vtd_faults
 
 
-def test_blob_double_map_and_unref_while_mapped(raw_gpu, facts, qemu_log):
+def test_blob_double_map_and_unref_while_mapped(raw_gpu, qemu_log):
     """A second MAP_BLOB of a mapped blob is refused without disturbing the first mapping, an
     UNMAP of an unmapped blob is harmless, and UNREF of a mapped blob unmaps it implicitly so
     its id and offset can be used again."""
-    require_blobs(facts)
     out = raw_gpu.call(payloads.blob_map_twice_and_unref_mapped)
-    context = f"{out}\nQEMU: {qemu_log.read().summary()}"
+    context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     assert out["map"] == "RESP_OK_MAP_INFO", context
     assert out["map_again"].startswith("RESP_ERR_"), context
     assert out["first_mapping_intact"], context
@@ -60,13 +66,12 @@ def test_blob_double_map_and_unref_while_mapped(raw_gpu, facts, qemu_log):
 
 
 @pytest.mark.parametrize("fenced", [False, True], ids=["unfenced", "fenced"])
-def test_responses_while_unmap_pending(raw_gpu, facts, qemu_log, fenced):
+def test_responses_while_unmap_pending(raw_gpu, qemu_log, fenced):
     """An UNMAP_BLOB batched with four more commands: every command is answered with its own
     response, the commands behind the pending unmap complete only after it (submission order),
     and the unmap really finished (the blob maps again), fenced or not."""
-    require_blobs(facts)
     out = raw_gpu.call(payloads.unmap_ordering, fenced)
-    context = f"{out}\nQEMU: {qemu_log.read().summary()}"
+    context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     assert out["responses"] == ["RESP_OK_NODATA", "RESP_OK_DISPLAY_INFO", "RESP_OK_NODATA",
                                 "RESP_OK_CAPSET_INFO", "RESP_OK_NODATA"], context
     assert out["completion_order"] == [[0], [1], [2], [3], [4]], context

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
+from gpuhil.raw.qemu_log import parse
 from suites.protocol import payloads
-from suites.protocol.gating import require_blobs, require_feature
-from suites.protocol.qemu_log import parse
 
 # the guest's intel-iommu driver logs the DMA faults the device takes on unmapped IOVAs on purpose
 pytestmark = pytest.mark.kernel_log_allowed(r"DMAR: ", r"dmar_fault: \d+ callbacks suppressed")
@@ -59,13 +58,18 @@ EXPECTED: dict[str, str] = {
     "fenced_fence_id_above_32_bits": "RESP_OK_NODATA",
 }
 
-#: cases that need a device feature (or blobs: RESOURCE_BLOB and a hostmem window)
+#: what a case needs of the raw device (blob cases: RESOURCE_BLOB and a hostmem window)
 NEEDS = {
-    "get_edid_bad_scanout": "EDID",
-    "ctx_create_unknown_capset": "CONTEXT_INIT",
-    "fenced_ring_idx_unknown_context": "CONTEXT_INIT",
+    "get_edid_bad_scanout": "raw.feature.edid",
+    "ctx_create_unknown_capset": "raw.feature.context_init",
+    "fenced_ring_idx_unknown_context": "raw.feature.context_init",
+    **{name: "raw.feature.resource_blob and raw.hostmem" for name in EXPECTED if "blob" in name},
 }
-BLOB_CASES = {name for name in EXPECTED if "blob" in name}
+
+
+def _case(name: str):
+    marks = [pytest.mark.requires(NEEDS[name])] if name in NEEDS else []
+    return pytest.param(name, id=name, marks=marks)
 
 
 def test_every_case_has_an_expectation():
@@ -74,19 +78,15 @@ def test_every_case_has_an_expectation():
     assert set(EXPECTED) == set(payloads.ERROR_CASES)
 
 
-@pytest.mark.parametrize("case", sorted(EXPECTED))
-def test_error_response(raw_gpu, facts, qemu_log, case):
+@pytest.mark.parametrize("case", [_case(name) for name in sorted(EXPECTED)])
+def test_error_response(raw_gpu, qemu_log, case):
     """The invalid command gets its error response (not OK, not silence), and afterwards the
     device answers GET_DISPLAY_INFO and creates and destroys a resource, so one bad command
     neither corrupts nor wedges it."""
-    if case in BLOB_CASES:
-        require_blobs(facts)
-    if case in NEEDS:
-        require_feature(facts, NEEDS[case])
     out = raw_gpu.call(payloads.error_case, case)
-    log = qemu_log.read()
+    log = parse(qemu_log.text())
     context = f"{out}\nQEMU: {log.summary()}"
-    assert raw_gpu.machine.process.poll() is None, f"QEMU died: {context}"
+    assert raw_gpu.machine.alive, f"QEMU died: {context}"
     follow_up = (out["display_after"], out["create_after"], out["unref_after"])
     assert follow_up == ("RESP_OK_DISPLAY_INFO", "RESP_OK_NODATA", "RESP_OK_NODATA"), context
     want = EXPECTED[case]

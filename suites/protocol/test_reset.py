@@ -2,18 +2,20 @@
 has forgotten the old resources, and serves the same ids, offsets and contexts again."""
 from __future__ import annotations
 
+import pytest
+
+from gpuhil.raw.qemu_log import parse
 from suites.protocol import payloads
-from suites.protocol.gating import require_blobs, require_feature
 
 
-def test_reset_with_blobs_mapped(raw_gpu, facts, qemu_log):
+@pytest.mark.requires("raw.feature.resource_blob and raw.hostmem")
+def test_reset_with_blobs_mapped(raw_gpu, qemu_log):
     """A reset with two blobs mapped, a 2D resource and a context leaves QEMU running and the
     device answering; the old ids are gone and the same context id, resource id and hostmem
     offset work again (read back through the window), so reset really tears blobs down."""
-    require_blobs(facts)
     out = raw_gpu.call(payloads.reset_with_blobs_mapped)
-    context = f"{out}\nQEMU: {qemu_log.read().summary()}"
-    assert raw_gpu.machine.process.poll() is None, context
+    context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
+    assert raw_gpu.machine.alive, context
     assert out["display"] == "RESP_OK_DISPLAY_INFO", context
     assert out["unref_old"] == ["RESP_ERR_INVALID_RESOURCE_ID"] * 3, context
     assert out["ctx_create_same_id"] == "RESP_OK_NODATA", context
@@ -23,14 +25,14 @@ def test_reset_with_blobs_mapped(raw_gpu, facts, qemu_log):
     assert (out["unmap"], out["unref"]) == ("RESP_OK_NODATA", "RESP_OK_NODATA"), context
 
 
-def test_reset_while_command_pending(raw_gpu, facts, qemu_log):
+@pytest.mark.requires("raw.feature.context_init")
+def test_reset_while_command_pending(raw_gpu, qemu_log):
     """A reset while a fenced command waits for a fence that never comes leaves QEMU running,
     drops the old resource and lets the device answer and create again, so a wedged queue is
     recoverable by reset."""
-    require_feature(facts, "CONTEXT_INIT")
     out = raw_gpu.call(payloads.reset_while_pending)
-    context = f"{out}\nQEMU: {qemu_log.read().summary()}"
-    assert raw_gpu.machine.process.poll() is None, context
+    context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
+    assert raw_gpu.machine.alive, context
     assert out["display"] == "RESP_OK_DISPLAY_INFO", context
     assert out["unref_old"] == "RESP_ERR_INVALID_RESOURCE_ID", context
     assert (out["create"], out["unref"]) == ("RESP_OK_NODATA", "RESP_OK_NODATA"), context

@@ -1,13 +1,15 @@
 """What QEMU printed about the raw path: VT-d faults and the virgl command errors.
 
 A DMA fault is not reported to the driver (the device completes the request anyway), and the
-virgl path prints every command it failed, so a test slices ``guest.qemu_stderr()`` around its
-device work and reads both from it.
+virgl path prints every command it failed, so a test slices QEMU's stderr around its device
+work (:class:`gpuhil.machine.StderrSlice`) and reads both from it with :func:`parse`.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+__all__ = ["QemuLog", "parse"]
 
 _VTD = re.compile(r"^.*\bvtd_\w+: .*$", re.MULTILINE)
 _CMD_ERROR = re.compile(
@@ -32,19 +34,3 @@ def parse(text: str) -> QemuLog:
     """The VT-d fault lines and the (command, error) pairs of virtio_gpu_virgl_process_cmd."""
     return QemuLog(tuple(_VTD.findall(text)),
                    tuple((int(c, 16), int(e, 16)) for c, e in _CMD_ERROR.findall(text)))
-
-
-class StderrSlice:
-    """QEMU's stderr from the moment this is made: ``read()`` parses what came since."""
-
-    def __init__(self, guest) -> None:
-        self.guest = guest
-        self.start = len(guest.qemu_stderr())
-
-    def text(self) -> str:
-        """Everything QEMU printed since the start."""
-        return self.guest.qemu_stderr()[self.start:]
-
-    def read(self) -> QemuLog:
-        """The parsed slice."""
-        return parse(self.text())

@@ -1,0 +1,280 @@
+"""The virtqueue half of the raw driver: requests as bytes on split virtqueues, over any
+:class:`~gpuhil.raw.transport.Transport`.
+
+:class:`VirtqueueDriver` resets and initialises the virtio PCI function (features, a control
+and a cursor queue in DMA memory, DRIVER_OK), puts requests and sentinel-filled response
+buffers in a DMA arena, notifies once per batch and collects completions by polling the used
+ring.  :class:`gpuhil.raw.rawgpu.RawGpu` adds virtio-gpu's typed messages on top.
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from gpuhil._virtqueue import RingError, SplitQueue, ring_layout
+from gpuhil.errors import ClosedError
+from gpuhil.protocol import ctrl_name
+from gpuhil.raw.completions import Completion, Features, Pending, RawTimeout, RingState, Slot
+from gpuhil.raw.transport import DmaMemory, Transport
+from gpuhil.raw.virtio_pci import TransportFeature, VirtioPci
+
+__all__ = ["CONTROLQ", "CURSORQ", "SENTINEL", "UNWRITTEN", "VirtqueueDriver", "response_name"]
+
+#: The byte every response buffer is filled with before the device gets it.
+SENTINEL = 0xAA
+CONTROLQ, CURSORQ = 0, 1
+
+IOVA_RINGS = 0x1000_0000
+IOVA_ARENA = 0x1100_0000
+IOVA_USER = 0x2000_0000
+RINGS_BYTES = 0x10000
+ARENA_BYTES = 4 << 20
+PAGE = 4096
+DEFAULT_TIMEOUT = 10.0
+_SENTINEL_WORD = int.from_bytes(bytes([SENTINEL]) * 4, "little")
+#: :func:`response_name` of a response buffer the device never wrote
+UNWRITTEN = "UNWRITTEN"
+_TRANSPORT_FEATURES = 1 << TransportFeature.VERSION_1 | 1 << TransportFeature.ACCESS_PLATFORM
+
+
+def response_name(response: bytes) -> str:
+    """The control type a response buffer holds (``RESP_OK_NODATA``, ``0x1234``, see
+    :func:`gpuhil.protocol.ctrl_name`), or :data:`UNWRITTEN` while it still starts with the
+    sentinel."""
+    if len(response) >= 4 and int.from_bytes(response[:4], "little") == _SENTINEL_WORD:
+        return UNWRITTEN
+    return ctrl_name(response)
+
+
+class VirtqueueDriver:
+    """A virtio PCI function driven from this process through ``transport`` (see the module
+    docstring).  A context manager; :meth:`close` resets the device, frees the DMA memory
+    and closes the transport (twice is harmless; use after close raises ClosedError).
+
+    ``features`` None negotiates VERSION_1, ACCESS_PLATFORM and the offered bits of
+    ``DEVICE_FEATURES`` (no ring features: this driver uses none).
+    """
+
+    #: device-specific feature bits negotiated by default (when offered)
+    DEVICE_FEATURES = 0
+
+    def __init__(self, transport: Transport, *, queue_size: int = 64,
+                 features: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.address = transport.name
+        self.timeout = timeout
+        self.transport = transport
+        self._pci = pci = VirtioPci(transport)
+        pci.enable_bus_master()
+        self._closed = False
+        self._generation = 0
+        self._fence_id = 0
+        self._arena_used = 0
+        self._user_iova = IOVA_USER
+        self._user_buffers: list[DmaMemory] = []
+        self._tickets: list[dict[int, Slot]] = [{}, {}]
+        self._notify: list[int] = [0, 0]
+        self._rings = transport.dma(RINGS_BYTES, IOVA_RINGS)
+        self._arena = transport.dma(ARENA_BYTES, IOVA_ARENA)
+        offered = pci.device_features()
+        if features is None:
+            features = offered & (self.DEVICE_FEATURES | _TRANSPORT_FEATURES)
+        self.features = Features(offered, features)
+        control_size = min(queue_size, pci.queue_max_size(CONTROLQ))
+        cursor_size = min(16, pci.queue_max_size(CURSORQ))
+        cursor_offset = (ring_layout(control_size)[3] + PAGE - 1) // PAGE * PAGE
+        self._queues = [
+            SplitQueue(self._rings.memory, control_size, IOVA_RINGS, 0, "controlq"),
+            SplitQueue(self._rings.memory, cursor_size, IOVA_RINGS + cursor_offset,
+                       cursor_offset, "cursorq"),
+        ]
+        try:
+            self._start()
+        except BaseException:
+            for queue in self._queues:
+                queue.close()  # release the ring memory before the transport closes
+            raise
+
+    # ---- life cycle ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        pci = self._pci
+        pci.reset()
+        pci.negotiate(self.features.negotiated)
+        for index, queue in enumerate(self._queues):
+            queue.reset()
+            self._tickets[index].clear()
+            self._notify[index] = pci.setup_queue(index, queue.size, queue.desc_iova,
+                                                  queue.avail_iova, queue.used_iova)
+        pci.driver_ok()
+        self._generation += 1
+        self._arena_used = 0
+
+    def reset(self) -> None:
+        """Virtio reset (status 0, wait until it reads 0), then the same initialisation again:
+        afterwards the device takes commands.  Requests in flight are abandoned."""
+        self._check()
+        self._start()
+
+    def close(self) -> None:
+        """Reset the device, free every DMA buffer, close the transport; harmless twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self.transport.closed:
+                self._pci.reset(timeout=1.0)  # the device lets go of the rings before unmap
+        finally:
+            for queue in self._queues:
+                queue.close()
+            try:
+                for buffer in [*self._user_buffers, self._arena, self._rings]:
+                    buffer.close()
+            finally:
+                self.transport.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{type(self).__name__} {self.address} is closed")
+
+    def __enter__(self):
+        self._check()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.address}{' closed' if self._closed else ''}>"
+
+    def ring_state(self, queue: int = CONTROLQ) -> RingState:
+        """The ring as driver and device see it now."""
+        self._check()
+        q = self._queues[queue]
+        return RingState(q.name, q.size, q.avail_idx, q.device_used_idx(), q.last_used_idx,
+                         q.num_free, tuple(q.heads_in_flight()), int(self._pci.status))
+
+    # ---- memory for the device ----------------------------------------------------------
+
+    def dma(self, size: int) -> DmaMemory:
+        """Memory of ``size`` bytes (page rounded) the device reaches at a fresh IOVA
+        (``.iova``, ``.memory``), e.g. resource backing for ATTACH_BACKING; freed when
+        closed, at the latest with the driver."""
+        self._check()
+        size = (size + PAGE - 1) // PAGE * PAGE
+        buffer = self.transport.dma(size, self._user_iova)
+        self._user_iova += size + PAGE  # a guard page between buffers
+        self._user_buffers.append(buffer)
+        return buffer
+
+    def next_fence_id(self) -> int:
+        """A fence id not used before by this driver."""
+        self._fence_id += 1
+        return self._fence_id
+
+    # ---- submission ---------------------------------------------------------------------
+
+    def _alloc(self, size: int) -> int:
+        offset = self._arena_used
+        if offset + size > ARENA_BYTES:
+            raise RingError(f"the {ARENA_BYTES >> 20} MiB request arena is full "
+                            f"({offset:#x} in use by requests in flight, {size:#x} more wanted)")
+        self._arena_used = (offset + size + 63) // 64 * 64
+        return offset
+
+    def _publish(self, queue: int) -> None:
+        self._queues[queue].publish()
+        self._pci.notify(self._notify[queue], queue)
+
+    def send(self, requests: Sequence[bytes], response_sizes: Sequence[int],
+             queue: int = CONTROLQ) -> Pending:
+        """Put every request (with a sentinel-filled response buffer of the given size; 0: no
+        response descriptor) on ``queue`` and notify once; :meth:`wait` collects them."""
+        self._check()
+        if len(requests) != len(response_sizes):
+            raise ValueError(f"{len(requests)} requests but {len(response_sizes)} response sizes")
+        q = self._queues[queue]
+        arena = self._arena.memory
+        if not any(queue.in_flight for queue in self._queues):
+            self._arena_used = 0  # nothing in flight references the arena
+        slots = []
+        try:
+            for request, response_size in zip(requests, response_sizes):
+                request = bytes(request)
+                req_off = self._alloc(max(len(request), 1))
+                arena.write(request, req_off)
+                resp_off = self._alloc(response_size) if response_size else 0
+                if response_size:
+                    arena.write(bytes([SENTINEL]) * response_size, resp_off)
+                writable = [(IOVA_ARENA + resp_off, response_size)] if response_size else []
+                head = q.add([(IOVA_ARENA + req_off, len(request))], writable)
+                slot = Slot(ctrl_name(request), head, resp_off, response_size, time.monotonic())
+                self._tickets[queue][head] = slot
+                slots.append(slot)
+        finally:
+            if q.unpublished:
+                self._publish(queue)
+        return Pending(queue, slots, self._generation)
+
+    def send_chain(self, readable: Sequence[tuple[int, int]],
+                   writable: Sequence[tuple[int, int]] = (), *, name: str = "chain",
+                   queue: int = CONTROLQ) -> Pending:
+        """One descriptor chain of caller-chosen ``(iova, length)`` buffers (e.g. an unmapped
+        IOVA, a zero length, memory from :meth:`dma`), notified at once; :meth:`wait` returns
+        its Completion (``response`` empty: the buffers are the caller's)."""
+        self._check()
+        head = self._queues[queue].add(list(readable), list(writable))
+        slot = Slot(name, head, 0, 0, time.monotonic())
+        self._tickets[queue][head] = slot
+        self._publish(queue)
+        return Pending(queue, [slot], self._generation)
+
+    def wait(self, pending: Pending, timeout: float | None = None) -> list[Completion]:
+        """The completions of ``pending``, in request order; RawTimeout when the device has not
+        completed them all within ``timeout`` seconds (default: the driver's)."""
+        self._check()
+        if pending.generation != self._generation:
+            raise RingError(f"{', '.join(pending.names)}: abandoned by a device reset")
+        timeout = self.timeout if timeout is None else timeout
+        q = self._queues[pending.queue]
+        tickets = self._tickets[pending.queue]
+        deadline = time.monotonic() + timeout
+        while any(s.used_len is None for s in pending.slots):
+            done = q.poll()
+            if done is not None:
+                slot = tickets.pop(done[0])
+                slot.used_len = done[1]
+                slot.seconds = time.monotonic() - slot.started
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0 or not q.wait(left):
+                if q.device_used_idx() != q.last_used_idx:
+                    continue
+                waiting = tuple(s.name for s in pending.slots if s.used_len is None)
+                state = self.ring_state(pending.queue)
+                raise RawTimeout(f"no completion within {timeout:g} s for {', '.join(waiting)} "
+                                 f"({len(waiting)} of {len(pending.slots)} requests); "
+                                 f"ring {state}", waiting, state)
+        arena = self._arena.memory
+        out = []
+        for slot in pending.slots:
+            response = arena.read(slot.response_offset, slot.response_size) \
+                if slot.response_size else b""
+            written = len(response) >= 4 and \
+                int.from_bytes(response[:4], "little") != _SENTINEL_WORD
+            out.append(Completion(slot.name, slot.used_len, response, written, slot.seconds))
+        return out
+
+    def transact(self, requests: Sequence[bytes], response_sizes: Sequence[int], *,
+                 queue: int = CONTROLQ, timeout: float | None = None) -> list[Completion]:
+        """:meth:`send` then :meth:`wait`: one notify for all the requests."""
+        return self.wait(self.send(requests, response_sizes, queue), timeout)
+
+    def submit_raw(self, request: bytes, response_size: int, *,
+                   timeout: float | None = None) -> bytes:
+        """Any bytes as a control command; the response buffer afterwards (it still holds
+        :data:`SENTINEL` bytes where the device wrote nothing)."""
+        return self.transact([request], [response_size], timeout=timeout)[0].response
