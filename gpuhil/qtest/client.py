@@ -1,0 +1,296 @@
+"""A client for QEMU's qtest line protocol over a connected stream socket.
+
+Each call is one round trip: the command line(s) go out in one ``send``, the answer is read
+back.  Answers are ``OK``, ``OK <value>`` or ``FAIL <reason>``; QEMU also sends asynchronous
+``IRQ raise N`` / ``IRQ lower N`` lines (after :meth:`QtestClient.irq_intercept_in`) at any
+point, also between a command and its answer: those are recorded in :attr:`irq_events` and
+:attr:`irq_levels`, never taken for an answer.
+
+PCI configuration space is reached through configuration mechanism #1 (``outl 0xcf8`` with
+the address, then ``in/out`` at ``0xcfc + (reg & 3)``), both lines sent together.
+
+Errors are typed (:mod:`gpuhil.qtest.errors`) and name the command; after a death, a timeout
+or a malformed answer the client is broken and every further call raises
+:class:`QtestClosed`.  ``on_death`` (given by the owner of the QEMU) returns QEMU's exit
+status and stderr tail for :class:`QtestDied`.
+"""
+from __future__ import annotations
+
+import base64
+import select
+import socket
+import time
+from typing import Callable
+
+from gpuhil.qtest.errors import (
+    QtestClosed, QtestDied, QtestFailed, QtestProtocolError, QtestTimeout,
+)
+
+__all__ = ["QtestClient", "config_address"]
+
+_CONFIG_ADDRESS, _CONFIG_DATA = 0xCF8, 0xCFC
+_RECV = 1 << 16
+DeathInfo = Callable[[], "tuple[str, str]"]
+
+
+def config_address(bus: int, dev: int, fn: int, reg: int) -> int:
+    """The 0xcf8 value selecting the dword holding config register ``reg``."""
+    if not (0 <= bus < 256 and 0 <= dev < 32 and 0 <= fn < 8 and 0 <= reg < 256):
+        raise ValueError(f"no such PCI config location {bus:02x}:{dev:02x}.{fn} reg {reg:#x}")
+    return 0x80000000 | bus << 16 | dev << 11 | fn << 8 | (reg & 0xFC)
+
+
+class QtestClient:
+    """qtest over ``sock`` (already connected); see the module docstring."""
+
+    def __init__(self, sock: socket.socket, *, timeout: float = 30.0,
+                 on_death: DeathInfo | None = None, name: str = "qtest") -> None:
+        self.name = name
+        self.timeout = timeout
+        self._sock = sock
+        sock.settimeout(timeout)
+        self._recv = sock.recv
+        self._send = sock.sendall
+        self._buf = b""  # received bytes not yet consumed (a partial line at most, usually)
+        self._on_death = on_death
+        self._broken: str | None = None
+        #: Every ``IRQ raise|lower N`` line received, in order, as (raised, line).
+        self.irq_events: list[tuple[bool, int]] = []
+        #: The current level of each IRQ line seen.
+        self.irq_levels: dict[int, bool] = {}
+
+    # --- the round trip ---------------------------------------------------------------------
+
+    def _line(self, command: bytes) -> bytes:
+        """The next answer line (IRQ lines are recorded and skipped)."""
+        while True:
+            buf = self._buf
+            end = buf.find(b"\n")
+            while end < 0:
+                try:
+                    chunk = self._recv(_RECV)
+                except socket.timeout:
+                    self._break("timeout")
+                    raise QtestTimeout(_text(command), self.timeout) from None
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    self._died(command)
+                buf += chunk
+                end = buf.find(b"\n", len(buf) - len(chunk))
+            line, self._buf = buf[:end], buf[end + 1:]
+            if line[:3] == b"IRQ":
+                self._irq(command, line)
+                continue
+            return line
+
+    def _ask(self, command: bytes, answers: int = 1) -> bytes:
+        """Send ``command`` (``answers`` lines) and return the last answer's text after OK."""
+        if self._broken is not None:
+            raise QtestClosed(f"qtest {_text(command)!r}: the client is {self._broken}",
+                              _text(command))
+        try:
+            self._send(command)
+        except socket.timeout:
+            self._break("timeout")
+            raise QtestTimeout(_text(command), self.timeout) from None
+        except OSError:
+            self._died(command)
+        line = b""
+        for _ in range(answers):
+            line = self._line(command)
+            if line[:2] != b"OK" or (len(line) > 2 and line[2] != 0x20):
+                if line[:4] == b"FAIL":
+                    raise QtestFailed(_text(command), line.decode(errors="replace"))
+                self._break("broken by a malformed answer")
+                raise QtestProtocolError(_text(command), line)
+        return line[3:]
+
+    def _value(self, command: bytes) -> int:
+        text = self._ask(command)
+        try:
+            return int(text, 16)
+        except ValueError:
+            self._break("broken by a malformed answer")
+            raise QtestProtocolError(_text(command), b"OK " + text, "answer has no hex value") from None
+
+    def _irq(self, command: bytes, line: bytes) -> None:
+        parts = line.split()
+        if len(parts) != 3 or parts[1] not in (b"raise", b"lower") or not parts[2].isdigit():
+            self._break("broken by a malformed answer")
+            raise QtestProtocolError(_text(command), line, "malformed IRQ line")
+        raised, number = parts[1] == b"raise", int(parts[2])
+        self.irq_events.append((raised, number))
+        self.irq_levels[number] = raised
+
+    def _died(self, command: bytes) -> None:
+        self._break("closed: QEMU went away")
+        status, stderr = self._on_death() if self._on_death is not None else ("", "")
+        raise QtestDied(_text(command), status, stderr)
+
+    def _break(self, why: str) -> None:
+        if self._broken is None:
+            self._broken = why
+
+    @property
+    def usable(self) -> bool:
+        """Whether calls can still be made (not closed, QEMU not gone, no protocol error)."""
+        return self._broken is None
+
+    def close(self) -> None:
+        """Close the socket (QEMU sees EOF); harmless twice."""
+        self._break("closed")
+        self._sock.close()
+
+    # --- port I/O ---------------------------------------------------------------------------
+
+    def outb(self, port: int, value: int) -> None:
+        self._ask(b"outb 0x%x 0x%x\n" % (port, value))
+
+    def outw(self, port: int, value: int) -> None:
+        self._ask(b"outw 0x%x 0x%x\n" % (port, value))
+
+    def outl(self, port: int, value: int) -> None:
+        self._ask(b"outl 0x%x 0x%x\n" % (port, value))
+
+    def inb(self, port: int) -> int:
+        return self._value(b"inb 0x%x\n" % port)
+
+    def inw(self, port: int) -> int:
+        return self._value(b"inw 0x%x\n" % port)
+
+    def inl(self, port: int) -> int:
+        return self._value(b"inl 0x%x\n" % port)
+
+    # --- memory (MMIO and RAM, guest-physical) ----------------------------------------------
+
+    def readb(self, addr: int) -> int:
+        return self._value(b"readb 0x%x\n" % addr)
+
+    def readw(self, addr: int) -> int:
+        return self._value(b"readw 0x%x\n" % addr)
+
+    def readl(self, addr: int) -> int:
+        return self._value(b"readl 0x%x\n" % addr)
+
+    def readq(self, addr: int) -> int:
+        return self._value(b"readq 0x%x\n" % addr)
+
+    def writeb(self, addr: int, value: int) -> None:
+        self._ask(b"writeb 0x%x 0x%x\n" % (addr, value))
+
+    def writew(self, addr: int, value: int) -> None:
+        self._ask(b"writew 0x%x 0x%x\n" % (addr, value))
+
+    def writel(self, addr: int, value: int) -> None:
+        self._ask(b"writel 0x%x 0x%x\n" % (addr, value))
+
+    def writeq(self, addr: int, value: int) -> None:
+        self._ask(b"writeq 0x%x 0x%x\n" % (addr, value))
+
+    def read(self, addr: int, size: int) -> bytes:
+        """``size`` bytes at ``addr`` (qtest ``b64read``)."""
+        if size <= 0:
+            return b""
+        text = self._ask(b"b64read 0x%x 0x%x\n" % (addr, size))
+        try:
+            data = base64.b64decode(text, validate=True)
+        except ValueError:
+            self._break("broken by a malformed answer")
+            raise QtestProtocolError(f"b64read {addr:#x} {size:#x}", text, "bad base64") from None
+        if len(data) != size:
+            raise QtestProtocolError(f"b64read {addr:#x} {size:#x}", text,
+                                     f"{len(data)} bytes instead of {size}")
+        return data
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Write ``data`` at ``addr`` (qtest ``b64write``)."""
+        if data:
+            self._ask(b"b64write 0x%x 0x%x %s\n" % (addr, len(data), base64.b64encode(data)))
+
+    def memset(self, addr: int, size: int, value: int) -> None:
+        if size > 0:
+            self._ask(b"memset 0x%x 0x%x 0x%x\n" % (addr, size, value))
+
+    # --- PCI configuration space (mechanism #1) ---------------------------------------------
+
+    def config_read(self, bus: int, dev: int, fn: int, reg: int, size: int) -> int:
+        """A 1/2/4-byte config space read (``reg`` aligned to ``size``); one round trip."""
+        op = _IN.get(size)
+        if op is None or reg % size:
+            raise ValueError(f"config read of {size} bytes at {reg:#x}: sizes are 1, 2, 4, aligned")
+        command = b"outl 0xcf8 0x%x\n%s 0x%x\n" % (config_address(bus, dev, fn, reg), op,
+                                                     _CONFIG_DATA + (reg & 3))
+        text = self._ask(command, answers=2)
+        try:
+            return int(text, 16)
+        except ValueError:
+            self._break("broken by a malformed answer")
+            raise QtestProtocolError(_text(command), b"OK " + text, "answer has no hex value") from None
+
+    def config_write(self, bus: int, dev: int, fn: int, reg: int, size: int, value: int) -> None:
+        """A 1/2/4-byte config space write; one round trip."""
+        op = _OUT.get(size)
+        if op is None or reg % size:
+            raise ValueError(f"config write of {size} bytes at {reg:#x}: sizes are 1, 2, 4, aligned")
+        self._ask(b"outl 0xcf8 0x%x\n%s 0x%x 0x%x\n" % (config_address(bus, dev, fn, reg), op,
+                                                         _CONFIG_DATA + (reg & 3), value),
+                  answers=2)
+
+    # --- interrupts and clock ---------------------------------------------------------------
+
+    def irq_intercept_in(self, qom_path: str) -> None:
+        """Report the GPIO inputs of ``qom_path`` (e.g. ``ioapic``) as IRQ lines."""
+        self._ask(b"irq_intercept_in %s\n" % qom_path.encode())
+
+    def irq_intercept_out(self, qom_path: str) -> None:
+        self._ask(b"irq_intercept_out %s\n" % qom_path.encode())
+
+    def take_irq_events(self) -> list[tuple[bool, int]]:
+        """The IRQ events received since the previous call."""
+        events, self.irq_events = self.irq_events, []
+        return events
+
+    def wait_irq(self, line: int, timeout: float) -> bool:
+        """Wait (no command outstanding) until IRQ ``line`` is raised; whether it was."""
+        what = b"(waiting for IRQ %d)" % line
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._buf:
+                complete, self._buf = self._buf.split(b"\n", 1)
+                if complete[:3] != b"IRQ":
+                    self._break("broken by a malformed answer")
+                    raise QtestProtocolError(_text(what), complete, "answer with no command")
+                self._irq(what, complete)
+            if self.irq_levels.get(line):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._sock], [], [], remaining)[0]:
+                return False
+            try:
+                chunk = self._recv(_RECV)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._died(what)
+            self._buf += chunk
+
+    def clock_step(self, ns: int | None = None) -> int:
+        """Advance the virtual clock (to the next deadline without ``ns``); the new time."""
+        return int(self._ask(b"clock_step\n" if ns is None else b"clock_step %d\n" % ns) or 0)
+
+    def endianness(self) -> str:
+        return self._ask(b"endianness\n").decode()
+
+    def raw_command(self, line: str) -> str:
+        """Any qtest command line; the text after ``OK``."""
+        return self._ask(line.encode() + b"\n").decode(errors="replace")
+
+
+_IN = {1: b"inb", 2: b"inw", 4: b"inl"}
+_OUT = {1: b"outb", 2: b"outw", 4: b"outl"}
+
+
+def _text(command: bytes) -> str:
+    text = command.decode(errors="replace").strip().replace("\n", "; ")
+    return text if len(text) <= 100 else text[:97] + "..."
