@@ -251,9 +251,10 @@ class QtestClient:
         events, self.irq_events = self.irq_events, []
         return events
 
-    def wait_irq(self, line: int, timeout: float) -> bool:
-        """Wait (no command outstanding) until IRQ ``line`` is raised; whether it was."""
-        what = b"(waiting for IRQ %d)" % line
+    def wait_irq(self, line: int | None, timeout: float) -> bool:
+        """Wait (no command outstanding) until IRQ ``line`` (any line: None) is raised;
+        whether it was."""
+        what = b"(waiting for IRQ %s)" % (b"any" if line is None else b"%d" % line)
         deadline = time.monotonic() + timeout
         while True:
             while b"\n" in self._buf:
@@ -262,7 +263,7 @@ class QtestClient:
                     self._break("broken by a malformed answer")
                     raise QtestProtocolError(_text(what), complete, "answer with no command")
                 self._irq(what, complete)
-            if self.irq_levels.get(line):
+            if self.irq_levels.get(line) if line is not None else any(self.irq_levels.values()):
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([self._sock], [], [], remaining)[0]:
