@@ -7,11 +7,12 @@ import threading
 
 import pytest
 
-from gpuhil.qtest.client import QtestClient, config_address
+from gpuhil.qtest.client import QtestClient
 from gpuhil.qtest.errors import (
     QtestClosed, QtestDied, QtestFailed, QtestProtocolError, QtestTimeout,
 )
-from gpuhil.qtest.pci import Bar, PciError, Window, assign_bars, decode_bar
+from gpuhil.qtest.bars import Bar, PciError, Window, assign_bars, decode_bar
+from gpuhil.qtest.pci import config_address, config_read
 
 
 class FakePeer:
@@ -56,7 +57,7 @@ def test_values_are_parsed_and_commands_formatted() -> None:
 def test_config_read_is_one_round_trip_of_two_lines() -> None:
     """A config read sends the 0xcf8 address and the data-port access together."""
     peer = FakePeer([b"OK\n", b"OK 0x0050\n"])
-    assert peer.client().config_read(0, 1, 0, 2, 2) == 0x50
+    assert config_read(peer.client(), 0, 1, 0, 2, 2) == 0x50
     assert peer.received == [b"outl 0xcf8 0x%x" % config_address(0, 1, 0, 2), b"inw 0xcfe"]
 
 
@@ -166,3 +167,26 @@ def test_assign_bars_reports_what_does_not_fit() -> None:
         assign_bars([Bar((0, 1, 0), 1, "mem32", 1 << 32)])
     with pytest.raises(PciError, match="not a power of two"):
         assign_bars([Bar((0, 1, 0), 1, "mem32", 0x3000)])
+
+
+def test_posted_write_failure_is_reported_at_the_next_call() -> None:
+    """A posted write is not waited for; its FAIL surfaces at the next call, naming it."""
+    peer = FakePeer([b"FAIL bad address\n", b"OK 0x01\n"])
+    client = peer.client()
+    client.post_writew(0xC0003000, 0)
+    with pytest.raises(QtestFailed, match=r"writew 0xc0003000 0x0 \(posted\)"):
+        client.readb(0x1000)
+
+
+def test_posted_writes_are_drained_before_they_can_fill_the_socket() -> None:
+    """At most MAX_POSTED answers stay unread; flush reads the rest."""
+    from gpuhil.qtest.client import MAX_POSTED
+
+    count = MAX_POSTED * 3
+    peer = FakePeer([b"OK\n"] * count)
+    client = peer.client()
+    for n in range(count):
+        client.post_writel(0x1000, n)
+        assert client.posted <= MAX_POSTED
+    client.flush()
+    assert len(peer.received) == count and client.usable and client.posted == 0

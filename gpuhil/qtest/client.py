@@ -6,8 +6,10 @@ back.  Answers are ``OK``, ``OK <value>`` or ``FAIL <reason>``; QEMU also sends 
 point, also between a command and its answer: those are recorded in :attr:`irq_events` and
 :attr:`irq_levels`, never taken for an answer.
 
-PCI configuration space is reached through configuration mechanism #1 (``outl 0xcf8`` with
-the address, then ``in/out`` at ``0xcfc + (reg & 3)``), both lines sent together.
+:meth:`QtestClient.exchange` sends several lines at once and reads all their answers (PCI
+config cycles use it: :mod:`gpuhil.qtest.pci`).  Posted writes (``post_writew``, for
+virtqueue notifies) are sent without waiting; their answers are read and checked at the next
+call, at most :data:`MAX_POSTED` of them left unread.
 
 Errors are typed (:mod:`gpuhil.qtest.errors`) and name the command; after a death, a timeout
 or a malformed answer the client is broken and every further call raises
@@ -26,18 +28,14 @@ from gpuhil.qtest.errors import (
     QtestClosed, QtestDied, QtestFailed, QtestProtocolError, QtestTimeout,
 )
 
-__all__ = ["QtestClient", "config_address"]
+__all__ = ["MAX_POSTED", "QtestClient"]
 
-_CONFIG_ADDRESS, _CONFIG_DATA = 0xCF8, 0xCFC
 _RECV = 1 << 16
+#: Posted writes whose OK may stay unread.  Each answer is a small skb charged at its full
+#: truesize against the socket, so a few hundred unread ones fill it; QEMU then blocks in
+#: the write of the next answer and stops processing anything (measured: after ~280).
+MAX_POSTED = 32
 DeathInfo = Callable[[], "tuple[str, str]"]
-
-
-def config_address(bus: int, dev: int, fn: int, reg: int) -> int:
-    """The 0xcf8 value selecting the dword holding config register ``reg``."""
-    if not (0 <= bus < 256 and 0 <= dev < 32 and 0 <= fn < 8 and 0 <= reg < 256):
-        raise ValueError(f"no such PCI config location {bus:02x}:{dev:02x}.{fn} reg {reg:#x}")
-    return 0x80000000 | bus << 16 | dev << 11 | fn << 8 | (reg & 0xFC)
 
 
 class QtestClient:
@@ -54,6 +52,7 @@ class QtestClient:
         self._buf = b""  # received bytes not yet consumed (a partial line at most, usually)
         self._on_death = on_death
         self._broken: str | None = None
+        self._posted: list[bytes] = []  # posted commands whose OK has not been read yet
         #: Every ``IRQ raise|lower N`` line received, in order, as (raised, line).
         self.irq_events: list[tuple[bool, int]] = []
         #: The current level of each IRQ line seen.
@@ -96,6 +95,8 @@ class QtestClient:
             raise QtestTimeout(_text(command), self.timeout) from None
         except OSError:
             self._died(command)
+        if self._posted:
+            self._drain()
         line = b""
         for _ in range(answers):
             line = self._line(command)
@@ -106,8 +107,50 @@ class QtestClient:
                 raise QtestProtocolError(_text(command), line)
         return line[3:]
 
-    def _value(self, command: bytes) -> int:
-        text = self._ask(command)
+    def _post(self, command: bytes) -> None:
+        """Send ``command`` without waiting for its OK (read, and checked, at the next call)."""
+        if self._broken is not None:
+            raise QtestClosed(f"qtest {_text(command)!r}: the client is {self._broken}",
+                              _text(command))
+        if len(self._posted) >= MAX_POSTED:
+            self._drain()
+        try:
+            self._send(command)
+        except OSError:
+            self._died(command)
+        self._posted.append(command)
+
+    def _drain(self) -> None:
+        posted, self._posted = self._posted, []
+        for command in posted:
+            line = self._line(command)
+            if line != b"OK":
+                if line[:4] == b"FAIL":
+                    raise QtestFailed(_text(command) + " (posted)", line.decode(errors="replace"))
+                self._break("broken by a malformed answer")
+                raise QtestProtocolError(_text(command) + " (posted)", line)
+
+    @property
+    def posted(self) -> int:
+        """Posted writes whose answer has not been read yet (at most MAX_POSTED)."""
+        return len(self._posted)
+
+    def flush(self) -> None:
+        """Wait for the answers of every posted write (raising for the first that failed)."""
+        if self._posted:
+            self._drain()
+
+    def exchange(self, lines: bytes, answers: int = 1) -> bytes:
+        """Send ``lines`` (``answers`` complete command lines) in one go; every answer must be
+        OK; the text after the last one's ``OK `` (one round trip for all)."""
+        return self._ask(lines, answers)
+
+    def value(self, lines: bytes, answers: int = 1) -> int:
+        """:meth:`exchange`, the last answer's value as an integer."""
+        return self._value(lines, answers)
+
+    def _value(self, command: bytes, answers: int = 1) -> int:
+        text = self._ask(command, answers)
         try:
             return int(text, 16)
         except ValueError:
@@ -131,6 +174,12 @@ class QtestClient:
     def _break(self, why: str) -> None:
         if self._broken is None:
             self._broken = why
+
+    @property
+    def socket(self) -> socket.socket:
+        """The connection itself, for tools that speak the protocol directly (benchmarks);
+        never interleave that with calls on this client."""
+        return self._sock
 
     @property
     def usable(self) -> bool:
@@ -188,6 +237,15 @@ class QtestClient:
     def writeq(self, addr: int, value: int) -> None:
         self._ask(b"writeq 0x%x 0x%x\n" % (addr, value))
 
+    def post_writew(self, addr: int, value: int) -> None:
+        """A posted 16-bit store (a virtqueue notify): sent now, its OK read at the next call
+        or :meth:`flush`, so the caller does not wait a round trip for it."""
+        self._post(b"writew 0x%x 0x%x\n" % (addr, value))
+
+    def post_writel(self, addr: int, value: int) -> None:
+        """A posted 32-bit store (see :meth:`post_writew`)."""
+        self._post(b"writel 0x%x 0x%x\n" % (addr, value))
+
     def read(self, addr: int, size: int) -> bytes:
         """``size`` bytes at ``addr`` (qtest ``b64read``)."""
         if size <= 0:
@@ -212,31 +270,6 @@ class QtestClient:
         if size > 0:
             self._ask(b"memset 0x%x 0x%x 0x%x\n" % (addr, size, value))
 
-    # --- PCI configuration space (mechanism #1) ---------------------------------------------
-
-    def config_read(self, bus: int, dev: int, fn: int, reg: int, size: int) -> int:
-        """A 1/2/4-byte config space read (``reg`` aligned to ``size``); one round trip."""
-        op = _IN.get(size)
-        if op is None or reg % size:
-            raise ValueError(f"config read of {size} bytes at {reg:#x}: sizes are 1, 2, 4, aligned")
-        command = b"outl 0xcf8 0x%x\n%s 0x%x\n" % (config_address(bus, dev, fn, reg), op,
-                                                     _CONFIG_DATA + (reg & 3))
-        text = self._ask(command, answers=2)
-        try:
-            return int(text, 16)
-        except ValueError:
-            self._break("broken by a malformed answer")
-            raise QtestProtocolError(_text(command), b"OK " + text, "answer has no hex value") from None
-
-    def config_write(self, bus: int, dev: int, fn: int, reg: int, size: int, value: int) -> None:
-        """A 1/2/4-byte config space write; one round trip."""
-        op = _OUT.get(size)
-        if op is None or reg % size:
-            raise ValueError(f"config write of {size} bytes at {reg:#x}: sizes are 1, 2, 4, aligned")
-        self._ask(b"outl 0xcf8 0x%x\n%s 0x%x 0x%x\n" % (config_address(bus, dev, fn, reg), op,
-                                                         _CONFIG_DATA + (reg & 3), value),
-                  answers=2)
-
     # --- interrupts and clock ---------------------------------------------------------------
 
     def irq_intercept_in(self, qom_path: str) -> None:
@@ -255,6 +288,7 @@ class QtestClient:
         """Wait (no command outstanding) until IRQ ``line`` (any line: None) is raised;
         whether it was."""
         what = b"(waiting for IRQ %s)" % (b"any" if line is None else b"%d" % line)
+        self.flush()
         deadline = time.monotonic() + timeout
         while True:
             while b"\n" in self._buf:
@@ -286,10 +320,6 @@ class QtestClient:
     def raw_command(self, line: str) -> str:
         """Any qtest command line; the text after ``OK``."""
         return self._ask(line.encode() + b"\n").decode(errors="replace")
-
-
-_IN = {1: b"inb", 2: b"inw", 4: b"inl"}
-_OUT = {1: b"outb", 2: b"outw", 4: b"outl"}
 
 
 def _text(command: bytes) -> str:

@@ -1,8 +1,8 @@
 """PCI enumeration and BAR assignment by gpuhil, because under qtest no firmware runs.
 
 :func:`scan` lists the functions on a bus; :func:`bring_up` sizes every BAR (all-ones written,
-read back, restored), places them with :func:`assign_bars` (pure: largest first, each aligned
-to its size, 32-bit BARs from 0xc0000000, 64-bit ones from 4 GiB, I/O from 0xc000), programs
+read back, restored), places them with :func:`gpuhil.qtest.bars.assign_bars` (pure: largest first,
+each aligned to its size, 32-bit BARs from 0xc0000000, 64-bit ones from 4 GiB, I/O from 0xc000), programs
 them and turns on memory/I/O decode and bus mastering.
 
 A :class:`PciFunction` has the ``config_read(offset, size)`` / ``config_write(offset, size,
@@ -12,96 +12,51 @@ are qtest MMIO commands at the BAR's address.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from gpuhil.errors import GpuhilError
+from gpuhil.qtest.bars import (
+    DEFAULT_WINDOWS, Bar, PciError, Window, assign_bars, bdf, decode_bar,
+)
 from gpuhil.qtest.client import QtestClient
 
-__all__ = ["Bar", "Capability", "MmioWindow", "PciError", "PciFunction", "Window",
-           "DEFAULT_WINDOWS", "assign_bars", "bring_up", "decode_bar", "scan"]
+__all__ = ["Capability", "MmioWindow", "PciFunction", "bring_up", "config_address",
+           "config_read", "config_write", "scan"]
 
 _VENDOR, _COMMAND, _STATUS, _HEADER_TYPE, _BAR0, _CAP_PTR = 0x00, 0x04, 0x06, 0x0E, 0x10, 0x34
 _STATUS_CAP_LIST = 0x10
 CMD_IO, CMD_MEMORY, CMD_MASTER = 0x1, 0x2, 0x4
 
 
-class PciError(GpuhilError):
-    """Enumeration or BAR assignment failed (no room in a window, a broken BAR)."""
+_IN = {1: b"inb", 2: b"inw", 4: b"inl"}
+_OUT = {1: b"outb", 2: b"outw", 4: b"outl"}
 
 
-@dataclass(frozen=True)
-class Window:
-    """Addresses ``[base, end)`` from which BARs of ``kind`` ('mem32', 'mem64', 'io') are placed."""
-
-    kind: str
-    base: int
-    end: int
+def config_address(bus: int, dev: int, fn: int, reg: int) -> int:
+    """The 0xcf8 value (configuration mechanism #1) selecting the dword holding ``reg``."""
+    if not (0 <= bus < 256 and 0 <= dev < 32 and 0 <= fn < 8 and 0 <= reg < 256):
+        raise ValueError(f"no such PCI config location {bus:02x}:{dev:02x}.{fn} reg {reg:#x}")
+    return 0x80000000 | bus << 16 | dev << 11 | fn << 8 | (reg & 0xFC)
 
 
-#: Below the IOAPIC/LAPIC/BIOS area for 32-bit BARs; 4 GiB up (RAM is all below) for 64-bit.
-DEFAULT_WINDOWS = (Window("mem32", 0xC000_0000, 0xFEC0_0000),
-                   Window("mem64", 0x1_0000_0000, 0x100_0000_0000),
-                   Window("io", 0xC000, 0x10000))
+def config_read(client: QtestClient, bus: int, dev: int, fn: int, reg: int, size: int) -> int:
+    """A 1/2/4-byte config read (``reg`` aligned): ``outl 0xcf8`` + ``in`` at 0xcfc + (reg & 3),
+    sent together, one round trip."""
+    op = _IN.get(size)
+    if op is None or reg % size:
+        raise ValueError(f"config read of {size} bytes at {reg:#x}: sizes are 1, 2, 4, aligned")
+    return client.value(b"outl 0xcf8 0x%x\n%s 0x%x\n" % (config_address(bus, dev, fn, reg), op,
+                                                          0xCFC + (reg & 3)), answers=2)
 
 
-@dataclass(frozen=True)
-class Bar:
-    """One BAR of function ``function`` (bus, dev, fn): ``size`` bytes, ``address`` once assigned."""
-
-    function: tuple[int, int, int]
-    index: int
-    kind: str  # 'mem32', 'mem64' (occupies index and index + 1) or 'io'
-    size: int
-    prefetchable: bool = False
-    address: int | None = None
-
-
-def decode_bar(function: tuple[int, int, int], index: int, original: int, sized: int,
-               sized_high: int | None = None) -> Bar | None:
-    """The BAR whose register read ``sized`` (``sized_high``: the upper half of a 64-bit
-    one) after all-ones was written; None for an unimplemented BAR."""
-    if original & 1:
-        mask = sized & 0xFFFF_FFFC & 0xFFFF
-        return Bar(function, index, "io", (~mask & 0xFFFF) + 1) if mask else None
-    wide = (original >> 1) & 3 == 2
-    value = sized & 0xFFFF_FFF0
-    if wide:
-        if sized_high is None:
-            raise ValueError(f"BAR {index} is 64-bit: sized_high is needed")
-        value |= sized_high << 32
-        if not value:
-            return None
-        size = ((~value) & 0xFFFF_FFFF_FFFF_FFFF) + 1
-    else:
-        if not value:
-            return None
-        size = ((~value) & 0xFFFF_FFFF) + 1
-    return Bar(function, index, "mem64" if wide else "mem32", size, bool(original & 8))
-
-
-def assign_bars(bars: Sequence[Bar], windows: Sequence[Window] = DEFAULT_WINDOWS) -> list[Bar]:
-    """``bars`` with addresses: per window, largest first, each naturally aligned; a 64-bit BAR
-    goes to the 'mem64' window if there is one, else to 'mem32'.  PciError when one does not fit."""
-    by_kind = {w.kind: w for w in windows}
-    cursor = {w.kind: w.base for w in windows}
-    placed: dict[tuple[tuple[int, int, int], int], Bar] = {}
-    for bar in sorted(bars, key=lambda b: (-b.size, b.function, b.index)):
-        if bar.size <= 0 or bar.size & (bar.size - 1):
-            raise PciError(f"{_bdf(bar.function)} BAR {bar.index}: size {bar.size:#x} is not a "
-                           "power of two")
-        kind = bar.kind if bar.kind in by_kind or bar.kind != "mem64" else "mem32"
-        window = by_kind.get(kind)
-        if window is None:
-            raise PciError(f"{_bdf(bar.function)} BAR {bar.index}: no {bar.kind} window")
-        address = (cursor[kind] + bar.size - 1) & ~(bar.size - 1)
-        if address + bar.size > window.end or (bar.kind != "mem64" and address + bar.size > 1 << 32):
-            raise PciError(f"{_bdf(bar.function)} BAR {bar.index}: {bar.size:#x} bytes do not fit "
-                           f"in the {kind} window {window.base:#x}-{window.end:#x} "
-                           f"(next free {cursor[kind]:#x})")
-        cursor[kind] = address + bar.size
-        placed[(bar.function, bar.index)] = replace(bar, address=address)
-    return [placed[(b.function, b.index)] for b in bars]
+def config_write(client: QtestClient, bus: int, dev: int, fn: int, reg: int, size: int,
+                 value: int) -> None:
+    """A 1/2/4-byte config write; one round trip."""
+    op = _OUT.get(size)
+    if op is None or reg % size:
+        raise ValueError(f"config write of {size} bytes at {reg:#x}: sizes are 1, 2, 4, aligned")
+    client.exchange(b"outl 0xcf8 0x%x\n%s 0x%x 0x%x\n" % (config_address(bus, dev, fn, reg), op,
+                                                          0xCFC + (reg & 3), value), answers=2)
 
 
 @dataclass(frozen=True)
@@ -171,13 +126,13 @@ class PciFunction:
 
     @property
     def name(self) -> str:
-        return _bdf((self.bus, self.dev, self.fn))
+        return bdf((self.bus, self.dev, self.fn))
 
     def config_read(self, offset: int, size: int) -> int:
-        return self.client.config_read(self.bus, self.dev, self.fn, offset, size)
+        return config_read(self.client, self.bus, self.dev, self.fn, offset, size)
 
     def config_write(self, offset: int, size: int, value: int) -> None:
-        self.client.config_write(self.bus, self.dev, self.fn, offset, size, value)
+        config_write(self.client, self.bus, self.dev, self.fn, offset, size, value)
 
     @property
     def vendor(self) -> int:
@@ -291,7 +246,3 @@ def bring_up(client: QtestClient, bus: int = 0,
         if mine:
             function.program(mine)
     return functions
-
-
-def _bdf(function: tuple[int, int, int]) -> str:
-    return f"{function[0]:02x}:{function[1]:02x}.{function[2]}"
