@@ -13,7 +13,7 @@ from gpuhil.lab.configurations import CONFIGURATIONS
 from gpuhil.lab.errors import QemuLaunchError
 from gpuhil.lab.guest import Guest
 from gpuhil.lab.setup import LabSetup
-from gpuhil.pytestplugin.lab import prepare_gpu
+from gpuhil.bringup import prepare_gpu
 
 pytestmark = pytest.mark.lab
 
