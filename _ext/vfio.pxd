@@ -1,9 +1,8 @@
-# Declarations of the VFIO and iommufd uapi used by gpuhil._vfio (see _ext/vfio.pyx).
+# Declarations of the VFIO uapi used by gpuhil._vfio (see _ext/vfio.pyx).
 #
 # Everything comes from gpuhil_uapi.h (system headers + 7.2 supplements).  The block after it
-# fills what that header does not have yet: linux/iommufd.h (absent from Debian 12's 6.1
-# headers), the 7.2 layout of struct vfio_device_info (it gained a trailing pad: 20 -> 24
-# bytes), and a few 7.2 constants.  The lead may move it into gpuhil_uapi.h.
+# fills what that header does not have yet: the 7.2 layout of struct vfio_device_info (it
+# gained a trailing pad: 20 -> 24 bytes), and a few 7.2 constants.  The lead may move it into gpuhil_uapi.h.
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
 
 cdef extern from "gpuhil_uapi.h" nogil:
@@ -197,62 +196,8 @@ cdef extern from "gpuhil_uapi.h" nogil:
         uint64_t iova
         uint64_t size
 
-    # ---- cdev + iommufd (vfio.h part, supplied by gpuhil_uapi.h on 6.1) ----
-    const unsigned long VFIO_DEVICE_BIND_IOMMUFD
-    const unsigned long VFIO_DEVICE_ATTACH_IOMMUFD_PT
-    const unsigned long VFIO_DEVICE_DETACH_IOMMUFD_PT
-
-    struct vfio_device_bind_iommufd:
-        uint32_t argsz
-        uint32_t flags
-        int32_t iommufd
-        uint32_t out_devid
-        uint64_t token_uuid_ptr
-
-    struct vfio_device_attach_iommufd_pt:
-        uint32_t argsz
-        uint32_t flags
-        uint32_t pt_id
-        uint32_t pasid
-
-    struct vfio_device_detach_iommufd_pt:
-        uint32_t argsz
-        uint32_t flags
-        uint32_t pasid
-
 
 cdef extern from *:
-    const unsigned long IOMMU_DESTROY
-    const unsigned long IOMMU_IOAS_ALLOC
-    const unsigned long IOMMU_IOAS_MAP
-    const unsigned long IOMMU_IOAS_UNMAP
-    const uint32_t IOMMU_IOAS_MAP_FIXED_IOVA
-    const uint32_t IOMMU_IOAS_MAP_WRITEABLE
-    const uint32_t IOMMU_IOAS_MAP_READABLE
-
-    struct iommu_destroy:
-        uint32_t size
-        uint32_t id
-
-    struct iommu_ioas_alloc:
-        uint32_t size
-        uint32_t flags
-        uint32_t out_ioas_id
-
-    struct iommu_ioas_map:
-        uint32_t size
-        uint32_t flags
-        uint32_t ioas_id
-        uint64_t user_va
-        uint64_t length
-        uint64_t iova
-
-    struct iommu_ioas_unmap:
-        uint32_t size
-        uint32_t ioas_id
-        uint64_t iova
-        uint64_t length
-
     const uint32_t VFIO_DEVICE_FLAGS_CDX
     const uint32_t VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2
 

@@ -1,5 +1,5 @@
 # cython: freethreading_compatible=False
-"""gpuhil._vfio: the VFIO and iommufd ioctls and capability-chain decoding.
+"""gpuhil._vfio: the VFIO ioctls and capability-chain decoding.
 
 Thin, exact wrappers: every function takes file descriptors and integers, fills the kernel
 struct, and either returns the kernel's answer as plain values or raises an
@@ -148,39 +148,6 @@ cdef extern from *:
         GPUHIL_FIELD(vfio_iommu_type1_dma_unmap, iova),
         GPUHIL_FIELD(vfio_iommu_type1_dma_unmap, size),
 
-        GPUHIL_CONST(VFIO_DEVICE_BIND_IOMMUFD), GPUHIL_CONST(VFIO_DEVICE_ATTACH_IOMMUFD_PT),
-        GPUHIL_CONST(VFIO_DEVICE_DETACH_IOMMUFD_PT),
-        GPUHIL_STRUCT(vfio_device_bind_iommufd),
-        GPUHIL_FIELD(vfio_device_bind_iommufd, argsz), GPUHIL_FIELD(vfio_device_bind_iommufd, flags),
-        GPUHIL_FIELD(vfio_device_bind_iommufd, iommufd),
-        GPUHIL_FIELD(vfio_device_bind_iommufd, out_devid),
-        GPUHIL_FIELD(vfio_device_bind_iommufd, token_uuid_ptr),
-        GPUHIL_STRUCT(vfio_device_attach_iommufd_pt),
-        GPUHIL_FIELD(vfio_device_attach_iommufd_pt, argsz),
-        GPUHIL_FIELD(vfio_device_attach_iommufd_pt, flags),
-        GPUHIL_FIELD(vfio_device_attach_iommufd_pt, pt_id),
-        GPUHIL_FIELD(vfio_device_attach_iommufd_pt, pasid),
-        GPUHIL_STRUCT(vfio_device_detach_iommufd_pt),
-        GPUHIL_FIELD(vfio_device_detach_iommufd_pt, argsz),
-        GPUHIL_FIELD(vfio_device_detach_iommufd_pt, flags),
-        GPUHIL_FIELD(vfio_device_detach_iommufd_pt, pasid),
-
-        GPUHIL_CONST(IOMMU_DESTROY), GPUHIL_CONST(IOMMU_IOAS_ALLOC),
-        GPUHIL_CONST(IOMMU_IOAS_MAP), GPUHIL_CONST(IOMMU_IOAS_UNMAP),
-        GPUHIL_CONST(IOMMU_IOAS_MAP_FIXED_IOVA), GPUHIL_CONST(IOMMU_IOAS_MAP_WRITEABLE),
-        GPUHIL_CONST(IOMMU_IOAS_MAP_READABLE),
-        GPUHIL_STRUCT(iommu_destroy),
-        GPUHIL_FIELD(iommu_destroy, size), GPUHIL_FIELD(iommu_destroy, id),
-        GPUHIL_STRUCT(iommu_ioas_alloc),
-        GPUHIL_FIELD(iommu_ioas_alloc, size), GPUHIL_FIELD(iommu_ioas_alloc, flags),
-        GPUHIL_FIELD(iommu_ioas_alloc, out_ioas_id),
-        GPUHIL_STRUCT(iommu_ioas_map),
-        GPUHIL_FIELD(iommu_ioas_map, size), GPUHIL_FIELD(iommu_ioas_map, flags),
-        GPUHIL_FIELD(iommu_ioas_map, ioas_id), GPUHIL_FIELD(iommu_ioas_map, user_va),
-        GPUHIL_FIELD(iommu_ioas_map, length), GPUHIL_FIELD(iommu_ioas_map, iova),
-        GPUHIL_STRUCT(iommu_ioas_unmap),
-        GPUHIL_FIELD(iommu_ioas_unmap, size), GPUHIL_FIELD(iommu_ioas_unmap, ioas_id),
-        GPUHIL_FIELD(iommu_ioas_unmap, iova), GPUHIL_FIELD(iommu_ioas_unmap, length),
         {NULL, 0}
     };
 
@@ -342,13 +309,6 @@ class IommuInfoFlag(enum.IntFlag):
 
 #: Capability id of the usable IOVA ranges in a VFIO_IOMMU_GET_INFO chain.
 IOMMU_CAP_IOVA_RANGE = VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
-
-
-class IoasMapFlag(enum.IntFlag):
-    """IOMMU_IOAS_MAP flags."""
-    FIXED_IOVA = IOMMU_IOAS_MAP_FIXED_IOVA
-    WRITEABLE = IOMMU_IOAS_MAP_WRITEABLE
-    READABLE = IOMMU_IOAS_MAP_READABLE
 
 
 #: Sizes of the info structs, i.e. where a capability chain may start at the earliest.
@@ -643,10 +603,12 @@ def device_feature(int fd, uint32_t flags, const unsigned char[:] data, size_t o
 
 
 def device_feature_dma_buf(int fd, uint32_t region_index, ranges, uint32_t open_flags,
-                           uint32_t flags=0) -> int:
-    """VFIO_DEVICE_FEATURE(GET|DMA_BUF): a new dma-buf fd over ``ranges`` [(offset, length)].
+                           uint32_t flags=0, uint32_t op=VFIO_DEVICE_FEATURE_GET) -> int:
+    """VFIO_DEVICE_FEATURE(op|DMA_BUF) over ``ranges`` [(offset, length)]; the ioctl's return
+    value (for a plain GET: the new dma-buf fd, owned by the caller).
 
-    ``flags`` must be 0 for the kernel; it is a parameter so negative tests can send others.
+    ``op`` is any mix of GET, SET and PROBE; ``flags`` must be 0 for the kernel.  Both are
+    parameters so negative tests can send others.
     """
     cdef list items = [(int(o), int(l)) for o, l in ranges]
     cdef uint32_t nr = len(items)
@@ -660,7 +622,7 @@ def device_feature_dma_buf(int fd, uint32_t region_index, ranges, uint32_t open_
         raise MemoryError()
     try:
         feat.argsz = total
-        feat.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_BUF
+        feat.flags = (op & ~VFIO_DEVICE_FEATURE_MASK) | VFIO_DEVICE_FEATURE_DMA_BUF
         dmabuf = <vfio_device_feature_dma_buf *>(<char *>feat + GPUHIL_FEATURE_DATA_OFFSET)
         dmabuf.region_index = region_index
         dmabuf.open_flags = open_flags
@@ -671,7 +633,7 @@ def device_feature_dma_buf(int fd, uint32_t region_index, ranges, uint32_t open_
             rng[i].offset = items[i][0]
             rng[i].length = items[i][1]
         ret = ioctl(fd, VFIO_DEVICE_FEATURE, feat)
-        args = {"feature": "GET|DMA_BUF", "region": region_name(region_index),
+        args = {"feature": feature_name(feat.flags), "region": region_name(region_index),
                 "ranges": _hex_ranges(items)}
         if flags:
             args["flags"] = flags
@@ -719,88 +681,3 @@ def iommu_unmap_dma(int fd, uint64_t iova, uint64_t size, uint32_t flags=0) -> i
         args["flags"] = "ALL" if flags == VFIO_DMA_UNMAP_FLAG_ALL else flags
     _check(ret, "IOMMU_UNMAP_DMA", args)
     return u.size
-
-
-# ---------------------------------------------------------------------------------------------
-# cdev + iommufd
-# ---------------------------------------------------------------------------------------------
-
-def device_bind_iommufd(int device_fd, int iommufd) -> int:
-    """VFIO_DEVICE_BIND_IOMMUFD on a /dev/vfio/devices/vfioN fd; returns the device id."""
-    cdef vfio_device_bind_iommufd bind
-    memset(&bind, 0, sizeof(bind))
-    bind.argsz = sizeof(bind)
-    bind.iommufd = iommufd
-    _check(ioctl(device_fd, VFIO_DEVICE_BIND_IOMMUFD, &bind), "DEVICE_BIND_IOMMUFD",
-           {"iommufd": iommufd})
-    return bind.out_devid
-
-
-def device_attach_iommufd_pt(int device_fd, uint32_t pt_id) -> int:
-    """VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach to an IOAS or HWPT; returns the pt_id in use."""
-    cdef vfio_device_attach_iommufd_pt attach
-    memset(&attach, 0, sizeof(attach))
-    attach.argsz = sizeof(attach)
-    attach.pt_id = pt_id
-    _check(ioctl(device_fd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach), "DEVICE_ATTACH_IOMMUFD_PT",
-           {"pt_id": pt_id})
-    return attach.pt_id
-
-
-def device_detach_iommufd_pt(int device_fd) -> None:
-    """VFIO_DEVICE_DETACH_IOMMUFD_PT."""
-    cdef vfio_device_detach_iommufd_pt detach
-    memset(&detach, 0, sizeof(detach))
-    detach.argsz = sizeof(detach)
-    _check(ioctl(device_fd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &detach), "DEVICE_DETACH_IOMMUFD_PT", {})
-
-
-def ioas_alloc(int iommufd) -> int:
-    """IOMMU_IOAS_ALLOC: a new IO address space; returns its id."""
-    cdef iommu_ioas_alloc alloc
-    memset(&alloc, 0, sizeof(alloc))
-    alloc.size = sizeof(alloc)
-    _check(ioctl(iommufd, IOMMU_IOAS_ALLOC, &alloc), "IOMMU_IOAS_ALLOC", {})
-    return alloc.out_ioas_id
-
-
-def iommufd_destroy(int iommufd, uint32_t object_id) -> None:
-    """IOMMU_DESTROY: free an iommufd object (IOAS, HWPT, ...)."""
-    cdef iommu_destroy d
-    d.size = sizeof(d)
-    d.id = object_id
-    _check(ioctl(iommufd, IOMMU_DESTROY, &d), "IOMMU_DESTROY", {"id": object_id})
-
-
-def ioas_map(int iommufd, uint32_t ioas_id, uint64_t vaddr, uint64_t length, uint64_t iova,
-             uint32_t flags) -> int:
-    """IOMMU_IOAS_MAP; returns the IOVA used (chosen by the kernel without FIXED_IOVA)."""
-    cdef iommu_ioas_map m
-    cdef int ret
-    memset(&m, 0, sizeof(m))
-    m.size = sizeof(m)
-    m.flags = flags
-    m.ioas_id = ioas_id
-    m.user_va = vaddr
-    m.length = length
-    m.iova = iova
-    with nogil:
-        ret = ioctl(iommufd, IOMMU_IOAS_MAP, &m)
-    _check(ret, "IOMMU_IOAS_MAP", {"ioas": ioas_id, "iova": iova, "length": length,
-                                   "flags": flag_names(flags, IoasMapFlag)})
-    return m.iova
-
-
-def ioas_unmap(int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length) -> int:
-    """IOMMU_IOAS_UNMAP; returns the number of bytes unmapped."""
-    cdef iommu_ioas_unmap u
-    cdef int ret
-    memset(&u, 0, sizeof(u))
-    u.size = sizeof(u)
-    u.ioas_id = ioas_id
-    u.iova = iova
-    u.length = length
-    with nogil:
-        ret = ioctl(iommufd, IOMMU_IOAS_UNMAP, &u)
-    _check(ret, "IOMMU_IOAS_UNMAP", {"ioas": ioas_id, "iova": iova, "length": length})
-    return u.length

@@ -8,7 +8,6 @@ import errno
 from typing import Callable
 
 from gpuhil.devices.dmabuf import DmaBuf, Mapping
-from gpuhil.errors import IoctlError
 
 OK = "ok"
 
@@ -19,10 +18,14 @@ def errno_name(exc: OSError) -> str:
 
 
 def attempt(action: Callable[[], object]) -> str:
-    """``"ok"`` when ``action`` succeeds, else the errno name of the IoctlError it raised."""
+    """``"ok"`` when ``action`` succeeds, else the errno name of the OSError it raised (an
+    :class:`~gpuhil.errors.IoctlError` or a plain one, e.g. from ``os.open``).  An OSError
+    without an errno is not a kernel answer: it propagates."""
     try:
         action()
-    except IoctlError as exc:
+    except OSError as exc:
+        if exc.errno is None:
+            raise
         return errno_name(exc)
     return OK
 
@@ -32,7 +35,9 @@ def attempt_sized(action: Callable[[], object]) -> str:
     the action returns are closed."""
     try:
         result = action()
-    except IoctlError as exc:
+    except OSError as exc:
+        if exc.errno is None:
+            raise
         return errno_name(exc)
     if isinstance(result, DmaBuf):
         size = result.size

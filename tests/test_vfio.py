@@ -18,7 +18,7 @@ from gpuhil import _vfio
 from gpuhil.devices import pci
 from gpuhil.errors import ClosedError, IoctlError, Unsupported
 from gpuhil.devices.vfio import (
-    ABI, CapHeader, Container, Device, DmaBuffer, DmaRange, Feature, Group, IommuFd, IrqIndex, Mapping,
+    ABI, CapHeader, Container, Device, DmaBuffer, DmaRange, FeatureOp, Feature, Group, IrqIndex, Mapping,
     RegionCap, RegionIndex, RegionType, RegionTypeCap, SparseArea, decode_iova_ranges,
     decode_region_caps,
 )
@@ -246,14 +246,6 @@ class TestMissingNodes:
         assert "/dev/vfio/987654" in str(info.value)
         assert "vfio-pci" in str(info.value)
 
-    @pytest.mark.skipif(Path("/dev/iommu").exists(), reason="this machine has iommufd")
-    def test_iommufd_absent_is_unsupported_with_the_reason(self):
-        """No /dev/iommu (kernel without IOMMUFD, like the lab's): Unsupported saying so."""
-        with pytest.raises(Unsupported) as info:
-            IommuFd()
-        assert "OPEN(path=/dev/iommu)" in str(info.value)
-        assert "CONFIG_IOMMUFD" in str(info.value)
-
 
 @pytest.fixture
 def devnull_fd():
@@ -273,17 +265,6 @@ def test_group_of_a_function_without_iommu_group():
     with pytest.raises(IoctlError, match="no IOMMU group") as info:
         Group.of(candidates[0].address)
     assert f"{candidates[0].address}/iommu_group" in str(info.value)
-
-
-def test_cdev_open_without_vfio_cdev_is_unsupported():
-    """A function with no vfio-dev directory (not vfio-bound, or no cdev support): Unsupported."""
-    candidates = [d for d in pci.devices() if d.vfio_cdev_name() is None]
-    if not candidates:
-        pytest.skip("no PCI function without a VFIO cdev here")
-    with IommuFd("/dev/null") as iommufd:
-        with pytest.raises(Unsupported, match="CONFIG_VFIO_DEVICE_CDEV") as info:
-            Device.open_cdev(candidates[0].address, iommufd)
-    assert f"{candidates[0].address}/vfio-dev" in str(info.value)
 
 
 class TestWrongFdType:
@@ -339,12 +320,34 @@ class TestWrongFdType:
         """The export's error message carries the symbolic region and hex ranges."""
         with Device(os.dup(devnull_fd), "0000:00:03.0") as d:
             with pytest.raises(Unsupported) as info:
-                d.export_dma_buf_fd(RegionIndex.BAR2, [(0, 0x1000), DmaRange(0x100000, 0x2000)])
+                d.export_dma_buf(RegionIndex.BAR2, [(0, 0x1000), DmaRange(0x100000, 0x2000)])
         assert str(info.value).startswith(
             "DEVICE_FEATURE(feature=GET|DMA_BUF, region=BAR2, "
             "ranges=[(0x0, 0x1000), (0x100000, 0x2000)]): ENOTTY")
         assert info.value.op == "DEVICE_FEATURE"
         assert info.value.args_["region"] == "BAR2"
+
+    @pytest.mark.parametrize("op, name", [
+        (FeatureOp.PROBE | FeatureOp.GET, "PROBE|GET|DMA_BUF"),
+        (FeatureOp.SET, "SET|DMA_BUF"),
+        (FeatureOp.GET | FeatureOp.SET, "GET|SET|DMA_BUF"),
+    ])
+    def test_dma_buf_feature_names_its_op(self, devnull_fd, op, name):
+        """The typed DMA_BUF feature sends any op and names it, with region, ranges and flags."""
+        with Device(os.dup(devnull_fd), "0000:00:03.0") as d:
+            with pytest.raises(Unsupported) as info:
+                d.dma_buf_feature(RegionIndex.BAR0, [DmaRange(0, 0x1000)], op, flags=1)
+        assert str(info.value).startswith(
+            f"DEVICE_FEATURE(feature={name}, region=BAR0, ranges=[(0x0, 0x1000)], flags=1): ENOTTY")
+
+    def test_dma_buf_feature_rejects_bad_arguments(self, devnull_fd):
+        """An op with a feature id in it, or a range that is not a pair, is refused before the
+        kernel sees it."""
+        with Device(os.dup(devnull_fd), "0000:00:03.0") as d:
+            with pytest.raises(ValueError, match="DMA_BUF op must combine GET, SET and PROBE"):
+                d.dma_buf_feature(RegionIndex.BAR2, [(0, 0x1000)], FeatureOp.GET | 3)
+            with pytest.raises(TypeError, match=r"DmaRange or \(offset, length\), not 4096"):
+                d.dma_buf_feature(RegionIndex.BAR2, [0x1000])
 
     def test_bad_fd_is_ebadf_not_unsupported(self, devnull_fd):
         """A closed descriptor is EBADF, an ordinary IoctlError."""
@@ -357,17 +360,6 @@ class TestWrongFdType:
     def test_device_specific_region_index_stays_numeric(self, devnull_fd):
         with pytest.raises(Unsupported, match=r"^DEVICE_GET_REGION_INFO\(region=12\)"):
             _vfio.device_get_region_info(devnull_fd, 12)
-
-    def test_iommufd_ioctls(self, devnull_fd):
-        with pytest.raises(Unsupported, match=r"^IOMMU_IOAS_ALLOC\(\): ENOTTY"):
-            _vfio.ioas_alloc(devnull_fd)
-        with pytest.raises(Unsupported, match=r"^DEVICE_BIND_IOMMUFD\(iommufd=3\): ENOTTY"):
-            _vfio.device_bind_iommufd(devnull_fd, 3)
-        with pytest.raises(Unsupported, match=r"^DEVICE_ATTACH_IOMMUFD_PT\(pt_id=2\): ENOTTY"):
-            _vfio.device_attach_iommufd_pt(devnull_fd, 2)
-        with pytest.raises(Unsupported, match=r"^IOMMU_IOAS_MAP\(ioas=2, iova=0x100000, length=4096, "
-                                              r"flags=FIXED_IOVA\|WRITEABLE\|READABLE\): ENOTTY"):
-            _vfio.ioas_map(devnull_fd, 2, 0x7000_0000, 0x1000, 0x100000, 7)
 
 
 class TestClosing:

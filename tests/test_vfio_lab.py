@@ -11,17 +11,16 @@ from __future__ import annotations
 import errno
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import pytest
 
 from gpuhil.devices import pci
 from gpuhil.devices.dmabuf import DmaBuf, DmaBufInfo, SyncFlag
-from gpuhil.errors import IoctlError, Unsupported
+from gpuhil.errors import IoctlError
 from gpuhil.devices.vfio import (
-    Container, Device, DeviceFlag, DeviceInfo, DmaRange, Extension, Feature, FeatureOp, Group,
-    IommuFd, IrqIndex, Mapping, RegionFlag, RegionIndex, RegionInfo,
+    Container, DeviceFlag, DeviceInfo, DmaRange, Extension, Feature, FeatureOp, Group, IrqIndex,
+    Mapping, Opened, RegionFlag, RegionIndex, RegionInfo, open_device,
 )
 
 from gpuhil.devices.pci_ids import EDU, IVSHMEM
@@ -35,16 +34,6 @@ IOVA = 0x1000_0000
 # Guest side
 # ---------------------------------------------------------------------------------------------
 
-@dataclass
-class Opened:
-    """A device bound to vfio-pci and opened through container + group (TYPE1v2)."""
-
-    pci: pci.PciDevice
-    container: Container
-    group: Group
-    device: Device
-
-
 def find_one(ids: tuple[int, int]) -> pci.PciDevice:
     found = pci.find(*ids)
     if len(found) != 1:
@@ -54,15 +43,12 @@ def find_one(ids: tuple[int, int]) -> pci.PciDevice:
 
 @contextmanager
 def opened(ids: tuple[int, int]) -> Iterator[Opened]:
-    """Binds the device to vfio-pci and opens it; closes everything and unbinds afterwards."""
+    """Binds the device to vfio-pci and opens it (gpuhil.devices.vfio.open_device); closes
+    everything and unbinds afterwards."""
     pci.modprobe("vfio-pci", "vfio_iommu_type1")
     dev = find_one(ids)
-    with dev.bound_to("vfio-pci"):
-        with Container() as container, Group.of(dev.address) as group:
-            group.set_container(container)
-            container.set_iommu(Extension.TYPE1v2)
-            with group.device(dev.address) as device:
-                yield Opened(dev, container, group, device)
+    with dev.bound_to("vfio-pci"), open_device(dev.address) as o:
+        yield o
 
 
 def payload_container_flow() -> dict:
@@ -241,13 +227,49 @@ def payload_bind_restore() -> dict:
     return seen
 
 
-def payload_iommufd() -> str:
-    """The cdev/iommufd path on a kernel without IOMMUFD: Unsupported with the reason."""
-    try:
-        IommuFd().close()
-    except Unsupported as exc:
-        return str(exc)
-    return "iommufd available"
+def payload_dma_buf_feature_ops() -> dict:
+    """The typed DMA_BUF feature with each op: PROBE|GET answers 0, SET and GET|SET are refused
+    (errno names), GET gives a dma-buf of the ranges' size; flags=1 is refused."""
+    with opened(IVSHMEM) as o:
+        d = o.device
+        ranges = [DmaRange(0, 0x1000), (MIB, 0x2000)]
+        out = {"probe_get": d.dma_buf_feature(RegionIndex.BAR2, ranges, FeatureOp.PROBE | FeatureOp.GET)}
+        for label, op in (("set", FeatureOp.SET), ("get_set", FeatureOp.GET | FeatureOp.SET),
+                          ("probe_set", FeatureOp.PROBE | FeatureOp.SET)):
+            try:
+                out[label] = d.dma_buf_feature(RegionIndex.BAR2, ranges, op)
+            except IoctlError as exc:
+                out[label] = (errno.errorcode[exc.errno], str(exc))
+        with d.dma_buf_feature(RegionIndex.BAR2, ranges) as buf:
+            out["get"] = (type(buf).__name__, buf.size, buf.fdinfo().exp_name)
+        try:
+            d.dma_buf_feature(RegionIndex.BAR2, ranges, flags=1).close()
+            out["flags_1"] = "ok"
+        except IoctlError as exc:
+            out["flags_1"] = errno.errorcode[exc.errno]
+        return out
+
+
+def payload_raw_ioctls() -> dict:
+    """The escape hatch on container, group and device: GET_API_VERSION and CHECK_EXTENSION by
+    number, GROUP_GET_STATUS with a struct, an unknown request refused with its number."""
+    import struct
+
+    from gpuhil._vfio import ABI
+
+    with opened(IVSHMEM) as o:
+        status = o.group.ioctl(ABI["VFIO_GROUP_GET_STATUS"], struct.pack("<II", 8, 0))
+        out = {"api_version": o.container.ioctl(ABI["VFIO_GET_API_VERSION"]),
+               "type1v2": o.container.ioctl(ABI["VFIO_CHECK_EXTENSION"], int(Extension.TYPE1v2)),
+               "group_flags": struct.unpack("<II", status)[1],
+               "typed_group_flags": int(o.group.status().flags)}
+        for label, handle in (("container", o.container), ("group", o.group), ("device", o.device)):
+            try:
+                handle.ioctl(0x3B7F, 0)  # _IO(';', 0x7f): past every VFIO request
+                out[label] = "ok"
+            except IoctlError as exc:
+                out[label] = (type(exc).__name__, str(exc))
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +414,26 @@ def test_bind_and_restore_driver(guest):
     assert r["after_bind_error"] == r["before"]
 
 
-def test_iommufd_reports_unsupported_with_the_reason(guest):
-    """The lab kernel has no IOMMUFD: opening /dev/iommu is Unsupported and says why."""
-    text = guest.call(payload_iommufd)
-    assert text.startswith("OPEN(path=/dev/iommu): ENOENT") and "CONFIG_IOMMUFD" in text
+def test_dma_buf_feature_with_every_op(guest):
+    """The typed DMA_BUF feature: PROBE|GET is 0, SET offers are EINVAL naming the op, GET is a
+    vfio_pci_core dma-buf of the ranges' summed size, flags=1 is EINVAL."""
+    r = guest.call(payload_dma_buf_feature_ops)
+    assert r["probe_get"] == 0
+    for label, name in (("set", "SET"), ("get_set", "GET|SET"), ("probe_set", "PROBE|SET")):
+        err, text = r[label]
+        assert err == "EINVAL"
+        assert text.startswith(f"DEVICE_FEATURE(feature={name}|DMA_BUF, region=BAR2, "
+                               "ranges=[(0x0, 0x1000), (0x100000, 0x2000)]): EINVAL"), text
+    assert r["get"] == ("DmaBuf", 0x3000, "vfio_pci_core")
+    assert r["flags_1"] == "EINVAL"
+
+
+def test_raw_ioctl_through_vfio_handles(guest):
+    """Requests sent by number through container and group get the typed API's answers; an
+    unknown one is Unsupported (ENOTTY) naming its number, on every handle."""
+    r = guest.call(payload_raw_ioctls)
+    assert r["api_version"] == 0 and r["type1v2"] == 1
+    assert r["group_flags"] == r["typed_group_flags"] == 3  # VIABLE | CONTAINER_SET
+    for label in ("container", "group", "device"):
+        kind, text = r[label]
+        assert kind == "Unsupported" and text.startswith("IOCTL(request=0x3b7f, arg=0x0): ENOTTY"), r

@@ -146,58 +146,7 @@ struct vfio_device_feature_dma_buf {
     struct vfio_region_dma_range dma_ranges[];
 };
 #endif
-#ifndef VFIO_DEVICE_BIND_IOMMUFD
-#define VFIO_DEVICE_BIND_IOMMUFD _IO(VFIO_TYPE, VFIO_BASE + 18)
-#define VFIO_DEVICE_BIND_FLAG_TOKEN (1 << 0)
-struct vfio_device_bind_iommufd {
-    __u32 argsz;
-    __u32 flags;
-    __s32 iommufd;
-    __u32 out_devid;
-    __aligned_u64 token_uuid_ptr;
-};
-#endif
-#ifndef VFIO_DEVICE_ATTACH_IOMMUFD_PT
-#define VFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 19)
-#define VFIO_DEVICE_DETACH_IOMMUFD_PT _IO(VFIO_TYPE, VFIO_BASE + 20)
-#define VFIO_DEVICE_ATTACH_PASID (1 << 0)
-#define VFIO_DEVICE_DETACH_PASID (1 << 0)
-struct vfio_device_attach_iommufd_pt {
-    __u32 argsz;
-    __u32 flags;
-    __u32 pt_id;
-    __u32 pasid;
-};
-struct vfio_device_detach_iommufd_pt {
-    __u32 argsz;
-    __u32 flags;
-    __u32 pasid;
-};
-#endif
-
-/* ---- iommufd.h (absent before 6.2) and vfio.h additions ---- */
-#if __has_include(<linux/iommufd.h>)
-#include <linux/iommufd.h>
-#else
-#define IOMMUFD_TYPE (';')
-#define IOMMU_DESTROY _IO(IOMMUFD_TYPE, 0x80)
-#define IOMMU_IOAS_ALLOC _IO(IOMMUFD_TYPE, 0x81)
-#define IOMMU_IOAS_MAP _IO(IOMMUFD_TYPE, 0x85)
-#define IOMMU_IOAS_UNMAP _IO(IOMMUFD_TYPE, 0x86)
-enum iommufd_ioas_map_flags {
-    IOMMU_IOAS_MAP_FIXED_IOVA = 1 << 0,
-    IOMMU_IOAS_MAP_WRITEABLE = 1 << 1,
-    IOMMU_IOAS_MAP_READABLE = 1 << 2,
-};
-struct iommu_destroy { __u32 size; __u32 id; };
-struct iommu_ioas_alloc { __u32 size; __u32 flags; __u32 out_ioas_id; };
-struct iommu_ioas_map {
-    __u32 size; __u32 flags; __u32 ioas_id; __u32 __reserved;
-    __aligned_u64 user_va; __aligned_u64 length; __aligned_u64 iova;
-};
-struct iommu_ioas_unmap { __u32 size; __u32 ioas_id; __aligned_u64 iova; __aligned_u64 length; };
-#endif
-
+/* ---- vfio.h additions ---- */
 #ifndef VFIO_DEVICE_FLAGS_CDX
 #define VFIO_DEVICE_FLAGS_CDX (1 << 8)
 #endif

@@ -16,6 +16,7 @@ from typing import Iterator
 from gpuhil import _dmabuf
 from gpuhil._dmabuf import SyncFlag
 from gpuhil._mapping import Mapping
+from gpuhil.devices.ioctl import RawIoctl
 from gpuhil.errors import ClosedError, IoctlError
 
 __all__ = ["DmaBuf", "DmaBufInfo", "Mapping", "OwnedFd", "SyncFile", "SyncFlag", "parse_fdinfo"]
@@ -58,8 +59,11 @@ def parse_fdinfo(text: str) -> DmaBufInfo:
     )
 
 
-class OwnedFd:
-    """A file descriptor owned by one object: closed exactly once, then ClosedError."""
+class OwnedFd(RawIoctl):
+    """A file descriptor owned by one object: closed exactly once, then ClosedError.
+
+    :meth:`~gpuhil.devices.ioctl.RawIoctl.ioctl` sends any request through it.
+    """
 
     _kind = "fd"
 

@@ -224,8 +224,8 @@ def _virtio_gpu_features(devices: Path = VIRTIO_DEVICES) -> tuple[dict[str, bool
 
 
 def _debugfs_summary(debugfs: Path = DEBUGFS) -> dict[str, str]:
-    if not (debugfs / "dri").is_dir():
-        os.system(f"mount -t debugfs none {debugfs} >/dev/null 2>&1")
+    from gpuhil.devices.debugfs import ensure_mounted
+    ensure_mounted(debugfs, required=False)
     for path in sorted(debugfs.glob("dri/*/virtio-gpu-features")):
         try:
             text = path.read_text()

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gpuhil.devices import debugfs
 from gpuhil.devices.dmabuf import Mapping
 from gpuhil.errors import IoctlError
 from gpuhil.attempts import attempt, errno_name
@@ -29,7 +30,7 @@ PAGE = 4096
 #: blobs up to this size get a full pattern; larger ones a stamp every STAMP_STRIDE bytes
 FULL_PATTERN_LIMIT = 4 << 20
 STAMP_STRIDE = 64 << 10
-DEBUGFS = Path("/sys/kernel/debug")
+DEBUGFS = debugfs.DEBUGFS
 HOST_MEM = (BlobMem.HOST3D, BlobMem.HOST3D_GUEST)
 
 
@@ -101,8 +102,7 @@ def matches(view: memoryview, seed: int) -> bool:
 # --- debugfs ------------------------------------------------------------------------------------
 
 def _debugfs_dri() -> Path | None:
-    if not (DEBUGFS / "dri").is_dir():
-        os.system(f"mount -t debugfs none {DEBUGFS} >/dev/null 2>&1")
+    debugfs.ensure_mounted(DEBUGFS, required=False)
     for entry in sorted((DEBUGFS / "dri").glob("*/virtio-gpu-host-visible-mm")):
         return entry.parent
     return None
@@ -254,7 +254,7 @@ def _lifecycle_one(node: RenderNode, blob_mem: int, size: int, flags: int, blob_
     finally:
         handle = blob.bo_handle
         blob.close()
-    out.after_close = attempt(lambda: node._resource_info(handle))
+    out.after_close = attempt(lambda: node.resource_info(handle))
     return out
 
 

@@ -63,11 +63,9 @@ def capset_payload(path: str, capset_id: int, version: int, size: int = 4096) ->
 
 def debugfs_cap_sets() -> int | None:
     """The driver's own capset count (debugfs virtio-gpu-features 'cap sets')."""
-    import os
+    from gpuhil.devices.debugfs import DEBUGFS as debugfs, ensure_mounted
 
-    debugfs = Path("/sys/kernel/debug")
-    if not (debugfs / "dri").is_dir():
-        os.system(f"mount -t debugfs none {debugfs} >/dev/null 2>&1")
+    ensure_mounted(debugfs, required=False)
     for path in sorted(debugfs.glob("dri/*/virtio-gpu-features")):
         for line in path.read_text().splitlines():
             key, _, value = line.partition(":")

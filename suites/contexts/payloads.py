@@ -162,7 +162,7 @@ def _first_ops(node: RenderNode, other: RenderNode, capset_id: int) -> dict[str,
         "GET_CAPS": lambda: node.get_caps(capset_id, 0, 64),
         "SYNCOBJ_CREATE": lambda: node.syncobj_create(),
         "PRIME_FD_TO_HANDLE": imported,
-        "RESOURCE_INFO": after_import(node._resource_info),
+        "RESOURCE_INFO": after_import(node.resource_info),
         "MAP": after_import(node.map_offset),
         "WAIT": after_import(lambda h: node.wait(h, True)),
         "EXECBUFFER refused (ring_idx without rings)":

@@ -9,10 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from gpuhil.devices import kmsg
 
@@ -21,7 +18,8 @@ from gpuhil.devices.dmabuf import DmaBuf, SyncFlag
 from gpuhil.errors import IoctlError
 from gpuhil.attempts import attempt_sized, errno_name
 from gpuhil.devices.vfio import (
-    Container, Device, DmaRange, Extension, Feature, FeatureOp, Group, Mapping, RegionIndex,
+    Container, DmaRange, Extension, Feature, FeatureOp, Group, Mapping, RegionIndex,
+    open_device as opened,
 )
 
 PAGE = 4096
@@ -46,29 +44,6 @@ EDU_IOVA = 0x0010_0000
 PCI_COMMAND = 0x04
 PCI_COMMAND_MEMORY = 0x2
 PCI_COMMAND_MASTER = 0x4
-
-
-
-
-
-
-@dataclass
-class Opened:
-    """A bound function opened through container + group (TYPE1v2)."""
-
-    container: Container
-    group: Group
-    device: Device
-
-
-@contextmanager
-def opened(address: str) -> Iterator[Opened]:
-    """Container, group and device of ``address`` (already bound to vfio-pci); all closed after."""
-    with Container() as container, Group.of(address) as group:
-        group.set_container(container)
-        container.set_iommu(Extension.TYPE1v2)
-        with group.device(address) as device:
-            yield Opened(container, group, device)
 
 
 class KernelLog:
@@ -366,7 +341,7 @@ def dma_buf_raw_outcomes(address: str) -> dict:
         d = o.device
 
         def raw(region: int, ranges: list[tuple[int, int]], open_flags: int, flags: int = 0):
-            return DmaBuf(d.export_dma_buf_fd(region, ranges, open_flags, flags))
+            return d.dma_buf_feature(region, ranges, open_flags=open_flags, flags=flags)
 
         out["flags-1"] = attempt_sized(lambda: raw(RegionIndex.BAR2, [(0, PAGE)], os.O_RDWR | os.O_CLOEXEC, 1))
         out["wrapping-offset"] = attempt_sized(
