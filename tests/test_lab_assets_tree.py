@@ -369,7 +369,7 @@ def test_a_tree_deleted_under_its_stamp_is_rebuilt(assets, tmp_path, monkeypatch
     (entry_dir / "rootfs").symlink_to(tmp_path / "gone")
     builds: list[Path] = []
 
-    def no_network_build(dest: Path, progress=None) -> None:
+    def no_network_build(dest: Path, progress=None, suite=None) -> None:
         builds.append(dest)
         raise rootfs.RootfsBuildError("offline in this test")
 

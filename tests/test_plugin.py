@@ -163,13 +163,14 @@ def test_snapshot_is_stashed_for_the_report(run, pytester):
 
 
 def test_lab_that_cannot_start_is_an_infrastructure_error_once(pytester):
-    """A lab config whose QEMU does not exist: the guest fixture raises the lab's QemuLaunchError
-    (a LabError, for the report to classify) and the second test gets it without a new attempt."""
+    """A lab config whose QEMU exits at once (``/bin/false``): the guest fixture raises the lab's
+    QemuLaunchError (a LabError, for the report to classify) and the second test gets it
+    without a new attempt.  (A QEMU that does not exist is refused when the target is parsed.)"""
     for name in ("vmlinuz", "initramfs.cpio"):
         (pytester.path / name).write_bytes(b"x")
     (pytester.path / "root").mkdir()
     (pytester.path / "lab.toml").write_text(
-        'qemu = "/nonexistent/qemu-system-x86_64"\nkernel = "vmlinuz"\n'
+        'qemu = "/bin/false"\nkernel = "vmlinuz"\n'
         'initramfs = "initramfs.cpio"\nguest_root = "root"\n')
     pytester.makeconftest("""
         import pytest
@@ -192,7 +193,7 @@ def test_lab_that_cannot_start_is_an_infrastructure_error_once(pytester):
     result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", "-p", "no:cacheprovider", "-s",
                                           f"--gpuhil-target={pytester.path / 'lab.toml'}")
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines_random(["*QEMU failed to start: cannot execute /nonexistent/qemu-system-x86_64*",
+    result.stdout.fnmatch_lines_random(["*QEMU failed to start: QEMU exited during startup (exit code 1)*",
                                  "*SAME-ERROR-TWICE*"])
 
 

@@ -179,13 +179,10 @@ class Guest:
         """When the console or QEMU last wrote something (``time.time()``); None before launch."""
         if self._process is None:
             return None
-        times = []
-        for path in (self.console_log, self._process.qemu_log):
-            try:
-                times.append(path.stat().st_mtime)
-            except OSError:
-                continue
-        return max(times, default=None)
+        try:
+            return max(path.stat().st_mtime for path in (self.console_log, self._process.qemu_log))
+        except OSError:  # the run directory is gone
+            return None
 
     @property
     def returncode(self) -> int | None:
