@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
+from gpuhil.raw.qemu_log import parse
 from suites.protocol import fuzz, payloads
 
 # the guest's intel-iommu driver logs the DMA faults the device takes on unmapped IOVAs on purpose
@@ -28,9 +29,9 @@ def test_fuzzed_batches_are_answered_and_state_stays_consistent(raw_gpu, qemu_lo
     def run(requests: list[bytes]) -> None:
         result = raw_gpu.call(payloads.fuzz_batch, requests, list(fuzz.RESOURCE_IDS),
                               list(fuzz.CONTEXT_IDS))
-        assert raw_gpu.machine.process.poll() is None, "QEMU died"
+        assert raw_gpu.machine.alive, "QEMU died"
         verdict = fuzz.judge(requests, result)
         assert not verdict, (f"{verdict}\nbatch:\n{fuzz.describe(requests, result)}\n"
-                             f"QEMU: {qemu_log.read().summary()}")
+                             f"QEMU: {parse(qemu_log.text()).summary()}")
 
     run()
