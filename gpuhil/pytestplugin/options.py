@@ -13,6 +13,7 @@ from gpuhil.gating.expectations import ExpectationError, ExpectationFile, load_d
 from gpuhil.host.inventory import SelectorError, parse_selector
 from gpuhil.lab.configurations import CONFIGURATIONS
 from gpuhil.lab.targets import Target, TargetError, parse_target
+from gpuhil.host.lease import DEFAULT_DIRECTORY as DEFAULT_LEASE_DIRECTORY
 
 __all__ = ["Settings", "parse_settings", "pytest_addoption"]
 
@@ -42,8 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--gpuhil-expectations", "gpuhil_expectations", "directory of per-platform "
            "expectation files (known bugs => strict xfail); default: <rootdir>/suites/expectations",
            default="")
-    option("--gpuhil-lease-dir", "gpuhil_lease_dir", "directory of host resource leases",
-           default="~/.cache/gpuhil/leases")
+    option("--gpuhil-lease-dir", "gpuhil_lease_dir", "directory of host resource leases "
+           "(host-wide by default, so every user of the host shares them)",
+           default=str(DEFAULT_LEASE_DIRECTORY))
     option("--gpuhil-lease-timeout", "gpuhil_lease_timeout", "seconds to wait for a leased host "
            "resource before skipping", default="60")
 
