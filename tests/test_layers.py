@@ -11,13 +11,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gpuhil"
 
 #: The layers, bottom first: a module may import from its own layer and the ones below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("gpuhil", "gpuhil.errors", "gpuhil.symbols", "gpuhil.pids", "gpuhil._"),
+    ("gpuhil", "gpuhil.errors", "gpuhil.symbols", "gpuhil.pids", "gpuhil.patterns", "gpuhil._"),
     ("gpuhil.devices", "gpuhil.protocol"),
     ("gpuhil.raw", "gpuhil.attempts", "gpuhil.agent"),
     ("gpuhil.machine", "gpuhil.qtest"),
     ("gpuhil.gating", "gpuhil.host"),
     ("gpuhil.lab",),
-    ("gpuhil.handles", "gpuhil.outcomes", "gpuhil.bringup"),
+    ("gpuhil.handles", "gpuhil.outcomes", "gpuhil.bringup", "gpuhil.blob_traces"),
     ("gpuhil.report", "gpuhil.pytestplugin", "gpuhil.cli"),
 )
 #: "About 300": a tenth over is tolerated, not more.

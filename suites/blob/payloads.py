@@ -22,7 +22,7 @@ from gpuhil.devices import debugfs
 from gpuhil.devices.dmabuf import Mapping
 from gpuhil.errors import IoctlError
 from gpuhil.attempts import attempt, errno_name
-from suites.patterns import pattern
+from gpuhil.patterns import pattern
 from gpuhil.devices.virtgpu import (Blob, BlobFlag, BlobMem, Capset, RenderNode,
                             virgl_pipe_resource_create)
 

@@ -11,7 +11,7 @@ import pytest
 
 from gpuhil.devices.virtgpu import BlobFlag, BlobMem, virgl_pipe_resource_create
 from suites.blob import HOST3D_NEEDS, payloads
-from suites.blob.traces import MAP, UNMAP, TraceCapture, unmap_sequences, well_formed
+from gpuhil.blob_traces import MAP, UNMAP, TraceCapture, unmap_sequences, well_formed
 
 PAGE = payloads.PAGE
 MiB = 1 << 20

@@ -17,7 +17,7 @@ from gpuhil.lab.spec import VENUS_GPU, GuestSpec
 from gpuhil.bringup import prepare_gpu
 from gpuhil.devices.virtgpu import BlobMem
 from suites.blob import HOST3D_NEEDS, payloads
-from suites.blob.traces import (CREATE, MAP, UNREF, TraceCapture, unmap_sequences, well_formed)
+from gpuhil.blob_traces import (CREATE, MAP, UNREF, TraceCapture, unmap_sequences, well_formed)
 
 MiB = 1 << 20
 #: QEMU may keep allocator caches; a leak of the cycled blobs would be far above this

@@ -1,7 +1,7 @@
 """The QEMU blob trace parser alone (no guest): the lines Debian's QEMU 11.1 prints."""
 from __future__ import annotations
 
-from suites.blob.traces import (CREATE, MAP, UNMAP, UNREF, parse, unmap_sequences, well_formed)
+from gpuhil.blob_traces import (CREATE, MAP, UNMAP, UNREF, parse, unmap_sequences, well_formed)
 
 SAMPLE = """\
 virtio_gpu_cmd_res_create_blob res 0x3, size 1048576

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from gpuhil.errors import IoctlError
 from gpuhil.devices.kmsg import WARNING_LEVEL, last_seq, records_since
 from gpuhil.attempts import OK, attempt
-from suites.patterns import pattern
+from gpuhil.patterns import pattern
 from gpuhil.devices.virtgpu import (BlobFlag, BlobMem, Capset, Param, RenderNode,
                             virgl_pipe_resource_create)
 

@@ -15,7 +15,7 @@ from gpuhil import protocol as P
 from gpuhil.raw import host3d
 from gpuhil.raw.driver import UNWRITTEN, response_name as raw_kind
 from gpuhil.raw.host3d import CommandRefused, expect, map_blob
-from suites.patterns import pattern
+from gpuhil.patterns import pattern
 
 #: resource and context ids the suite uses (each payload starts from a freshly reset device)
 RID = 0x100
