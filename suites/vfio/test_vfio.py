@@ -90,13 +90,13 @@ def test_region_mmap_rules(vfio):
         "BAR0": "ok", "BAR2": "ok", "BAR1": "EINVAL", "CONFIG": "EINVAL", "BAR0-past-end": "EINVAL"}
 
 
-def test_ivshmem_bar2_is_the_hosts_memfd(vfio):
+def test_ivshmem_bar2_is_the_hosts_memfd(vfio, guest):
     """Bytes stored through the guest's VFIO mmap of BAR2 are in QEMU's memfd on the host, and
     bytes the host writes into that memfd show in a fresh VFIO mapping in the guest."""
     guest_offset, host_offset = 0x123000 + 17, 0xABC000 + 5
     out = vfio.call(payloads.ivshmem_write, guest_offset, b"from-the-guest")
     assert out == {"size": IVSHMEM_SIZE, "mmap": b"from-the-guest", "pread": b"from-the-guest"}
-    pid = vfio.guest.process.pid
+    pid = guest.pid  # the machine the vfio fixture runs on (Machine protocol)
     path = qemu_memfd(pid, IVSHMEM_SIZE)
     if path is None:
         pytest.skip(f"QEMU pid {pid} shows no {IVSHMEM_SIZE}-byte memfd in /proc "
