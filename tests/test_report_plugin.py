@@ -168,3 +168,12 @@ def test_suite_layout_labels(pytester: pytest.Pytester) -> None:
         "test_map_hostmem": {"epic": "blob", "feature": "hostmem", "story": "test_map_hostmem"},
         "test_venus_version": {"epic": "capsets", "feature": "venus", "story": "test_venus_version"},
     }
+
+
+def test_a_module_that_fails_to_collect_is_an_error_not_a_crash(pytester):
+    """A collection error is reported as such (its CollectReport has no user properties); the
+    results plugin does not crash on it."""
+    pytester.makepyfile(test_broken="def test_x(:\n    pass\n")
+    result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.results", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    assert "AttributeError" not in result.stdout.str()

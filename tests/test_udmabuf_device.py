@@ -23,6 +23,34 @@ MIB = 1 << 20
 # ---- payloads (run in the guest) ---------------------------------------------------------------
 
 
+def raw_ioctl_payload() -> dict:
+    """The escape hatch on /dev/udmabuf: UDMABUF_CREATE by number with a hand-built struct gives
+    a dma-buf fd of the memfd's size; an unaligned size and an unknown request are refused by number;
+    DMA_BUF_IOCTL_SYNC by number works on the dma-buf."""
+    import struct
+
+    from gpuhil import _dmabuf
+    from gpuhil.devices.dmabuf import DmaBuf
+
+    create = _dmabuf.ABI["UDMABUF_CREATE"]
+    out: dict = {}
+    with Memfd.create("gpuhil-udmabuf-raw", MIB) as memfd, Udmabuf() as dev:
+        memfd.add_seals(Seal.SHRINK)
+        fd = dev.ioctl(create, bytearray(struct.pack("<IIQQ", memfd.fd, _dmabuf.UDMABUF_CLOEXEC, 0, MIB)))
+        with DmaBuf(fd) as buf:
+            out["size"] = buf.size
+            out["sync"] = buf.ioctl(_dmabuf.ABI["DMA_BUF_IOCTL_SYNC"],
+                                    struct.pack("<Q", _dmabuf.ABI["DMA_BUF_SYNC_RW"]))
+        for label, request, arg in (("unaligned", create, struct.pack("<IIQQ", memfd.fd, 0, 0, MIB - 1)),
+                                    ("unknown", 0x7F75, 0)):
+            try:
+                dev.ioctl(request, arg)
+                out[label] = "ok"
+            except IoctlError as exc:
+                out[label] = (type(exc).__name__, str(exc))
+    return out
+
+
 def limits_payload():
     return limits()
 
@@ -147,3 +175,15 @@ def test_create_list_above_list_limit_is_einval(gl_guest):
 def test_create_mmap_close_cycles_leak_no_fds(gl_guest):
     before, after = gl_guest.call(fd_count_payload)
     assert after == before
+
+
+def test_raw_ioctl_escape_hatch(gl_guest):
+    """udmabuf's ioctl(): a hand-built UDMABUF_CREATE makes a 1 MiB dma-buf (which takes a raw
+    SYNC too); an unaligned size is EINVAL and an unknown request ENOTTY, each naming the number."""
+    r = gl_guest.call(raw_ioctl_payload)
+    assert r["size"] == MIB
+    assert r["sync"] == (3).to_bytes(8, "little")  # the struct after the call: flags READ|WRITE
+    kind, text = r["unaligned"]
+    assert kind == "IoctlError" and text.startswith("IOCTL(request=0x40187542, size=24): EINVAL")
+    kind, text = r["unknown"]
+    assert kind == "Unsupported" and text.startswith("IOCTL(request=0x7f75, arg=0x0): ENOTTY")

@@ -312,6 +312,29 @@ def dmabuf_name_payload(name: str) -> dict:
                 return {"fdinfo": buf.fdinfo(), "sync_file_ready": fence.wait(0)}
 
 
+def raw_ioctl_payload() -> dict:
+    """The render node's escape hatch: RESOURCE_INFO by number with a hand-built struct, next to
+    the typed resource_info(); an unknown request refused with its number; debugfs mounted."""
+    from gpuhil import _virtgpu
+    from gpuhil.devices import debugfs
+
+    out: dict = {}
+    with RenderNode.open() as node, node.create_blob(BlobMem.GUEST, GUEST_SIZE, BlobFlag.MAPPABLE) as blob:
+        raw = node.ioctl(_virtgpu.ABI["DRM_IOCTL_VIRTGPU_RESOURCE_INFO"],
+                         struct.pack("<4I", blob.bo_handle, 0, 0, 0))
+        out["raw"] = struct.unpack("<4I", raw)
+        info = node.resource_info(blob.bo_handle)
+        out["typed"] = (info.bo_handle, info.res_handle, info.size, int(info.blob_mem))
+        try:
+            node.ioctl(0xC0106470, bytes(16))  # DRM_IOWR(0x70): past virtgpu's ioctl table
+            out["unknown"] = "ok"
+        except IoctlError as exc:
+            out["unknown"] = (errno.errorcode[exc.errno], str(exc))
+    out["debugfs"] = (debugfs.ensure_mounted(), debugfs.is_mounted(),
+                      any(debugfs.DEBUGFS.glob("dri/*/virtio-gpu-features")))
+    return out
+
+
 def fd_count_payload(cycles: int = 50) -> tuple[int, int]:
     """Open fds before and after create/map/mmap/export/close cycles (leak check)."""
     before = len(os.listdir("/proc/self/fd"))
@@ -541,3 +564,14 @@ def test_dmabuf_name_too_long_is_einval(gl_guest):
 def test_create_map_export_cycles_leak_no_fds(gl_guest):
     before, after = gl_guest.call(fd_count_payload)
     assert after == before
+
+
+def test_raw_ioctl_and_public_resource_info(gl_guest):
+    """RESOURCE_INFO sent by number answers what resource_info() does (a GUEST blob of 1 MiB);
+    an unknown request is refused naming its number; debugfs is mounted for the driver files."""
+    r = gl_guest.call(raw_ioctl_payload)
+    assert r["raw"] == r["typed"]
+    assert r["typed"][2] == GUEST_SIZE and r["typed"][3] == BlobMem.GUEST
+    err, text = r["unknown"]
+    assert text.startswith(f"IOCTL(request=0xc0106470, size=16): {err}")
+    assert r["debugfs"] == (True, True, True)

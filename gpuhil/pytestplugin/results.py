@@ -109,7 +109,7 @@ class ReportPlugin:
 
     def pytest_report_teststatus(self, report: pytest.TestReport
                                  ) -> tuple[str, str, str] | None:
-        outcome = dict(report.user_properties).get("gpuhil_outcome")
+        outcome = dict(getattr(report, "user_properties", ())).get("gpuhil_outcome")
         letters = {"timeout": "T", "crash": "C", "infrastructure": "I", "dmesg-warn": "W",
                    "dmesg-fail": "D"}
         if report.failed and outcome in letters:
