@@ -142,13 +142,28 @@ def _read_stamp(entry: KeyedEntry) -> tuple[str, Manifest]:
         raise StampError(f"{path}: a malformed manifest ({exc})") from None
 
 
-def _write_stamp(entry: KeyedEntry, tree: Path) -> str:
-    """Record the tree's kernel release and installed versions in ``assets.json``."""
+def _write_stamp(entry: KeyedEntry, tree: Path) -> tuple[str, Manifest]:
+    """Record the tree's kernel release and installed versions in ``assets.json``; both."""
     release = rootfs.kernel_release(tree)
     manifest = Manifest.from_packages(rootfs.installed_packages(tree), release)
     write_atomic(entry.dir / ASSETS_FILE, json.dumps(
         {"kernel_release": release, "manifest": asdict(manifest)}, indent=1).encode())
-    return release
+    return release, manifest
+
+
+def _stamped_release(entry: KeyedEntry, tree: Path, say: Progress) -> str:
+    """The kernel release ``assets.json`` records, the stamp rewritten from the tree first when
+    it is damaged (StampError saying what to delete when even that fails)."""
+    try:
+        return _read_stamp(entry)[0]
+    except StampError as exc:
+        say(f"{exc}: rewriting it from the tree")
+        try:
+            return _write_stamp(entry, tree)[0]
+        except Exception as again:  # noqa: BLE001 - the message says what to delete
+            raise StampError(f"{exc}, and it could not be rewritten from the tree "
+                             f"({type(again).__name__}: {again}); delete {entry.dir} to rebuild "
+                             f"the lab") from again
 
 
 def _load(entry: KeyedEntry, init_script: bytes) -> LabAssets | None:
@@ -189,21 +204,13 @@ def _build(entry: KeyedEntry, init_script: bytes, say: Progress,
             start = time.monotonic()
             rootfs.build_rootfs(tree, say, suite)
             say(f"lab tree built in {time.monotonic() - start:.0f} s")
-        release = _write_stamp(entry, tree)
+        release, manifest = _write_stamp(entry, tree)
         say("extracting the uncompressed kernel (vmlinux)")
         image = (tree / "boot" / f"vmlinuz-{release}").read_bytes()
         write_atomic(entry.dir / VMLINUX_FILE, bootfiles.extract_vmlinux(image))
-        entry.mark_complete(_read_stamp(entry)[1].summary() + "\n")
-    try:
-        release = _read_stamp(entry)[0]
-    except StampError as exc:
-        say(f"{exc}: rewriting it from the tree")
-        try:
-            release = _write_stamp(entry, tree)
-        except Exception as again:  # noqa: BLE001 - the message says what to delete
-            raise StampError(f"{exc}, and it could not be rewritten from the tree "
-                             f"({type(again).__name__}: {again}); delete {entry.dir} to rebuild "
-                             f"the lab") from again
+        entry.mark_complete(manifest.summary() + "\n")
+    else:
+        release = _stamped_release(entry, tree, say)
     initramfs = _initramfs_file(entry, init_script)
     if not initramfs.is_file():
         say("building the initramfs")

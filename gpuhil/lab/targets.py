@@ -85,21 +85,19 @@ class Target:
 
         if self.kind is TargetKind.LAB:
             return LabSetup.default(progress=progress)
-        if self.kind is TargetKind.CONFIG and self.host_suite is not None:
-            from gpuhil.lab.assets import ensure_assets
-
-            lab = LabSetup.default(progress=progress)
-            host = ensure_assets(progress=progress, suite=self.host_suite)
-            setup = LabSetup(qemu=self.qemu or TREE_QEMU, kernel=self.kernel or lab.kernel,
-                             initramfs=self.initramfs or lab.initramfs,
-                             guest_root=self.guest_root or lab.guest_root, chroot=host.root)
-            setup.check()
-            return setup
         if self.kind is TargetKind.CONFIG:
-            assert self.qemu and self.kernel and self.initramfs and self.guest_root
-            setup = LabSetup(qemu=self.qemu, kernel=self.kernel, initramfs=self.initramfs,
-                             guest_root=self.guest_root, chroot=self.chroot,
-                             qemu_module_dir=self.qemu_module_dir,
+            qemu, kernel, initramfs = self.qemu, self.kernel, self.initramfs
+            guest_root, chroot = self.guest_root, self.chroot
+            if self.host_suite is not None:  # QEMU from that suite's tree, the rest the lab's
+                from gpuhil.lab.assets import ensure_assets
+
+                lab = LabSetup.default(progress=progress)
+                chroot = ensure_assets(progress=progress, suite=self.host_suite).root
+                qemu, kernel = qemu or TREE_QEMU, kernel or lab.kernel
+                initramfs, guest_root = initramfs or lab.initramfs, guest_root or lab.guest_root
+            assert qemu and kernel and initramfs and guest_root
+            setup = LabSetup(qemu=qemu, kernel=kernel, initramfs=initramfs, guest_root=guest_root,
+                             chroot=chroot, qemu_module_dir=self.qemu_module_dir,
                              qemu_data_dir=self.qemu_data_dir)
             setup.check()
             return setup
