@@ -50,6 +50,22 @@ def prepare_gpu(machine: Machine, timeout: float, node: str = RENDER_NODE) -> st
                 raise DeviceInitError("the guest driver timed out waiting for capsets", late)
             return node
         if time.monotonic() >= deadline:
-            raise LabError(f"{node} did not appear within {timeout:g} s of modprobe virtio_gpu; "
-                           f"guest log:\n" + "\n".join(machine.kernel_log(marker)[-20:]))
+            raise _timed_out(machine, node, timeout, qemu_before, marker)
         time.sleep(0.1)
+
+
+def _timed_out(machine: Machine, node: str, timeout: float, qemu_before: int,
+               marker: str) -> LabError:
+    """The error for a render node that did not appear: classified from what QEMU and the guest
+    said by now (a slow machine can reach the deadline before QEMU's stderr was read)."""
+    qemu_said = machine.qemu_stderr(qemu_before)
+    guest_log = machine.kernel_log(marker)
+    failure = device_init_failure(qemu_said, guest_log)
+    if failure:
+        return DeviceInitError(f"the GPU ({_gpu_name(machine)}) could not initialize its renderer "
+                               f"on this host (seen when the {timeout:g} s device timeout "
+                               f"expired)", failure)
+    said = [line for line in qemu_said.splitlines() if line.strip()][-10:]
+    return LabError(f"{node} did not appear within {timeout:g} s of modprobe virtio_gpu; QEMU "
+                    f"said: " + ("\n".join(said) if said else "nothing") + "\nguest log:\n"
+                    + "\n".join(guest_log[-20:]))

@@ -26,6 +26,9 @@ def run(pytester: pytest.Pytester):
      "--gpuhil-target=/nonexistent/lab.toml: no such file"),
     (["--gpuhil-gpu=radeon"], "--gpuhil-gpu='radeon': expected a PCI slot"),
     (["--must-have=capset.venus and"], "--must-have: bad capability expression 'capset.venus and'"),
+    (["--must-have=capset.vneus"], "--must-have 'capset.vneus': unknown capability name "
+     "'capset.vneus' (did you mean 'capset.venus' or 'raw.capset.venus'?); known names: "
+     "configuration, kernel.guest,"),
     (["--gpuhil-boot-timeout=soon"], "--gpuhil-boot-timeout='soon': expected a number of seconds"),
     (["--gpuhil-boot-timeout=0"], "--gpuhil-boot-timeout='0': must be > 0"),
     (["--gpuhil-guest=cray"], "--gpuhil-guest='cray': unknown configuration"),
@@ -111,6 +114,19 @@ def test_bad_requires_expression_is_a_usage_error(run):
     text = result.stderr.str()
     assert "test_it.py::test_x: @pytest.mark.requires: bad capability expression " \
            "'capset.venus and (param.x': expected ')' at position 25" in text
+
+
+def test_requires_with_an_unknown_name_is_a_usage_error(run):
+    result = run("""
+        import pytest
+        @pytest.mark.requires("udmabuf and param.host_visibel")
+        def test_x(): pass
+    """)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    text = result.stderr.str()
+    assert "test_it.py::test_x: @pytest.mark.requires('udmabuf and param.host_visibel'): unknown " \
+           "capability name 'param.host_visibel' (did you mean 'param.host_visible'" in text
+    assert "known names: configuration, kernel.guest, kernel.host, render_node," in text
 
 
 def test_requires_takes_one_string(run):

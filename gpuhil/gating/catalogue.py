@@ -10,9 +10,12 @@ with it is false.
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 from gpuhil.gating.capabilities import FEATURE_BITS, QEMU_GPU_PROPERTIES, param_name
 
-__all__ = ["catalogue"]
+__all__ = ["catalogue", "unknown_names"]
 
 
 def catalogue() -> dict[str, str]:
@@ -54,3 +57,17 @@ def catalogue() -> dict[str, str]:
     names["device.error"] = "why the GPU's renderer could not initialize (absent when it did)"
     names.update(RAW_NAMES)
     return names
+
+
+def unknown_names(names: Iterable[str]) -> str | None:
+    """None when every name is in the catalogue, else what is wrong: the unknown names, the
+    nearest known ones, and every known name (a typo must not pass as a never-probed name)."""
+    known = catalogue()
+    unknown = [name for name in names if name not in known]
+    if not unknown:
+        return None
+    hints = [f"{name!r} (did you mean {' or '.join(repr(m) for m in close)}?)"
+             if (close := difflib.get_close_matches(name, known, n=2)) else repr(name)
+             for name in unknown]
+    return (f"unknown capability name{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+            f"known names: {', '.join(known)}")

@@ -8,6 +8,7 @@ import pytest
 
 from gpuhil.gating import capexpr
 from gpuhil.gating.capabilities import Capabilities, capset_summary
+from gpuhil.gating.catalogue import unknown_names
 from gpuhil.gating.expectations import Expectation, ExpectationFile, Platform
 from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, MUST_HAVE_FAILURE, REQUIRES_KEY
 
@@ -26,6 +27,10 @@ def requirements(item: pytest.Item) -> list[capexpr.Expr]:
             out.append(capexpr.parse(mark.args[0]))
         except capexpr.CapExprError as exc:
             raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.requires: {exc}") from None
+        problem = unknown_names(out[-1].names)
+        if problem:
+            raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.requires({mark.args[0]!r}): "
+                                    f"{problem}")
     return out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gpuhil.gating import capexpr
+from gpuhil.gating.catalogue import unknown_names
 from gpuhil.gating.expectations import ExpectationError, ExpectationFile, load_directory
 from gpuhil.host.inventory import SelectorError, parse_selector
 from gpuhil.lab.configurations import CONFIGURATIONS
@@ -39,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--gpuhil-boot-timeout", "gpuhil_boot_timeout", "seconds a guest may take to boot",
            default="180")
     option("--gpuhil-device-timeout", "gpuhil_device_timeout", "seconds for the guest's render "
-           "node to appear after loading virtio_gpu", default="30")
+           "node to appear after loading virtio_gpu", default="120")
     option("--gpuhil-expectations", "gpuhil_expectations", "directory of per-platform "
            "expectation files (known bugs => strict xfail); default: <rootdir>/suites/expectations",
            default="")
@@ -99,6 +100,9 @@ def parse_settings(config: pytest.Config) -> Settings:
             must_have.append(capexpr.parse(text))
         except capexpr.CapExprError as exc:
             raise pytest.UsageError(f"--must-have: {exc}") from None
+        problem = unknown_names(must_have[-1].names)
+        if problem:
+            raise pytest.UsageError(f"--must-have {text!r}: {problem}")
     default_guest = str(_value(config, "gpuhil_guest"))
     if default_guest not in CONFIGURATIONS:
         raise pytest.UsageError(f"--gpuhil-guest={default_guest!r}: unknown configuration "

@@ -170,10 +170,10 @@ def test_reboot_with_blobs_mapped_then_same_ids_and_offsets(request, guest, virt
         with TraceCapture(guest) as traces:
             guest.qmp_events()
             held = virtgpu.call(payloads.hold_mapped_blobs, count, size, 0.5)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 300  # the gpuhil_timeout's: a safety net, not a verdict
             events: list = []
             while not any(e.get("event") == "RESET" for e in events):
-                assert time.monotonic() < deadline, "the guest did not reset within 60 s"
+                assert time.monotonic() < deadline, "QEMU sent no RESET event for the reboot"
                 assert guest.returncode is None, "QEMU exited instead of resetting"
                 time.sleep(0.2)
                 events += guest.qmp_events()

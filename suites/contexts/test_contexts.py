@@ -1,5 +1,5 @@
 """Rendering contexts: CONTEXT_INIT per capset, its parameter limits, implicit contexts, rings
-and their fences, and DRM native contexts (or the quick report that the host lacks them).
+and their fences, and DRM native contexts (or the early report that the host lacks them).
 
 Device work runs in the guest (``suites/contexts/payloads.py``); the host compares.  Expected
 errnos are the guest kernel's (drivers/gpu/drm/virtio/virtgpu_ioctl.c, virtgpu_submit.c).

@@ -200,7 +200,7 @@ def edu_registers(address: str) -> dict:
             bar.write32(EDU_LIVENESS, value)
             out["liveness"].append((value, bar.read32(EDU_LIVENESS)))
         bar.write32(EDU_FACTORIAL, 10)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # a safety net, not a verdict
         while bar.read32(EDU_STATUS) & 0x1 and time.monotonic() < deadline:
             time.sleep(0.001)
         out["factorial_10"] = bar.read32(EDU_FACTORIAL)
@@ -400,9 +400,7 @@ def dma_buf_behaviour(address: str) -> dict:
         out["after_device_close"] = probe(buf)
         group.close()
         container.close()
-        started = time.monotonic()
         dev.unbind()  # vfio-pci must let go even though the dma-buf is still open
-        out["unbind_seconds"] = round(time.monotonic() - started, 2)
         out["driver_after_unbind"] = dev.driver
         out["after_unbind"] = probe(buf)
         buf.close()

