@@ -1,6 +1,6 @@
 """The gpuhil plugin booting real lab guests (pytester sessions against the virtual lab): payloads
 in the guest, requires/must-have on probed values, reuse, replacement after a crash, and the
-``drm_native_context=on`` trap reported while the guest waits instead of hanging.
+``drm_native_context=on`` trap reported while the guest waits instead of hanging."""
 from __future__ import annotations
 
 import json
