@@ -97,7 +97,7 @@ def _boot(args: argparse.Namespace, progress: _Progress, kernel_args: Sequence[s
 def _load_gpu_driver(guest: Any, progress: _Progress) -> None:
     from gpuhil.bringup import prepare_gpu
 
-    node = prepare_gpu(guest, 30)
+    node = prepare_gpu(guest, 120)
     progress(f"virtio_gpu loaded, {node} present")
 
 
@@ -108,7 +108,28 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _check_target(target: str) -> None:
+    """``MODULE:FUNC`` must name an importable module and a callable in it (before a boot)."""
+    import importlib
+
+    from gpuhil.errors import GpuhilError
+
+    module_name, colon, func_name = target.partition(":")
+    if not colon or not module_name or not func_name:
+        raise GpuhilError(f"lab run {target!r}: expected MODULE:FUNC (e.g. os:getpid)")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - whatever the import raised is the message
+        raise GpuhilError(f"lab run {target!r}: module {module_name!r} cannot be imported "
+                          f"({type(exc).__name__}: {exc})") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        what = "has no" if func is None else f"has a non-callable {type(func).__name__}"
+        raise GpuhilError(f"lab run {target!r}: module {module_name!r} {what} {func_name!r}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _check_target(args.target)
     progress = _Progress()
     guest = _boot(args, progress)
     try:

@@ -51,3 +51,54 @@ def test_lab_run_shows_the_guest_traceback_on_failure(lab_setup):
     assert proc.returncode == 1
     assert "RESOURCE_CREATE_BLOB(blob_mem=HOST3D, size=0): EINVAL" in proc.stderr
     assert "/gpuhil/src/tests/lab_payloads.py" in proc.stderr
+
+
+def _gpuhil(*argv: str, env: dict[str, str] | None = None,
+            wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*wrap, sys.executable, "-m", "gpuhil.cli", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+@pytest.mark.parametrize("target, message", [
+    ("tests.no_such_module:f", "lab run 'tests.no_such_module:f': module 'tests.no_such_module' "
+                               "cannot be imported (ModuleNotFoundError: No module named "
+                               "'tests.no_such_module')"),
+    ("tests.lab_payloads:no_such_function", "lab run 'tests.lab_payloads:no_such_function': "
+                                            "module 'tests.lab_payloads' has no 'no_such_function'"),
+    ("os.getpid", "lab run 'os.getpid': expected MODULE:FUNC (e.g. os:getpid)"),
+])
+def test_lab_run_checks_its_target_before_booting(target, message, tmp_path):
+    """A target that cannot be called is a one-line error before any guest is booted."""
+    proc = _gpuhil("lab", "run", "--gpu", "none", target, env={"GPUHIL_CACHE": str(tmp_path)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"gpuhil: {message}"
+    assert not (tmp_path / "run").exists() and not (tmp_path / "lab").exists()  # nothing booted
+
+
+def test_a_cache_path_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "cache").write_text("")
+    proc = _gpuhil("lab", "info", env={"GPUHIL_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"gpuhil: the gpuhil cache {tmp_path / 'cache'} ($GPUHIL_CACHE) "
+                                   f"is not a directory: remove it or set GPUHIL_CACHE to a "
+                                   f"writable directory")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a read-only tmpfs needs root")
+@pytest.mark.parametrize("existing", [False, True], ids=["to-create", "existing"])
+def test_a_read_only_cache_is_named(tmp_path, existing):
+    """A cache on a read-only file system (mounted in a private mount namespace, so nothing is
+    left mounted) is a one-line error naming it, whether it exists or must be made."""
+    cache = tmp_path / "ro" / "cache"
+    cache.parent.mkdir()
+    setup = f"mount -t tmpfs tmpfs {cache.parent} && " + (f"mkdir {cache} && " if existing else "") \
+        + f"mount -o remount,ro {cache.parent} && exec \"$@\""
+    proc = _gpuhil("lab", "info", env={"GPUHIL_CACHE": str(cache)},
+                   wrap=("unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh"))
+    assert proc.returncode == 1, proc.stderr
+    problem = ("is not writable (read-only file system)" if existing
+               else "cannot be created: Read-only file system")
+    assert proc.stderr.strip() == (f"gpuhil: the gpuhil cache {cache} ($GPUHIL_CACHE) {problem}; "
+                                   f"set GPUHIL_CACHE to a writable directory")
+    assert not any(cache.parent.iterdir())  # the tmpfs is gone with the namespace

@@ -177,3 +177,54 @@ def test_a_module_that_fails_to_collect_is_an_error_not_a_crash(pytester):
     result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.results", "-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     assert "AttributeError" not in result.stdout.str()
+
+
+PYTEST_TIMEOUT_INNER = '''
+import time
+import pytest
+
+
+@pytest.mark.timeout(1)
+def test_marked():
+    time.sleep(60)
+
+
+@pytest.fixture
+def slow_setup():
+    time.sleep(60)
+
+
+def test_hangs_in_setup(slow_setup):
+    pass
+
+
+def test_quick():
+    assert True
+'''
+
+
+def test_pytest_timeout_runs_gpuhil_watchdog(pytester: pytest.Pytester) -> None:
+    """``@pytest.mark.timeout`` and ``--timeout`` go through pytest-timeout's timer hooks to
+    gpuhil's watchdog: the test ends as a gpuhil timeout with the state dump (host thread stacks
+    included), in the call and in setup, and pytest-timeout's own dumpless timer never fires."""
+    pytester.makepyfile(test_inner=PYTEST_TIMEOUT_INNER)
+    run = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.results", "-p", "timeout",
+                                        "--timeout=2", "--alluredir", "allure",
+                                        "-p", "no:cacheprovider", "-rA", timeout=120)
+    run.assert_outcomes(passed=1, failed=1, errors=1)
+    out = run.stdout.str() + run.stderr.str()
+    assert "Timeout +" not in out  # pytest-timeout's banner: its own timer did not fire
+    by_name = {}
+    for path in (pytester.path / "allure").glob("*-result.json"):
+        data = json.loads(path.read_text())
+        by_name[data["name"]] = data
+    marked = by_name["test_marked"]["statusDetails"]
+    assert marked["message"].startswith("[timeout] gpuhil.outcomes.TestTimeout: per-test timeout: "
+                                        "the test ran longer than 1 s"), marked
+    assert marked["trace"].startswith("per-test timeout after 1 s")
+    assert "host thread stacks:" in marked["trace"] and "time.sleep(60)" in marked["trace"]
+    setup = by_name["test_hangs_in_setup"]
+    labels = {(lab["name"], lab["value"]) for lab in setup["labels"]}
+    assert ("gpuhil.outcome", "timeout") in labels, setup["labels"]
+    assert "per-test timeout after 2 s" in json.dumps(setup)
+    assert by_name["test_quick"]["status"] == "passed"

@@ -29,15 +29,38 @@ class AssetError(GpuhilError, RuntimeError):
     """The lab's assets could not be built, or do not match what gpuhil expects."""
 
 
-def cache_dir() -> Path:
-    """The user cache directory: $GPUHIL_CACHE, else $XDG_CACHE_HOME/gpuhil, else ~/.cache/gpuhil."""
+def _chosen_cache_dir() -> tuple[Path, str]:
+    """The cache directory and where its path came from."""
     explicit = os.environ.get("GPUHIL_CACHE")
     if explicit:
-        return Path(explicit)
+        return Path(explicit), "$GPUHIL_CACHE"
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg:
-        return Path(xdg) / "gpuhil"
-    return Path.home() / ".cache" / "gpuhil"
+        return Path(xdg) / "gpuhil", "$XDG_CACHE_HOME/gpuhil"
+    return Path.home() / ".cache" / "gpuhil", "the default, ~/.cache/gpuhil"
+
+
+def cache_dir() -> Path:
+    """The user cache directory: $GPUHIL_CACHE, else $XDG_CACHE_HOME/gpuhil, else ~/.cache/gpuhil;
+    made if missing.  AssetError naming the path, where it came from and what is wrong when it
+    is not a writable directory (a file in its place, a read-only file system, no permission)."""
+    path, source = _chosen_cache_dir()
+    fix = "set GPUHIL_CACHE to a writable directory"
+    if path.exists() and not path.is_dir():
+        raise AssetError(f"the gpuhil cache {path} ({source}) is not a directory: remove it or {fix}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AssetError(f"the gpuhil cache {path} ({source}) cannot be created: {exc.strerror}; "
+                         f"{fix}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        why = "read-only file system" if _read_only(path) else "no write permission"
+        raise AssetError(f"the gpuhil cache {path} ({source}) is not writable ({why}); {fix}")
+    return path
+
+
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def input_key(inputs: Any, length: int = 16) -> str:

@@ -38,7 +38,9 @@ class TestRecord:
     console_offset: int = 0
     stderr_offset: int = 0
     timeout_kind: str = ""
+    timeout_seconds: float = 0.0
     dump: str = ""
+    dump_attached: bool = False
     kernel_log: KernelLogVerdict | None = None
     outcome: Outcome | None = None
     item: pytest.Item | None = None

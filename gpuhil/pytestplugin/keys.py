@@ -18,7 +18,7 @@ from gpuhil.gating.capabilities import Capabilities
 from gpuhil.machine import Machine
 
 __all__ = ["EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "REQUIRES_KEY", "SESSION_KEY",
-           "SNAPSHOTS_KEY", "SNAPSHOT_KEY", "machine_of", "use_machine"]
+           "SNAPSHOTS_KEY", "SNAPSHOT_KEY", "TIMER_KEY", "machine_of", "use_machine"]
 
 SESSION_KEY = pytest.StashKey[Any]()
 SNAPSHOT_KEY = pytest.StashKey[Capabilities]()
@@ -28,6 +28,8 @@ MACHINE_KEY = pytest.StashKey[Machine]()
 REQUIRES_KEY = pytest.StashKey[list[capexpr.Expr]]()
 EXPECTATIONS_KEY = pytest.StashKey[list[tuple[Any, Any]]]()  # (ExpectationFile, Expectation)
 MUST_HAVE_FAILURE = pytest.StashKey[str]()
+#: The watchdog pytest-timeout's timer hook started for the item (results plugin).
+TIMER_KEY = pytest.StashKey[Any]()
 
 
 def use_machine(request: pytest.FixtureRequest, machine: Machine) -> Machine:

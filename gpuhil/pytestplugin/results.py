@@ -11,7 +11,8 @@ Per test: :mod:`~gpuhil.pytestplugin.evidence` (kernel-log markers and slices, c
 stderr, QMP events; kernel warnings/BUGs make the test dmesg-warn/dmesg-fail
 (:mod:`gpuhil.outcomes`) unless the ``kernel_log_allowed(*regexes)`` marker expects them),
 :mod:`~gpuhil.pytestplugin.watchdog` (``--gpuhil-timeout``, ``--gpuhil-inactivity-timeout``,
-the ``gpuhil_timeout`` marker) and :mod:`~gpuhil.pytestplugin.allure_result` (the outcome and
+the ``gpuhil_timeout`` marker; pytest-timeout's ``--timeout`` and ``timeout`` marker through its
+hooks) and :mod:`~gpuhil.pytestplugin.allure_result` (the outcome and
 labels written into the open Allure result).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from gpuhil.outcomes import PhaseResult, TestTimeout, classify
 from gpuhil.pytestplugin.allure_result import SEVERITIES, apply
 from gpuhil.pytestplugin.evidence import SessionState, TestRecord, attach, begin, finish
-from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY, machine_of
+from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY, TIMER_KEY, machine_of
 from gpuhil.pytestplugin.watchdog import Watchdog, timeouts
 from gpuhil.report.environment import collect_provenance, host_gpu_pci_ids, write_results_metadata
 
@@ -66,12 +67,38 @@ class ReportPlugin:
             record = self.state.records[item.nodeid] = TestRecord(item.nodeid, item=item)
         return record
 
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_timeout_set_timer(self, item: pytest.Item, settings: Any) -> bool | None:
+        """pytest-timeout's timeout (``--timeout``, ``@pytest.mark.timeout``) runs gpuhil's
+        watchdog over the phases pytest-timeout times: the state dump, then the stop."""
+        if not settings.timeout or settings.timeout <= 0:
+            return None
+        watchdog = Watchdog(self._record(item), float(settings.timeout), timeouts(item)[1])
+        item.stash[TIMER_KEY] = watchdog.__enter__()
+        return True
+
+    @pytest.hookimpl(optionalhook=True, tryfirst=True)
+    def pytest_timeout_cancel_timer(self, item: pytest.Item) -> bool | None:
+        watchdog = item.stash.get(TIMER_KEY, None)
+        if watchdog is None:
+            return None
+        del item.stash[TIMER_KEY]
+        watchdog.__exit__(None, None, None)
+        return True
+
+    def _dump_once(self, record: TestRecord) -> None:
+        if record.timeout_kind and not record.dump_attached:
+            record.dump_attached = True
+            attach("timeout dump", record.dump)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
         record = self._record(item)
         record.machine = machine_of(item)
         begin(record, self.state)
         total, idle = timeouts(item)
+        if TIMER_KEY in item.stash:  # pytest-timeout's timer is this test's watchdog already
+            total = idle = 0.0
         try:
             if total or idle:
                 with Watchdog(record, total, idle):
@@ -80,7 +107,7 @@ class ReportPlugin:
                 result = yield
         except BaseException as exc:
             if record.timeout_kind:
-                attach("timeout dump", record.dump)
+                self._dump_once(record)
                 if record.machine is not None:
                     record.machine.close()  # it was killed; its agent channel is unusable
             try:
@@ -88,8 +115,7 @@ class ReportPlugin:
             except Exception as failure:  # the guest died with the test: keep the test's error
                 attach("evidence not collected", f"{type(failure).__name__}: {failure}")
             if record.timeout_kind and not isinstance(exc, TestTimeout):
-                seconds = total if record.timeout_kind == "per-test" else idle
-                raise TestTimeout(record.timeout_kind, seconds) from exc
+                raise TestTimeout(record.timeout_kind, record.timeout_seconds) from exc
             raise
         problem = finish(record, item.config.getoption("gpuhil_kernel_log") == "check")
         if problem is not None:
@@ -101,6 +127,7 @@ class ReportPlugin:
                                   ) -> Iterator[pytest.TestReport]:
         report = yield
         record = self._record(item)
+        self._dump_once(record)  # a timeout in setup or teardown (pytest-timeout's span)
         exc = call.excinfo.value if call.excinfo is not None else None
         record.phases.append(PhaseResult(report.when, report.outcome, exc))
         outcome = classify(record.phases, timed_out=bool(record.timeout_kind))

@@ -1,15 +1,20 @@
 """Timeouts that dump state before killing: ``--gpuhil-timeout`` / ``--gpuhil-inactivity-timeout``
 (or the ``gpuhil_timeout(seconds, inactivity=...)`` marker) end a test that hangs, or whose
 machine's console and QEMU output stay silent that long (a test without a QEMU: since it
-started).  Before stopping it, the watchdog records QMP ``query-status`` and the guest's task
-stacks (SysRq t and w, typed through QMP because the agent is busy with the hung call; read back
-from the console), then kills QEMU and interrupts the test."""
+started).  pytest-timeout's ``--timeout`` and ``@pytest.mark.timeout`` run the same watchdog
+through its ``pytest_timeout_set_timer`` hook (over the phases pytest-timeout would time), not
+a second, dumpless timer.  Before stopping a test, the watchdog records QMP ``query-status``,
+the guest's task stacks (SysRq t and w, typed through QMP because the agent is busy with the
+hung call; read back from the console) and this process's thread stacks, then kills QEMU and
+interrupts the test."""
 from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 import pytest
@@ -17,8 +22,9 @@ import pytest
 from gpuhil.machine import Machine
 from gpuhil.outcomes import TestTimeout
 from gpuhil.pytestplugin.evidence import TestRecord, console_size, console_slice, has_qemu
+from gpuhil.pytestplugin.keys import machine_of
 
-__all__ = ["WATCHDOG_SIGNAL", "Watchdog", "dump_state", "timeouts"]
+__all__ = ["WATCHDOG_SIGNAL", "Watchdog", "dump_state", "host_stacks", "timeouts"]
 
 #: How the watchdog interrupts the test's thread (not SIGALRM, which pytest-timeout uses).
 WATCHDOG_SIGNAL = signal.SIGUSR2
@@ -60,6 +66,17 @@ def dump_state(machine: Machine | None, settle: float = 3.0) -> str:
     return "\n\n".join(parts)
 
 
+def host_stacks() -> str:
+    """Every thread of this process with its stack (where the host side of the test waits)."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    parts = []
+    for ident, frame in sys._current_frames().items():
+        if names.get(ident) == "gpuhil-watchdog":
+            continue
+        parts.append(f"thread {names.get(ident, ident)}:\n" + "".join(traceback.format_stack(frame)))
+    return "host thread stacks:\n" + "\n".join(parts)
+
+
 class Watchdog:
     """Ends the current test when it exceeds ``total`` seconds or ``idle`` seconds of silence."""
 
@@ -72,9 +89,16 @@ class Watchdog:
         self._previous: Any = None
         self._seconds = 0.0
 
+    def _machine(self) -> Machine | None:
+        """The test's machine: recorded at its call, else what its fixtures set up so far."""
+        record = self.record
+        if record.machine is None and record.item is not None:
+            return machine_of(record.item)
+        return record.machine
+
     def _activity(self, start: float) -> float:
         """The last time the machine's console or QEMU wrote something (monotonic clock)."""
-        machine = self.record.machine
+        machine = self._machine()
         last_output = getattr(machine, "last_output", None)
         written = last_output() if has_qemu(machine) and last_output is not None else None
         if written is None:
@@ -93,12 +117,13 @@ class Watchdog:
                 return
 
     def _fire(self, kind: str, seconds: float) -> None:
-        self.record.timeout_kind = kind
-        self.record.dump = f"{kind} timeout after {seconds:g} s\n\n" + dump_state(self.record.machine)
+        machine = self._machine()
+        self.record.timeout_kind, self.record.timeout_seconds = kind, seconds
+        self.record.dump = (f"{kind} timeout after {seconds:g} s\n\n" + dump_state(machine)
+                            + "\n\n" + host_stacks())
         self._seconds = seconds
         if self._main is not None:
             signal.pthread_kill(self._main, WATCHDOG_SIGNAL)
-        machine = self.record.machine
         kill = getattr(machine, "kill", None)
         if has_qemu(machine) and kill is not None:
             kill()  # whatever the test waits for in the guest ends now
