@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if times:
         print(f"drm native context gap seen after: median {statistics.median(times):.2f} s, "
               f"max {max(times):.2f} s (n={len(times)}; host load {load_before:.1f} -> "
-              f"{os.getloadavg()[0]:.1f}; the device timeout it replaces: 30 s by default)")
+              f"{os.getloadavg()[0]:.1f}; the device timeout it stands in for: 120 s by default)")
     return 0
 
 
