@@ -29,6 +29,7 @@ class Outcome(str, enum.Enum):
     DMESG_FAIL = "dmesg-fail"    # the guest kernel hit a BUG/oops during the test
     INFRA = "infrastructure"     # the lab could not start (LabError before the test ran)
     ERROR = "error"              # the test code itself broke (unexpected exception)
+    INTERRUPTED = "interrupted"  # the run was stopped (Ctrl-C, SIGINT) before the test ended
 
 
 class Category(str, enum.Enum):
@@ -58,6 +59,7 @@ ALLURE: dict[Outcome, AllureMapping] = {
     Outcome.TIMEOUT: AllureMapping("broken", Category.PRODUCT),
     Outcome.ERROR: AllureMapping("broken", Category.TEST),
     Outcome.INFRA: AllureMapping("broken", Category.INFRASTRUCTURE),
+    Outcome.INTERRUPTED: AllureMapping("skipped", Category.NONE),  # no verdict either way
 }
 
 #: Kernel log text that means the kernel itself is broken, whatever level it was logged at.
@@ -152,6 +154,8 @@ def classify(phases: Iterable[PhaseResult], *, timed_out: bool = False,
     phases = list(phases)
     if timed_out:
         return Outcome.TIMEOUT
+    if any(isinstance(p.exception, KeyboardInterrupt) for p in phases):
+        return Outcome.INTERRUPTED
     failed = [p for p in phases if p.outcome == "failed"]
     for phase in failed:
         exc = phase.exception

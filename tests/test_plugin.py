@@ -32,6 +32,8 @@ def run(pytester: pytest.Pytester):
     (["--gpuhil-boot-timeout=soon"], "--gpuhil-boot-timeout='soon': expected a number of seconds"),
     (["--gpuhil-boot-timeout=0"], "--gpuhil-boot-timeout='0': must be > 0"),
     (["--gpuhil-guest=cray"], "--gpuhil-guest='cray': unknown configuration"),
+    (["--gpuhil-max-guests=two"], "--gpuhil-max-guests='two': expected a whole number"),
+    (["--gpuhil-max-guests=-1"], "--gpuhil-max-guests='-1': must be >= 0"),
 ])
 def test_bad_options_name_option_and_value(pytester, args, message):
     pytester.makepyfile("def test_x(): pass")

@@ -73,7 +73,7 @@ def apply(item: pytest.Item, record: TestRecord, host_gpus: str) -> None:
     if outcome not in (Outcome.PASS, Outcome.SKIP):
         result.status = mapping.status
         details = result.statusDetails or StatusDetails()
-        details.message = allure_message(outcome, details.message)
+        details.message = allure_message(outcome, details.message or record.interrupted)
         if record.timeout_kind and record.dump:
             details.trace = (record.dump + "\n\n" + (details.trace or "")).strip()
         result.statusDetails = details

@@ -44,6 +44,7 @@ class TestRecord:
     kernel_log: KernelLogVerdict | None = None
     outcome: Outcome | None = None
     item: pytest.Item | None = None
+    interrupted: str = ""  # why the test has no verdict (Ctrl-C), shown as its message
 
 
 @dataclass

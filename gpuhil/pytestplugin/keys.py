@@ -17,12 +17,15 @@ from gpuhil.gating import capexpr
 from gpuhil.gating.capabilities import Capabilities
 from gpuhil.machine import Machine
 
-__all__ = ["EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "REQUIRES_KEY", "SESSION_KEY",
+__all__ = ["EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "POOL_STATS_KEY", "REQUIRES_KEY",
+           "SESSION_KEY",
            "SNAPSHOTS_KEY", "SNAPSHOT_KEY", "TIMER_KEY", "machine_of", "use_machine"]
 
 SESSION_KEY = pytest.StashKey[Any]()
 SNAPSHOT_KEY = pytest.StashKey[Capabilities]()
 SNAPSHOTS_KEY = pytest.StashKey[dict[str, Capabilities]]()
+#: The guest pool's numbers per worker ("main" without xdist): boots, evictions, peak_live.
+POOL_STATS_KEY = pytest.StashKey[dict[str, dict[str, int]]]()
 
 MACHINE_KEY = pytest.StashKey[Machine]()
 REQUIRES_KEY = pytest.StashKey[list[capexpr.Expr]]()

@@ -22,6 +22,9 @@ capability snapshots (``config.stash[SNAPSHOTS_KEY]``, label ->
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
 from gpuhil.pytestplugin.fixtures import (  # noqa: F401 - the plugin's fixtures
@@ -31,9 +34,24 @@ from gpuhil.pytestplugin.fixtures import (  # noqa: F401 - the plugin's fixtures
 from gpuhil.pytestplugin.gating import (  # noqa: F401 - pytest_runtest_call is a hook
     expectations_of, pytest_runtest_call, requirements, warn_unmatched,
 )
-from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, REQUIRES_KEY, SESSION_KEY, SNAPSHOTS_KEY
+from gpuhil.pytestplugin.keys import (EXPECTATIONS_KEY, POOL_STATS_KEY, REQUIRES_KEY, SESSION_KEY,
+                                      SNAPSHOTS_KEY)
 from gpuhil.pytestplugin.options import parse_settings, pytest_addoption  # noqa: F401 - a hook
-from gpuhil.pytestplugin.pool import GpuhilSession, resolve_spec
+from gpuhil.pytestplugin.faults import WorkerFaults
+from gpuhil.pytestplugin.pool import GpuhilSession, configuration_of, resolve_spec
+
+
+def _runs_root(session: GpuhilSession):
+    """The run directories' root a dead worker may have left entries in (None: no lab guests)."""
+    if not session.settings.target.boots_guests:
+        return None
+    from gpuhil.errors import GpuhilError
+    from gpuhil.lab.setup import cache_dir_of
+
+    try:
+        return cache_dir_of() / "run"
+    except GpuhilError:
+        return None  # a cache that is no directory was reported when the lab was set up
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -43,8 +61,12 @@ def pytest_configure(config: pytest.Config) -> None:
                             "the test's guest fixture boots")
     config.addinivalue_line("markers", "vfio_ids(vendor, device): the PCI function the "
                             "vfio_device fixture binds (default: ivshmem-plain)")
-    config.stash[SESSION_KEY] = GpuhilSession(config, parse_settings(config))
+    session = config.stash[SESSION_KEY] = GpuhilSession(config, parse_settings(config))
     config.stash[SNAPSHOTS_KEY] = {}
+    config.stash[POOL_STATS_KEY] = {}
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        config.pluginmanager.register(WorkerFaults(config, lambda: _runs_root(session)),
+                                      "gpuhil-faults")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -62,3 +84,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             resolve_spec(marker, item.nodeid)  # validate early
         item.stash[EXPECTATIONS_KEY] = expectations_of(item.nodeid, settings.expectations)
     warn_unmatched(settings.expectations, items)
+    # one configuration's tests back to back (stable: file order within a configuration), so
+    # a bounded pool does not reboot a configuration for every other test
+    items.sort(key=lambda item: configuration_of(item, settings.default_guest))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stats = session.config.stash[SESSION_KEY].stats
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: the controller reports
+        session.config.workeroutput["gpuhil_pool"] = dataclasses.asdict(stats)
+    else:
+        session.config.stash[POOL_STATS_KEY]["main"] = dataclasses.asdict(stats)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    stats = getattr(node, "workeroutput", {}).get("gpuhil_pool")
+    if stats is not None:
+        node.config.stash[POOL_STATS_KEY][node.gateway.id] = stats
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """One line: the pool's bound, boots, evictions and peak live guests per worker."""
+    per_worker = config.stash.get(POOL_STATS_KEY, {})
+    if not any(s["boots"] for s in per_worker.values()):
+        return
+    bound = config.stash[SESSION_KEY].settings.max_guests or "one per configuration"
+    peaks = ", ".join(f"{w} {s['peak_live']}" for w, s in sorted(per_worker.items()))
+    terminalreporter.write_line(
+        f"gpuhil guest pool: bound {bound} per worker; {sum(s['boots'] for s in per_worker.values())}"
+        f" boots, {sum(s['evictions'] for s in per_worker.values())} evictions; peak live guests:"
+        f" {peaks}")

@@ -44,6 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--gpuhil-expectations", "gpuhil_expectations", "directory of per-platform "
            "expectation files (known bugs => strict xfail); default: <rootdir>/suites/expectations",
            default="")
+    option("--gpuhil-max-guests", "gpuhil_max_guests", "guests a worker keeps alive at once "
+           "(the least recently used is stopped first; also fewer when the host lacks memory; "
+           "0: one per configuration)", default="2")
     option("--gpuhil-lease-dir", "gpuhil_lease_dir", "directory of host resource leases "
            "(host-wide by default, so every user of the host shares them)",
            default=str(DEFAULT_LEASE_DIRECTORY))
@@ -64,6 +67,7 @@ class Settings:
     lease_dir: Path
     lease_timeout: float
     expectations: tuple[ExpectationFile, ...] = ()
+    max_guests: int = 2
 
 
 def _value(config: pytest.Config, ini: str) -> Any:
@@ -122,4 +126,16 @@ def parse_settings(config: pytest.Config) -> Settings:
         Path(str(_value(config, "gpuhil_lease_dir"))).expanduser(),
         _seconds(config, "gpuhil_lease_timeout", "--gpuhil-lease-timeout", allow_zero=True),
         expectations,
+        _count(config, "gpuhil_max_guests", "--gpuhil-max-guests"),
     )
+
+
+def _count(config: pytest.Config, ini: str, option: str) -> int:
+    raw = _value(config, ini)
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise pytest.UsageError(f"{option}={raw!r}: expected a whole number") from None
+    if value < 0:
+        raise pytest.UsageError(f"{option}={raw!r}: must be >= 0")
+    return value

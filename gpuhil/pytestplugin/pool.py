@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ from gpuhil.machine import LocalMachine, Machine
 from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY
 from gpuhil.pytestplugin.options import Settings
 
-__all__ = ["GpuhilSession", "GuestSlot", "resolve_spec", "spec_for"]
+__all__ = ["GpuhilSession", "GuestSlot", "PoolStats", "configuration_of", "mem_available_mib",
+           "resolve_spec", "spec_for"]
+
+#: Memory a guest needs beyond its own RAM (QEMU, virglrenderer, the TCG translation cache).
+_QEMU_OVERHEAD_MIB = 512
 
 
 def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
@@ -43,17 +48,51 @@ def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
 def spec_for(request: pytest.FixtureRequest, default: str) -> tuple[str, GuestSpec]:
     """The configuration of the requesting test: indirect parametrization of ``guest``, else
     its ``guest`` marker, else what its device fixtures need, else ``default``."""
-    callspec = getattr(request.node, "callspec", None)
+    return _spec_of(request.node, request.fixturenames, default)
+
+
+def _spec_of(node: Any, fixturenames: Any, default: str) -> tuple[str, GuestSpec]:
+    callspec = getattr(node, "callspec", None)
     if callspec is not None and "guest" in callspec.params:  # indirect parametrization
-        return resolve_spec(callspec.params["guest"], request.node.nodeid)
-    marker = request.node.get_closest_marker("guest")
+        return resolve_spec(callspec.params["guest"], node.nodeid)
+    marker = node.get_closest_marker("guest")
     if marker is not None:
-        return resolve_spec(marker, request.node.nodeid)
-    if "vfio_device" in request.fixturenames:
+        return resolve_spec(marker, node.nodeid)
+    if "vfio_device" in fixturenames:
         return resolve_spec("vfio")
-    if "raw_gpu" in request.fixturenames:
+    if "raw_gpu" in fixturenames:
         return resolve_spec("raw")
     return resolve_spec(default)
+
+
+def configuration_of(item: pytest.Item, default: str) -> str:
+    """The configuration label a collected test will boot ("" for a test that uses no guest):
+    what tests are ordered by, so one configuration's tests run back to back."""
+    names = getattr(item, "fixturenames", ())
+    uses = {"guest", "capabilities", "virtgpu", "udmabuf", "vfio_device", "raw_gpu"}
+    if not uses.intersection(names) and item.get_closest_marker("requires") is None:
+        return ""
+    return _spec_of(item, names, default)[0]
+
+
+def mem_available_mib() -> int | None:
+    """The host's MemAvailable (None where /proc/meminfo does not say)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+@dataclass
+class PoolStats:
+    """What the pool did in this worker: boots, evictions, and the most guests alive at once."""
+
+    boots: int = 0
+    evictions: int = 0
+    peak_live: int = 0
 
 
 @dataclass
@@ -67,6 +106,7 @@ class GuestSlot:
     render_node: str | None = None
     boots: int = 0
     boot_error: LabError | None = None  # a configuration that failed to boot is not retried
+    last_used: int = 0  # the pool's use counter when a test last took this guest
 
 
 class GpuhilSession:
@@ -81,6 +121,8 @@ class GpuhilSession:
         self._slots: dict[str, GuestSlot] = {}
         self._platform: Platform | None = None
         self.log_dir: Path | None = None
+        self.stats = PoolStats()
+        self._uses = 0
 
     # lab setup (built lazily: sessions that use no guest never touch the lab)
     def lab_setup(self) -> Any:
@@ -171,8 +213,11 @@ class GpuhilSession:
         if slot.boot_error is not None:
             raise slot.boot_error
         if slot.machine is None:
+            self._make_room(slot)
             try:
                 self._boot(slot)
+                self.stats.boots += 1
+                self.stats.peak_live = max(self.stats.peak_live, len(self._live()))
             except LabError as exc:
                 if slot.machine is not None:
                     slot.machine.close()
@@ -180,10 +225,40 @@ class GpuhilSession:
                 if slot.capabilities is None:
                     slot.boot_error = exc  # it never worked: later tests get the same error at once
                 raise
+        self._uses += 1
+        slot.last_used = self._uses
         return slot
 
+    def _live(self) -> list[GuestSlot]:
+        return [s for s in self._slots.values() if s.machine is not None]
+
+    def _make_room(self, booting: GuestSlot) -> None:
+        """Before a boot: stop the least recently used guests while this worker is at its bound
+        (``--gpuhil-max-guests``) or the host lacks the memory the new guest needs.  An evicted
+        configuration keeps its capability snapshot and boots again when a test needs it."""
+        need = booting.spec.memory_mib + _QEMU_OVERHEAD_MIB
+        bound = self.settings.max_guests
+        while True:
+            live = sorted(self._live(), key=lambda s: s.last_used)
+            available = mem_available_mib()
+            if not live or not ((bound and len(live) >= bound)
+                                or (available is not None and available < need)):
+                return
+            victim = live[0]
+            assert victim.machine is not None
+            victim.machine.close()
+            victim.machine = None
+            self.stats.evictions += 1
+
     def close(self) -> None:
+        """Stop every guest at once (in parallel: a worker ended by Ctrl-C has seconds, not a
+        grace period per guest, before xdist kills it)."""
+        machines = [slot.machine for slot in self._slots.values() if slot.machine is not None]
         for slot in self._slots.values():
-            if slot.machine is not None:
-                slot.machine.close()
-                slot.machine = None
+            slot.machine = None
+        threads = [threading.Thread(target=machine.close, name=f"close-{n}", daemon=True)
+                   for n, machine in enumerate(machines)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()

@@ -86,6 +86,23 @@ class ReportPlugin:
         watchdog.__exit__(None, None, None)
         return True
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+        """A Ctrl-C (SIGINT) in any phase leaves pytest without a report for the test: its
+        still-open Allure result gets the outcome "interrupted" and the phase instead of an
+        empty skip."""
+        try:
+            return (yield)
+        except KeyboardInterrupt as exc:
+            record = self._record(item)
+            when = "setup" if not record.phases else ("call" if len(record.phases) == 1
+                                                      else "teardown")
+            record.phases.append(PhaseResult(when, "interrupted", exc))
+            record.interrupted = f"the run was interrupted (Ctrl-C/SIGINT) during {when}: " \
+                                 f"the test did not finish, so it has no verdict"
+            self.pytest_runtest_logfinish(item.nodeid)
+            raise
+
     def _dump_once(self, record: TestRecord) -> None:
         if record.timeout_kind and not record.dump_attached:
             record.dump_attached = True

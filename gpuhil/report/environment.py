@@ -52,6 +52,8 @@ CATEGORIES: tuple[CategoryRule, ...] = (
     CategoryRule("Product defect: failed assertion", ("failed",),
                  rf"(?s)^(?!\[({'|'.join(o.value for o in _SPECIAL)})\]).*"),
     CategoryRule("Test defect: the test code broke", ("broken",), _prefixed(Outcome.ERROR)),
+    CategoryRule("Interrupted: the run was stopped before the test ended", ("skipped",),
+                 _prefixed(Outcome.INTERRUPTED)),
 )
 
 

@@ -1,0 +1,100 @@
+"""What the xdist controller does about workers that die: a crashed worker's test gets a result
+naming the signal (in the terminal and in Allure), and at the end of the session the run
+directories of dead workers are reaped, so a Ctrl-C or a SIGKILL leaves nothing behind even
+when a worker's own cleanup never ran (QEMU itself dies with its worker: PR_SET_PDEATHSIG)."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpuhil.outcomes import ALLURE, Outcome, allure_message
+
+__all__ = ["WorkerFaults", "exit_description"]
+
+#: How long the controller waits, after the session, for a worker to exit before reaping.
+WORKER_EXIT_WAIT = 30.0
+
+
+def exit_description(returncode: int | None) -> str:
+    """``killed by SIGKILL`` / ``exited with status 3`` / ``still running`` (a worker's end)."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def _popen(node: Any) -> subprocess.Popen | None:
+    """The worker's process (execnet's popen gateway keeps it; other gateways have none)."""
+    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    return popen if isinstance(popen, subprocess.Popen) else None
+
+
+class WorkerFaults:
+    """Controller-side hooks (registered only in an xdist controller)."""
+
+    def __init__(self, config: pytest.Config, runs_dir: Any) -> None:
+        self.config = config
+        self.runs_dir = runs_dir  # a callable giving the run directory root (None: no lab)
+        self.workers: list[subprocess.Popen] = []
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodeready(self, node: Any) -> None:
+        popen = _popen(node)
+        if popen is not None:
+            self.workers.append(popen)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        popen = _popen(getattr(report, "node", None))
+        end = "ended"
+        if popen is not None:
+            try:
+                end = exit_description(popen.wait(10))
+            except subprocess.TimeoutExpired:
+                end = "stopped answering (still running)"
+        report.longrepr = f"{report.longrepr}: the worker {end}"
+        report.user_properties.append(("gpuhil_outcome", Outcome.CRASH.value))
+        self._allure_result(crashitem, str(report.longrepr))
+
+    def _allure_result(self, nodeid: str, message: str) -> None:
+        """The crashed test's Allure result (its worker died before writing one)."""
+        results = getattr(self.config.option, "allure_report_dir", None)
+        if not results:
+            return
+        from allure_commons.logger import AllureFileLogger
+        from allure_commons.model2 import Label, Status, StatusDetails, TestResult
+        from allure_commons.utils import md5, now
+
+        mapping = ALLURE[Outcome.CRASH]
+        labels = [Label("gpuhil.outcome", Outcome.CRASH.value),
+                  Label("gpuhil.category", mapping.category.value), Label("tag", "crash")]
+        result = TestResult(uuid=str(uuid.uuid4()), name=nodeid.rsplit("::", 1)[-1],
+                            fullName=nodeid, historyId=md5(nodeid), start=now(), stop=now(),
+                            status=getattr(Status, mapping.status.upper()), labels=labels,
+                            statusDetails=StatusDetails(message=allure_message(Outcome.CRASH,
+                                                                               message)))
+        AllureFileLogger(results, clean=False).report_result(result)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """Wait for the workers to be gone, then remove the run directories they left."""
+        for popen in self.workers:
+            try:
+                popen.wait(WORKER_EXIT_WAIT)
+            except subprocess.TimeoutExpired:
+                popen.kill()
+                popen.wait()
+        root = self.runs_dir() if self.runs_dir is not None else None
+        if root is not None:
+            from gpuhil.lab.setup import sweep_stale_runs
+
+            sweep_stale_runs(Path(root))

@@ -1,0 +1,120 @@
+"""Faults under xdist with real processes: Ctrl-C (SIGINT to the whole process group, as a
+terminal sends it) while each worker holds two booted guests, and a worker SIGKILLed in the
+middle of a test; afterwards no QEMU and no run directory is left, and every test has a result."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gpuhil.lab.setup import LabSetup
+from gpuhil.pids import pid_alive
+
+pytestmark = pytest.mark.lab
+
+_INNER = '''
+import os, time, pytest
+
+@pytest.mark.parametrize("guest", ["plain"], indirect=True)
+def test_first(guest):
+    """Leaves a booted plain guest in the worker."""
+
+@pytest.mark.parametrize("guest", ["virgl"], indirect=True)
+def test_waits(guest):
+    """Holds a second guest until the run is interrupted or released."""
+    with open(os.path.join({ready!r}, str(os.getpid())), "w") as f:
+        f.write(f"{{guest.pid}}\\n")
+    deadline = time.monotonic() + 600
+    while not os.path.exists({release!r}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+'''
+
+
+def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Path]:
+    """The inner run: ``--dist each``, so each of the two workers boots both guests."""
+    ready, results, release = tmp_path / "ready", tmp_path / "allure", tmp_path / "release"
+    ready.mkdir()
+    (tmp_path / "test_inner.py").write_text(_INNER.format(ready=str(ready), release=str(release)))
+    argv = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-p",
+            "no:cacheprovider", "--rootdir", str(tmp_path), "--alluredir", str(results),
+            str(tmp_path / "test_inner.py")]
+    proc = subprocess.Popen(argv, cwd=tmp_path, start_new_session=True, text=True,
+                            stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT)
+    return proc, ready, results, release
+
+
+def _wait_ready(proc: subprocess.Popen, ready: Path, tmp_path: Path) -> list[tuple[int, int]]:
+    """(worker pid, its second guest's QEMU pid) for both workers, once both hold two guests."""
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = [(int(f.name), int(f.read_text().split()[0])) for f in ready.iterdir()
+                 if f.read_text().strip()]
+        if len(found) >= 2:
+            return found
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"the inner run's guests were not ready:\n{(tmp_path / 'out.log').read_text()[-3000:]}")
+
+
+def _left_behind(runs: Path, workers: list[tuple[int, int]]) -> list[str]:
+    """Run directories of these workers still there, and their QEMUs still running."""
+    owners = {str(worker) for worker, _ in workers}
+    left = [p.name for p in runs.iterdir() if p.name.split("-", 1)[0] in owners]
+    return left + [f"QEMU pid {qemu}" for _, qemu in workers if pid_alive(qemu)]
+
+
+def _results(results: Path, name: str) -> list[dict]:
+    """The Allure results written for test ``name``."""
+    found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    return [r for r in found if r["name"] == name]
+
+
+def test_ctrl_c_under_xdist_leaves_no_guest_and_marks_tests_interrupted(lab_setup: LabSetup,
+                                                                         tmp_path: Path):
+    """Ctrl-C with two booted guests per worker leaves no QEMU and no run directory, and the
+    interrupted tests say so in Allure instead of showing as empty skips."""
+    proc, ready, results, _ = _start(tmp_path)
+    workers = _wait_ready(proc, ready, tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the run did not end within 120 s of Ctrl-C")
+    output = (tmp_path / "out.log").read_text()
+    assert proc.returncode != 0, output
+    assert _left_behind(lab_setup.runs(), workers) == [], output[-3000:]
+    interrupted = _results(results, "test_waits[virgl]")
+    assert len(interrupted) == 2, interrupted
+    for result in interrupted:
+        assert result["statusDetails"]["message"].startswith("[interrupted]"), result
+
+
+def test_sigkilled_worker_gives_its_test_a_crash_result_and_is_reaped(lab_setup: LabSetup,
+                                                                     tmp_path: Path):
+    """A worker killed outright (SIGKILL) gets a crash result naming the signal for the test it
+    was running, and the controller removes the run directories it could not remove itself."""
+    proc, ready, results, release = _start(tmp_path)
+    victim, survivor = _wait_ready(proc, ready, tmp_path)
+    os.kill(victim[0], signal.SIGKILL)
+    time.sleep(2)
+    release.write_text("")
+    try:
+        proc.wait(300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the run did not end within 300 s of the worker's SIGKILL")
+    output = (tmp_path / "out.log").read_text()
+    assert proc.returncode == 1, output[-3000:]
+    assert "crashed while running" in output and "killed by SIGKILL" in output, output[-3000:]
+    assert _left_behind(lab_setup.runs(), [victim, survivor]) == [], output[-3000:]
+    statuses = sorted((r["status"], r.get("statusDetails", {}).get("message", ""))
+                      for r in _results(results, "test_waits[virgl]"))
+    assert [s for s, _ in statuses] == ["failed", "passed"], statuses
+    assert statuses[0][1].startswith("[crash]") and "killed by SIGKILL" in statuses[0][1]
