@@ -16,6 +16,7 @@ import pytest
 from gpuhil.lab.setup import LabSetup
 from gpuhil.pids import pid_alive
 
+pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.lab
 
 _INNER = '''
@@ -69,6 +70,16 @@ def _left_behind(runs: Path, workers: list[tuple[int, int]]) -> list[str]:
     return left + [f"QEMU pid {qemu}" for _, qemu in workers if pid_alive(qemu)]
 
 
+def _ended(proc: subprocess.Popen, seconds: float, what: str) -> str:
+    """The inner run's output once it ended (it is killed, and the test fails, if it does not)."""
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"the run did not end within {seconds:g} s of {what}")
+    return (Path(proc.args[proc.args.index("--rootdir") + 1]) / "out.log").read_text()
+
+
 def _results(results: Path, name: str) -> list[dict]:
     """The Allure results written for test ``name``."""
     found = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
@@ -82,12 +93,7 @@ def test_ctrl_c_under_xdist_leaves_no_guest_and_marks_tests_interrupted(lab_setu
     proc, ready, results, _ = _start(tmp_path)
     workers = _wait_ready(proc, ready, tmp_path)
     os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(120)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the run did not end within 120 s of Ctrl-C")
-    output = (tmp_path / "out.log").read_text()
+    output = _ended(proc, 120, "Ctrl-C")
     assert proc.returncode != 0, output
     assert _left_behind(lab_setup.runs(), workers) == [], output[-3000:]
     interrupted = _results(results, "test_waits[virgl]")
@@ -105,12 +111,7 @@ def test_sigkilled_worker_gives_its_test_a_crash_result_and_is_reaped(lab_setup:
     os.kill(victim[0], signal.SIGKILL)
     time.sleep(2)
     release.write_text("")
-    try:
-        proc.wait(300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the run did not end within 300 s of the worker's SIGKILL")
-    output = (tmp_path / "out.log").read_text()
+    output = _ended(proc, 300, "the worker's SIGKILL")
     assert proc.returncode == 1, output[-3000:]
     assert "crashed while running" in output and "killed by SIGKILL" in output, output[-3000:]
     assert _left_behind(lab_setup.runs(), [victim, survivor]) == [], output[-3000:]
@@ -118,3 +119,37 @@ def test_sigkilled_worker_gives_its_test_a_crash_result_and_is_reaped(lab_setup:
                       for r in _results(results, "test_waits[virgl]"))
     assert [s for s, _ in statuses] == ["failed", "passed"], statuses
     assert statuses[0][1].startswith("[crash]") and "killed by SIGKILL" in statuses[0][1]
+
+
+def test_qemu_that_dies_between_tests_is_reported_in_the_summary(lab_setup: LabSetup,
+                                                                   pytester: pytest.Pytester):
+    """A guest whose QEMU dies while no test uses it (killed here after its test ended) is a
+    session-level record naming the configuration and QEMU's end, and the next test gets a
+    fresh guest."""
+    pytester.makepyfile(test_inner="""
+        import os, signal, time
+        import pytest
+
+        @pytest.fixture
+        def killed_afterwards(guest):
+            yield guest
+            os.kill(guest.pid, signal.SIGKILL)
+            while os.path.exists(f"/proc/{guest.pid}") and "Z" not in open(
+                    f"/proc/{guest.pid}/stat").read().split()[2]:
+                time.sleep(0.05)
+
+        @pytest.mark.guest("plain")
+        def test_first(killed_afterwards):
+            assert killed_afterwards.run(["true"]).returncode == 0
+
+        @pytest.mark.guest("plain")
+        def test_next_gets_a_fresh_guest(guest):
+            assert guest.run(["true"]).returncode == 0
+    """)
+    result = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.lab", "-p",
+                                           "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    result.stdout.re_match_lines([r"gpuhil: main: \[plain\] QEMU killed by SIGKILL while idle "
+                                  r"between tests.*",
+                                  r"gpuhil guest pool: bound 2 per worker; 2 boots, 0 evictions; "
+                                  r"peak live guests: main 1"])

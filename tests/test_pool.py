@@ -1,13 +1,12 @@
 """The guest pool's bookkeeping without guests: which configuration a collected test boots (the
-order tests run in), least-recently-used eviction at the bound and under memory pressure, and
-how a dead worker's end is described.  Booting and reaping real guests: test_plugin_faults.py."""
+order tests run in), least-recently-used eviction at the bound and under memory pressure.  Booting and reaping real guests:
+test_plugin_faults.py."""
 from __future__ import annotations
 
 import pytest
 
 from gpuhil.lab.configurations import CONFIGURATIONS
 from gpuhil.pytestplugin import pool
-from gpuhil.pytestplugin.faults import exit_description
 
 pytest_plugins = ["pytester"]
 
@@ -81,8 +80,23 @@ def test_collection_orders_tests_by_configuration(pytester):
                      "test_virgl_2", "test_param[virgl]"]
 
 
-def test_worker_end_names_the_signal():
-    assert exit_description(-9) == "killed by SIGKILL"
-    assert exit_description(-11) == "killed by SIGSEGV"
-    assert exit_description(3) == "exited with status 3"
-    assert exit_description(None) == "still running"
+class _DeadGuest(_Machine):
+    """A guest whose QEMU aborted after its last test (what the pool reads of a dead Guest)."""
+
+    alive, returncode = False, -6
+
+    def qemu_status(self) -> str:
+        return "killed by SIGABRT"
+
+    def qemu_stderr(self) -> str:
+        return "virgl ready\nqemu: epoxy_get_proc_address: Assertion failed\n"
+
+
+def test_qemu_that_died_idle_is_recorded_with_what_it_said(monkeypatch):
+    session, closed = _session(2), []
+    _live(session, closed, "drm")
+    session._slots["drm"].machine = _DeadGuest("drm", closed)
+    session.note_idle_deaths()
+    assert session.stats.idle_deaths == [
+        "[drm] QEMU killed by SIGABRT while idle between tests; its stderr ends: virgl ready | "
+        "qemu: epoxy_get_proc_address: Assertion failed"]

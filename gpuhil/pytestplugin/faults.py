@@ -4,7 +4,6 @@ directories of dead workers are reaped, so a Ctrl-C or a SIGKILL leaves nothing 
 when a worker's own cleanup never ran (QEMU itself dies with its worker: PR_SET_PDEATHSIG)."""
 from __future__ import annotations
 
-import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -12,24 +11,13 @@ from typing import Any
 
 import pytest
 
+from gpuhil.lab.errors import describe_status
 from gpuhil.outcomes import ALLURE, Outcome, allure_message
 
-__all__ = ["WorkerFaults", "exit_description"]
+__all__ = ["WorkerFaults"]
 
 #: How long the controller waits, after the session, for a worker to exit before reaping.
 WORKER_EXIT_WAIT = 30.0
-
-
-def exit_description(returncode: int | None) -> str:
-    """``killed by SIGKILL`` / ``exited with status 3`` / ``still running`` (a worker's end)."""
-    if returncode is None:
-        return "still running"
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
 
 
 def _popen(node: Any) -> subprocess.Popen | None:
@@ -58,7 +46,7 @@ class WorkerFaults:
         end = "ended"
         if popen is not None:
             try:
-                end = exit_description(popen.wait(10))
+                end = describe_status(popen.wait(10))
             except subprocess.TimeoutExpired:
                 end = "stopped answering (still running)"
         report.longrepr = f"{report.longrepr}: the worker {end}"

@@ -90,7 +90,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    stats = session.config.stash[SESSION_KEY].stats
+    pool_session = session.config.stash[SESSION_KEY]
+    pool_session.note_idle_deaths()  # QEMUs that died after their last test
+    stats = pool_session.stats
     if hasattr(session.config, "workeroutput"):  # an xdist worker: the controller reports
         session.config.workeroutput["gpuhil_pool"] = dataclasses.asdict(stats)
     else:
@@ -107,6 +109,9 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """One line: the pool's bound, boots, evictions and peak live guests per worker."""
     per_worker = config.stash.get(POOL_STATS_KEY, {})
+    for worker, stats in sorted(per_worker.items()):
+        for death in stats["idle_deaths"]:
+            terminalreporter.write_line(f"gpuhil: {worker}: {death}", red=True, bold=True)
     if not any(s["boots"] for s in per_worker.values()):
         return
     bound = config.stash[SESSION_KEY].settings.max_guests or "one per configuration"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,7 @@ class PoolStats:
     boots: int = 0
     evictions: int = 0
     peak_live: int = 0
+    idle_deaths: list[str] = field(default_factory=list)  # QEMUs that died between tests
 
 
 @dataclass
@@ -208,6 +209,7 @@ class GpuhilSession:
                 self._record(Capabilities("local", probe_machine(node, gpu=node is not None)), slot)
             return slot
         if slot.machine is not None and not self._healthy(slot):
+            self._note_idle_death(slot)
             slot.machine.close()
             slot.machine = None
         if slot.boot_error is not None:
@@ -228,6 +230,23 @@ class GpuhilSession:
         self._uses += 1
         slot.last_used = self._uses
         return slot
+
+    def _note_idle_death(self, slot: GuestSlot) -> None:
+        """A guest's QEMU that exited while no test used it: a session-level record with what
+        QEMU last said (an abort message), not only a file in its log directory."""
+        machine = slot.machine
+        if getattr(machine, "returncode", None) is None:
+            return
+        said = [line for line in machine.qemu_stderr().splitlines() if line.strip()][-3:]
+        self.stats.idle_deaths.append(
+            f"[{slot.label}] QEMU {machine.qemu_status()} while idle between tests"
+            + (f"; its stderr ends: {' | '.join(said)}" if said else "")
+            + (f" (logs: {machine.console_log.parent})" if hasattr(machine, "console_log") else ""))
+
+    def note_idle_deaths(self) -> None:
+        """Record the live guests whose QEMU died after their last test."""
+        for slot in self._live():
+            self._note_idle_death(slot)
 
     def _live(self) -> list[GuestSlot]:
         return [s for s in self._slots.values() if s.machine is not None]
