@@ -80,6 +80,26 @@ def test_collection_orders_tests_by_configuration(pytester):
                      "test_virgl_2", "test_param[virgl]"]
 
 
+def test_modules_stay_together_and_follow_one_another_by_configuration(pytester):
+    pytester.makepyfile(test_b_virgl="""
+        import pytest
+        @pytest.mark.guest("virgl")
+        def test_v(guest): pass
+        def test_plain_python(): pass
+    """, test_a_venus="""
+        def test_default(guest): pass
+    """, test_c_plain="""
+        import pytest
+        @pytest.mark.guest("plain")
+        def test_p(guest): pass
+    """)
+    result = pytester.runpytest_inprocess("-p", "gpuhil.pytestplugin.lab", "--co", "-q",
+                                          "-p", "no:randomly")
+    names = [line for line in result.outlines if "::" in line]
+    assert names == ["test_c_plain.py::test_p", "test_a_venus.py::test_default",
+                     "test_b_virgl.py::test_plain_python", "test_b_virgl.py::test_v"]
+
+
 class _DeadGuest(_Machine):
     """A guest whose QEMU aborted after its last test (what the pool reads of a dead Guest)."""
 

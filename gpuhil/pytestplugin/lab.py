@@ -38,7 +38,7 @@ from gpuhil.pytestplugin.keys import (EXPECTATIONS_KEY, POOL_STATS_KEY, REQUIRES
                                       SNAPSHOTS_KEY)
 from gpuhil.pytestplugin.options import parse_settings, pytest_addoption  # noqa: F401 - a hook
 from gpuhil.pytestplugin.faults import WorkerFaults
-from gpuhil.pytestplugin.pool import GpuhilSession, configuration_of, resolve_spec
+from gpuhil.pytestplugin.pool import GpuhilSession, grouped_by_configuration, resolve_spec
 
 
 def _runs_root(session: GpuhilSession):
@@ -84,9 +84,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             resolve_spec(marker, item.nodeid)  # validate early
         item.stash[EXPECTATIONS_KEY] = expectations_of(item.nodeid, settings.expectations)
     warn_unmatched(settings.expectations, items)
-    # one configuration's tests back to back (stable: file order within a configuration), so
-    # a bounded pool does not reboot a configuration for every other test
-    items.sort(key=lambda item: configuration_of(item, settings.default_guest))
+    items[:] = grouped_by_configuration(items, settings.default_guest)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -24,7 +24,8 @@ from gpuhil.machine import LocalMachine, Machine
 from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY
 from gpuhil.pytestplugin.options import Settings
 
-__all__ = ["GpuhilSession", "GuestSlot", "PoolStats", "configuration_of", "mem_available_mib",
+__all__ = ["GpuhilSession", "GuestSlot", "PoolStats", "configuration_of", "grouped_by_configuration",
+           "mem_available_mib",
            "resolve_spec", "spec_for"]
 
 #: Memory a guest needs beyond its own RAM (QEMU, virglrenderer, the TCG translation cache).
@@ -73,6 +74,19 @@ def configuration_of(item: pytest.Item, default: str) -> str:
     if not uses.intersection(names) and item.get_closest_marker("requires") is None:
         return ""
     return _spec_of(item, names, default)[0]
+
+
+def grouped_by_configuration(items: list[pytest.Item], default: str) -> list[pytest.Item]:
+    """The run order for a bounded pool: a module's tests stay together (its module fixtures
+    are set up once) and within it tests of one configuration run back to back (file order
+    otherwise kept); modules follow one another by the configuration of their first guest
+    test, so modules of one configuration are adjacent."""
+    modules: dict[Any, list[tuple[str, pytest.Item]]] = {}
+    for item in items:
+        modules.setdefault(item.path, []).append((configuration_of(item, default), item))
+    order = sorted(modules.values(), key=lambda tests: min(
+        (label for label, _ in tests if label), default=""))
+    return [item for tests in order for _, item in sorted(tests, key=lambda t: t[0])]
 
 
 def mem_available_mib() -> int | None:
