@@ -153,3 +153,23 @@ def test_qemu_that_dies_between_tests_is_reported_in_the_summary(lab_setup: LabS
                                   r"between tests.*",
                                   r"gpuhil guest pool: bound 2 per worker; 2 boots, 0 evictions; "
                                   r"peak live guests: main 1"])
+
+
+def test_guest_logs_are_kept_beside_the_allure_results(lab_setup: LabSetup,
+                                                       pytester: pytest.Pytester):
+    """Console and QEMU logs of a run live in gpuhil-logs beside --alluredir, not only under
+    pytest's basetemp that later sessions prune."""
+    pytester.makepyfile(test_inner="""
+        import pytest
+
+        @pytest.mark.guest("plain")
+        def test_boots(guest):
+            assert guest.run(["true"]).returncode == 0
+    """)
+    results = pytester.path / "reports" / "allure-results"
+    result = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.lab", "-p",
+                                           "no:cacheprovider", "--alluredir", str(results))
+    result.assert_outcomes(passed=1)
+    consoles = list((pytester.path / "reports" / "gpuhil-logs").glob("run-*/main-plain-1/console.log"))
+    assert len(consoles) == 1, sorted(str(p) for p in (pytester.path / "reports").rglob("*"))
+    assert (consoles[0].parent / "qemu.log").is_file()  # QEMU's stderr, beside the console

@@ -5,6 +5,7 @@ records it as the test's machine (:data:`~gpuhil.pytestplugin.keys.MACHINE_KEY`)
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -46,7 +47,13 @@ class Lab:
 def lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Lab:
     """The target (virtual lab, lab config file, or local machine) and this worker's guests."""
     session = pytestconfig.stash[SESSION_KEY]
-    session.log_dir = tmp_path_factory.mktemp("gpuhil-guests")
+    root = session.settings.log_dir
+    if root is None:
+        session.log_dir = tmp_path_factory.mktemp("gpuhil-guests")
+    else:  # kept with the run's results: basetemp is pruned by later sessions
+        run = getattr(pytestconfig, "workerinput", {}).get("testrunuid") or uuid.uuid4().hex
+        session.log_dir = root / f"run-{run[:12]}"  # xdist's run id: one for all workers
+        session.log_dir.mkdir(parents=True, exist_ok=True)
     return Lab(session.settings.target, session)
 
 

@@ -47,6 +47,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--gpuhil-max-guests", "gpuhil_max_guests", "guests a worker keeps alive at once "
            "(the least recently used is stopped first; also fewer when the host lacks memory; "
            "0: one per configuration)", default="2")
+    option("--gpuhil-log-dir", "gpuhil_log_dir", "where guests' console and QEMU logs are kept, "
+           "one directory per run (default: gpuhil-logs beside --alluredir; without it, "
+           "pytest's basetemp)", default="")
     option("--gpuhil-lease-dir", "gpuhil_lease_dir", "directory of host resource leases "
            "(host-wide by default, so every user of the host shares them)",
            default=str(DEFAULT_LEASE_DIRECTORY))
@@ -68,6 +71,7 @@ class Settings:
     lease_timeout: float
     expectations: tuple[ExpectationFile, ...] = ()
     max_guests: int = 2
+    log_dir: Path | None = None  # None: beside the Allure results, else pytest's basetemp
 
 
 def _value(config: pytest.Config, ini: str) -> Any:
@@ -127,7 +131,20 @@ def parse_settings(config: pytest.Config) -> Settings:
         _seconds(config, "gpuhil_lease_timeout", "--gpuhil-lease-timeout", allow_zero=True),
         expectations,
         _count(config, "gpuhil_max_guests", "--gpuhil-max-guests"),
+        _log_dir(config),
     )
+
+
+def _log_dir(config: pytest.Config) -> Path | None:
+    """--gpuhil-log-dir, else ``gpuhil-logs`` beside the Allure results directory, else None."""
+    where = str(_value(config, "gpuhil_log_dir") or "")
+    if where:
+        path = Path(where).expanduser()
+        if path.exists() and not path.is_dir():
+            raise pytest.UsageError(f"--gpuhil-log-dir={where!r}: not a directory")
+        return path
+    results = getattr(config.option, "allure_report_dir", None)
+    return Path(results).expanduser().resolve().parent / "gpuhil-logs" if results else None
 
 
 def _count(config: pytest.Config, ini: str, option: str) -> int:
