@@ -349,13 +349,18 @@ def fd_and_memory_balance(cycles: int = 30) -> dict[str, int]:
                     return int(line.split()[1])
         return -1
 
+    # Shmem is guest-wide: an earlier test's buffers may still be freed meanwhile, so the pages
+    # written through the udmabuf are counted in the memfd itself (its blocks), and their return
+    # is measured across the close alone.
     fds_before, shmem_before = len(os.listdir("/proc/self/fd")), shmem_kib()
     with Udmabuf() as dev:
         with _sealed("held", 8 * MIB) as held, dev.create(held) as buf:
             with buf.mmap() as m:
                 for i in range(0, 8 * MIB, PAGE):
-                    m.write8(i, 1)  # populate every page so that Shmem counts them
+                    m.write8(i, 1)  # populate every page through the udmabuf mapping
+            held_file_kib = os.fstat(held.fd).st_blocks // 2
             shmem_held = shmem_kib()
+        shmem_released = shmem_kib()
         for _ in range(cycles):
             with _sealed("cycle", MIB) as memfd:
                 with dev.create(memfd) as buf, buf.mmap() as m, \
@@ -365,5 +370,6 @@ def fd_and_memory_balance(cycles: int = 30) -> dict[str, int]:
                     with listed.export_sync_file():
                         pass
     return {"fds_before": fds_before, "fds_after": len(os.listdir("/proc/self/fd")),
-            "shmem_before_kib": shmem_before, "shmem_held_kib": shmem_held,
+            "held_file_kib": held_file_kib, "shmem_before_kib": shmem_before,
+            "shmem_held_kib": shmem_held, "shmem_released_kib": shmem_released,
             "shmem_after_kib": shmem_kib()}
