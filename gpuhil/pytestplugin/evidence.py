@@ -106,6 +106,9 @@ def finish(record: TestRecord, check_kernel_log: bool = True) -> KernelLogProble
                 r for r in records if not any(p.search(r.text) for p in patterns))
             if not record.kernel_log.clean:
                 problem = KernelLogProblem(record.kernel_log)
+            if record.kernel_log.tolerated:
+                attach("kernel warnings of a starved guest CPU (no verdict)",
+                       "\n".join(record.kernel_log.tolerated))
     if hasattr(machine, "console_slice"):
         attach("guest console (test slice)", console_slice(machine, record.console_offset))
     if has_qemu(machine):
