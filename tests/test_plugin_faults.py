@@ -121,11 +121,11 @@ def test_sigkilled_worker_gives_its_test_a_crash_result_and_is_reaped(lab_setup:
     assert statuses[0][1].startswith("[crash]") and "killed by SIGKILL" in statuses[0][1]
 
 
-def test_qemu_that_dies_between_tests_is_reported_in_the_summary(lab_setup: LabSetup,
-                                                                   pytester: pytest.Pytester):
+def test_qemu_that_dies_between_tests_is_reported(lab_setup: LabSetup,
+                                                    pytester: pytest.Pytester):
     """A guest whose QEMU dies while no test uses it (killed here after its test ended) is a
-    session-level record naming the configuration and QEMU's end, and the next test gets a
-    fresh guest."""
+    session-level record naming the configuration and QEMU's end (terminal and an Allure
+    result), and the next test gets a fresh guest."""
     pytester.makepyfile(test_inner="""
         import os, signal, time
         import pytest
@@ -146,9 +146,15 @@ def test_qemu_that_dies_between_tests_is_reported_in_the_summary(lab_setup: LabS
         def test_next_gets_a_fresh_guest(guest):
             assert guest.run(["true"]).returncode == 0
     """)
+    results = pytester.path / "allure-results"
     result = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.lab", "-p",
-                                           "no:cacheprovider", "-p", "no:randomly")
+                                           "no:cacheprovider", "-p", "no:randomly",
+                                           "--alluredir", str(results))
     result.assert_outcomes(passed=2)
+    deaths = [r for r in (json.loads(p.read_text()) for p in results.glob("*-result.json"))
+              if r["fullName"].startswith("gpuhil guest pool::main::idle-death")]
+    assert len(deaths) == 1 and deaths[0]["status"] == "failed", deaths
+    assert deaths[0]["statusDetails"]["message"].startswith("[crash] [plain] QEMU killed by SIGKILL")
     result.stdout.re_match_lines([r"gpuhil: main: \[plain\] QEMU killed by SIGKILL while idle "
                                   r"between tests.*",
                                   r"gpuhil guest pool: bound 2 per worker; 2 boots, 0 evictions; "

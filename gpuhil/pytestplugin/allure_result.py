@@ -1,8 +1,10 @@
 """Editing the test's still-open Allure result: the gpuhil outcome (status, message, the timeout
 dump) and the labels (epic/feature/story from the suite layout, severity, outcome, category,
-host GPU, guest configuration)."""
+host GPU, guest configuration); and writing a result of its own for what has no open one (a
+crashed worker's test, a QEMU that died between tests)."""
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from gpuhil.machine import Machine
 from gpuhil.outcomes import ALLURE, Outcome, allure_message, classify
 from gpuhil.pytestplugin.evidence import TestRecord
 
-__all__ = ["SEVERITIES", "allure_result", "apply", "guest_config", "suite_labels"]
+__all__ = ["SEVERITIES", "allure_result", "apply", "guest_config", "suite_labels", "write_result"]
 
 SEVERITIES = ("blocker", "critical", "normal", "minor", "trivial")
 
@@ -91,3 +93,23 @@ def apply(item: pytest.Item, record: TestRecord, host_gpus: str) -> None:
         if name not in names or name.startswith("gpuhil."):
             result.labels.append(Label(name=name, value=value))
     result.labels.append(Label(name="tag", value=outcome.value))
+
+
+def write_result(config: pytest.Config, nodeid: str, outcome: Outcome, message: str,
+                 name: str = "") -> None:
+    """A finished Allure result of its own for ``nodeid`` (nothing without ``--alluredir``)."""
+    results = getattr(config.option, "allure_report_dir", None)
+    if not results:
+        return
+    from allure_commons.logger import AllureFileLogger
+    from allure_commons.model2 import Label, Status, StatusDetails, TestResult
+    from allure_commons.utils import md5, now
+
+    mapping = ALLURE[outcome]
+    labels = [Label("gpuhil.outcome", outcome.value),
+              Label("gpuhil.category", mapping.category.value), Label("tag", outcome.value)]
+    result = TestResult(uuid=str(uuid.uuid4()), name=name or nodeid.rsplit("::", 1)[-1],
+                        fullName=nodeid, historyId=md5(nodeid), start=now(), stop=now(),
+                        status=getattr(Status, mapping.status.upper()), labels=labels,
+                        statusDetails=StatusDetails(message=allure_message(outcome, message)))
+    AllureFileLogger(results, clean=False).report_result(result)

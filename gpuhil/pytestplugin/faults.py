@@ -5,14 +5,14 @@ when a worker's own cleanup never ran (QEMU itself dies with its worker: PR_SET_
 from __future__ import annotations
 
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gpuhil.lab.errors import describe_status
-from gpuhil.outcomes import ALLURE, Outcome, allure_message
+from gpuhil.outcomes import Outcome
+from gpuhil.pytestplugin.allure_result import write_result
 
 __all__ = ["WorkerFaults"]
 
@@ -51,26 +51,7 @@ class WorkerFaults:
                 end = "stopped answering (still running)"
         report.longrepr = f"{report.longrepr}: the worker {end}"
         report.user_properties.append(("gpuhil_outcome", Outcome.CRASH.value))
-        self._allure_result(crashitem, str(report.longrepr))
-
-    def _allure_result(self, nodeid: str, message: str) -> None:
-        """The crashed test's Allure result (its worker died before writing one)."""
-        results = getattr(self.config.option, "allure_report_dir", None)
-        if not results:
-            return
-        from allure_commons.logger import AllureFileLogger
-        from allure_commons.model2 import Label, Status, StatusDetails, TestResult
-        from allure_commons.utils import md5, now
-
-        mapping = ALLURE[Outcome.CRASH]
-        labels = [Label("gpuhil.outcome", Outcome.CRASH.value),
-                  Label("gpuhil.category", mapping.category.value), Label("tag", "crash")]
-        result = TestResult(uuid=str(uuid.uuid4()), name=nodeid.rsplit("::", 1)[-1],
-                            fullName=nodeid, historyId=md5(nodeid), start=now(), stop=now(),
-                            status=getattr(Status, mapping.status.upper()), labels=labels,
-                            statusDetails=StatusDetails(message=allure_message(Outcome.CRASH,
-                                                                               message)))
-        AllureFileLogger(results, clean=False).report_result(result)
+        write_result(self.config, crashitem, Outcome.CRASH, str(report.longrepr))
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from gpuhil.outcomes import Outcome
 from gpuhil.pytestplugin.fixtures import (  # noqa: F401 - the plugin's fixtures
     _gpuhil_expectations, _gpuhil_requires, capabilities, guest, host_gpu, lab, raw_gpu, udmabuf,
     vfio_device, virtgpu,
@@ -37,6 +38,7 @@ from gpuhil.pytestplugin.gating import (  # noqa: F401 - pytest_runtest_call is 
 from gpuhil.pytestplugin.keys import (EXPECTATIONS_KEY, POOL_STATS_KEY, REQUIRES_KEY, SESSION_KEY,
                                       SNAPSHOTS_KEY)
 from gpuhil.pytestplugin.options import parse_settings, pytest_addoption  # noqa: F401 - a hook
+from gpuhil.pytestplugin.allure_result import write_result
 from gpuhil.pytestplugin.faults import WorkerFaults
 from gpuhil.pytestplugin.pool import GpuhilSession, grouped_by_configuration, resolve_spec
 
@@ -91,6 +93,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     pool_session = session.config.stash[SESSION_KEY]
     pool_session.note_idle_deaths()  # QEMUs that died after their last test
     stats = pool_session.stats
+    worker = getattr(session.config, "workerinput", {}).get("workerid", "main")
+    for n, death in enumerate(stats.idle_deaths):  # a result QA sees in the report too
+        write_result(session.config, f"gpuhil guest pool::{worker}::idle-death-{n}", Outcome.CRASH,
+                     death, name=f"guest pool ({worker}): QEMU died while idle between tests")
     if hasattr(session.config, "workeroutput"):  # an xdist worker: the controller reports
         session.config.workeroutput["gpuhil_pool"] = dataclasses.asdict(stats)
     else:
