@@ -1,6 +1,7 @@
 """Faults under xdist with real processes: Ctrl-C (SIGINT to the whole process group, as a
-terminal sends it) while each worker holds two booted guests, and a worker SIGKILLed in the
-middle of a test; afterwards no QEMU and no run directory is left, and every test has a result."""
+terminal sends it) while each worker holds two booted guests or is still booting its first, and
+a worker SIGKILLed in the middle of a test; afterwards no QEMU and no run directory is left,
+and every test has a result."""
 from __future__ import annotations
 
 import json
@@ -100,6 +101,46 @@ def test_ctrl_c_under_xdist_leaves_no_guest_and_marks_tests_interrupted(lab_setu
     assert len(interrupted) == 2, interrupted
     for result in interrupted:
         assert result["statusDetails"]["message"].startswith("[interrupted]"), result
+
+
+def _parent_and_name(pid: str) -> tuple[int, str]:
+    """(parent pid, command name) of a process, from /proc/PID/stat ((0, "") once it is gone)."""
+    try:
+        head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+    except OSError:
+        return 0, ""
+    return int(tail.split()[1]), head.split("(", 1)[1]
+
+
+def _booting(proc: subprocess.Popen, runs: Path, tmp_path: Path) -> list[tuple[int, int]]:
+    """(worker pid, QEMU pid) of both workers' first guests while they boot: a worker (a child
+    of ``proc``) with a run directory and a QEMU child."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = {int(r.name.split("-", 1)[0]) for r in (runs.iterdir() if runs.is_dir() else [])
+                   if _parent_and_name(r.name.split("-", 1)[0])[0] == proc.pid}
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            parent, name = _parent_and_name(stat.parent.name)
+            if parent in workers and name.startswith("qemu"):
+                found.append((parent, int(stat.parent.name)))
+        if len(found) >= 2:
+            return found
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"the inner run's guests did not start booting:\n"
+                f"{(tmp_path / 'out.log').read_text()[-3000:]}")
+
+
+def test_ctrl_c_during_boot_under_xdist_leaves_no_guest(lab_setup: LabSetup, tmp_path: Path):
+    """Ctrl-C while both workers' QEMUs are still booting leaves no QEMU and no run directory
+    (a run dir was seen left behind after a Ctrl-C during boot)."""
+    proc, _, _, _ = _start(tmp_path)
+    workers = _booting(proc, lab_setup.runs(), tmp_path)
+    os.killpg(proc.pid, signal.SIGINT)
+    output = _ended(proc, 120, "Ctrl-C")
+    assert proc.returncode != 0, output
+    assert _left_behind(lab_setup.runs(), workers) == [], output[-3000:]
 
 
 def test_sigkilled_worker_gives_its_test_a_crash_result_and_is_reaped(lab_setup: LabSetup,
