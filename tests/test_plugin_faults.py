@@ -64,11 +64,24 @@ def _wait_ready(proc: subprocess.Popen, ready: Path, tmp_path: Path) -> list[tup
     pytest.fail(f"the inner run's guests were not ready:\n{(tmp_path / 'out.log').read_text()[-3000:]}")
 
 
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a zombie holds nothing any more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return pid_alive(pid)
+
+
 def _left_behind(runs: Path, workers: list[tuple[int, int]]) -> list[str]:
-    """Run directories of these workers still there, and their QEMUs still running."""
+    """Run directories of these workers still there, and their QEMUs still running.  A QEMU gets
+    SIGKILL when its worker dies, and may take a while to exit on a loaded host: it is waited
+    for (a safety net, not a verdict on time)."""
+    deadline = time.monotonic() + 120
+    while any(_running(q) for _, q in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
     owners = {str(worker) for worker, _ in workers}
     left = [p.name for p in runs.iterdir() if p.name.split("-", 1)[0] in owners]
-    return left + [f"QEMU pid {qemu}" for _, qemu in workers if pid_alive(qemu)]
+    return left + [f"QEMU pid {qemu}" for _, qemu in workers if _running(qemu)]
 
 
 def _ended(proc: subprocess.Popen, seconds: float, what: str) -> str:
