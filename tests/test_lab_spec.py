@@ -71,6 +71,20 @@ def test_qmp_monitor_follows_what_the_qemu_has():
     assert not any("monitor-qmp" in a for a in old)
 
 
+def test_qtest_machine_follows_the_qemu_s_qmp_kind_and_data_dir():
+    """The qtest tier's QEMU line uses the same QMP choice and ``-L`` as a guest's (a QEMU 10.0
+    has no ``-object monitor-qmp``; a relocated QEMU needs its data directory)."""
+    from gpuhil.lab.qtest_machine import qtest_argv
+
+    old = dataclasses.replace(WHERE, qmp_object=False, data_dir="/opt/qemu/share/qemu")
+    argv = qtest_argv(old, FDS, gpu=None, ram_mib=64, display=Display())
+    assert values(argv, "-mon") == ["chardev=qmp,mode=control"]
+    assert not any("monitor-qmp" in a for a in argv)
+    assert values(argv, "-L") == ["/opt/qemu/share/qemu"]
+    new = qtest_argv(WHERE, FDS, gpu=None, ram_mib=64, display=Display())
+    assert "monitor-qmp,id=qmpmon,chardev=qmp" in values(new, "-object") and "-L" not in new
+
+
 def test_venus_gpu_uses_egl_headless_on_the_render_node():
     argv = argv_of(GuestSpec(gpu=VENUS_GPU, display=Display("/dev/dri/renderD129")))
     assert "virtio-gpu-gl-pci,blob=on,hostmem=256M,venus=on" in values(argv, "-device")

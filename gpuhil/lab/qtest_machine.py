@@ -34,7 +34,8 @@ from gpuhil._mapping import Mapping
 from gpuhil.lab.errors import QemuLaunchError, describe_status
 from gpuhil.lab.qemu import QemuProcess
 from gpuhil.lab.setup import LabSetup, next_run_id, sweep_stale_runs
-from gpuhil.lab.spec import VENUS_GPU, Channels, Display, GpuSpec, Placement
+from gpuhil.lab.spec import (VENUS_GPU, Channels, Display, GpuSpec, Placement, data_dir_args,
+                             qmp_args)
 from gpuhil.machine import LocalMachine
 from gpuhil.qtest.client import QtestClient
 from gpuhil.qtest.ram import GuestRam
@@ -53,9 +54,7 @@ def qtest_argv(where: Placement, channels: Channels, *, gpu: GpuSpec | None, ram
         "-machine", "q35,accel=qtest,memory-backend=mem",
         "-qtest", f"unix:{run}/{_SOCKET}", "-qtest-log", "/dev/null",
         "-object", f"memory-backend-file,id=mem,size={ram_mib}M,mem-path={run}/{_RAM},share=on",
-        "-m", f"{ram_mib}M",
-        "-chardev", f"socket,id=qmp,fd={channels.qmp_fd}",
-        "-object", "monitor-qmp,id=qmpmon,chardev=qmp",
+        "-m", f"{ram_mib}M", *data_dir_args(where), *qmp_args(channels, where),
         "-monitor", "none", "-d", "guest_errors",
     ]
     if gpu is not None and gpu.needs_gl:
