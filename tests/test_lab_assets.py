@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 from gpuhil.lab import bootfiles, packages, rootfs
-from gpuhil.lab.assets import AssetError, Manifest, check_expectations, upstream_version
+from gpuhil.lab.assets import AssetError, Manifest, check_versions, upstream_version
 from gpuhil.lab.bootfiles import BootFilesError, NewcWriter, extract_vmlinux, resolve_load_order
 from gpuhil.lab.cache import KeyedEntry, cache_dir, input_key
 from gpuhil.lab.chroot import chroot_argv
@@ -95,7 +95,7 @@ def test_manifest_picks_the_stack_out():
         "1:11.1.3+ds-1", "1.3.0-1", "26.2.6-1", "7.2.13-1", "3.14.8-1", "7.2.13-1")
     assert m.packages["kmod"] == "34.2-2"
     assert "QEMU 1:11.1.3+ds-1" in m.summary()
-    check_expectations(m, RELEASE)
+    check_versions(m, RELEASE)
 
 
 def test_manifest_names_missing_packages():
@@ -113,24 +113,23 @@ def test_upstream_version():
         upstream_version("~rc1")
 
 
-@pytest.mark.parametrize("package, version, complaint", [
-    ("qemu-system-x86", "1:12.0.0+ds-1", "QEMU 1:12.0.0"),
-    ("libvirglrenderer1", "1.2.9-1", "virglrenderer 1.2.9"),
-    ("libvirglrenderer1", "2.0.0-1", "virglrenderer 2.0.0"),
-    (f"linux-image-{RELEASE}", "8.0.1-1", "kernel package 8.0.1"),
+@pytest.mark.parametrize("package, version", [
+    ("qemu-system-x86", "1:12.0.0+ds-1"),
+    ("libvirglrenderer1", "2.0.0-1"),
+    (f"linux-image-{RELEASE}", "8.0.1-1"),
 ])
-def test_expectations_fail_loudly_on_version_moves(package, version, complaint):
-    """A major move of QEMU, virglrenderer or the kernel is an error naming it."""
-    m = Manifest.from_packages({**GOOD, package: version}, RELEASE)
-    with pytest.raises(AssetError, match=complaint):
-        check_expectations(m, RELEASE)
+def test_a_newer_stack_is_accepted(package, version):
+    """The lab follows sid: QEMU 12, virglrenderer 2 or Linux 8 is a stack to test (its
+    expectations apply untriaged), not an error that turns every run red."""
+    check_versions(Manifest.from_packages({**GOOD, package: version}, RELEASE), "8.1.0-1-amd64")
 
 
-def test_expectations_check_the_kernel_release_too():
-    """The kernel release string (not only the package version) must be major 7."""
-    m = Manifest.from_packages(GOOD, RELEASE)
-    with pytest.raises(AssetError, match="kernel release 8.1.0"):
-        check_expectations(m, "8.1.0-1-amd64")
+def test_an_unreadable_version_names_the_component():
+    """A version with no number in it cannot be matched by expectation files: the error says
+    which component."""
+    m = Manifest.from_packages({**GOOD, "libvirglrenderer1": "~git"}, RELEASE)
+    with pytest.raises(AssetError, match="virglrenderer version '~git'"):
+        check_versions(m, RELEASE)
 
 
 # --- modules.dep ----------------------------------------------------------------------------

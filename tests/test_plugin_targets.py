@@ -47,6 +47,8 @@ def test_config_file_relative_paths_and_gpus(tmp_path):
     ('qemu = "q"\nkernel = "vmlinuz"\n', "missing initramfs, guest_root"),
     ('qemu = \n', "cannot read it as TOML"),
     ('qemu = "q"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\nguest_root = "root"\n'
+     '[platform]\nqemu = "git"\n', "[platform] must map some of ['qemu', 'virglrenderer'"),
+    ('qemu = "q"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\nguest_root = "root"\n'
      '[[gpu]]\nslot = "03:00.0"\n', "gpu[0] must be a table with keys from"),
     ('qemu = "/no/such/qemu"\nkernel = "vmlinuz"\ninitramfs = "initramfs.cpio"\n'
      'guest_root = "root"\n', "qemu = '/no/such/qemu': no such executable"),

@@ -1,10 +1,10 @@
-"""Known product bugs per platform: expectation files that turn a suite test into a strict xfail.
+"""Known product bugs per platform: expectation files that turn a suite test into an xfail.
 
 A real bug found by a suite stays a test that asserts the correct behaviour.  Its entry in the
-expectations file of the platform it was seen on (``suites/expectations/<platform>.toml``) says
-why it fails there::
+expectations file of the platform it was triaged on (``suites/expectations/<platform>.toml``)
+says why it fails there::
 
-    [platform]                      # every key given must match (version prefix, by component)
+    [platform]                      # the stack these entries were triaged on (version prefixes)
     qemu = "11.1"
     virglrenderer = "1.3"
     kernel = "7.2"                  # the guest kernel release
@@ -12,24 +12,28 @@ why it fails there::
     [[xfail]]
     test = "suites/blob/test_lifecycle.py::test_reuse*"   # node id; * and ? are wildcards
     reason = "UNMAP_BLOB answers before the mapping is gone (QEMU virtio-gpu-virgl)"
-    seen = "QEMU 11.1.3, virglrenderer 1.3.0, Linux 7.2.13"
+    seen = "QEMU 11.1.3, virglrenderer 1.3.0, Linux 7.2.13"   # where it was last seen
+    since = { qemu = "10.0" }       # optional: the versions from which the bug holds
     strict = false                  # optional: a race that does not show on every run
 
-The plugin marks a matching test ``xfail(strict=True)``: when the bug is fixed the test passes,
-the run fails as XPASS(strict), and the entry must go.  An intermittent bug (``strict = false``)
-may pass (XPASS) without failing the run.  On other platforms the test runs as is.
+Which file applies: the newest one whose platform is not newer than the stack under test, key
+by key (a file for 11.1 applies to 11.1.3 and, until a file for 11.2 exists, to 11.2.0 and
+12.0).  On the triaged stack itself (every key a prefix match) an entry is a strict xfail: when
+the bug is fixed the test passes, the run fails as XPASS(strict), and the entry must go.  On a
+newer stack it is not yet triaged: the xfail is not strict, and a pass is reported as "not
+reproduced on <stack>" without failing the run.  An entry whose ``since`` is newer than the stack
+does not apply; an intermittent bug (``strict = false``) is never strict.
 """
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Expectation", "ExpectationError", "ExpectationFile", "Platform", "load_directory",
-           "load_file", "version_matches"]
+__all__ = ["Expectation", "ExpectationError", "ExpectationFile", "Platform", "governing_file",
+           "load_directory", "load_file", "version_at_least", "version_matches"]
 
 PLATFORM_KEYS = ("qemu", "virglrenderer", "kernel")
 
@@ -46,17 +50,6 @@ class Platform:
     virglrenderer: str = ""
     kernel: str = ""
     mesa: str = ""  # not matched on by expectation files; reported with the provenance
-
-    @classmethod
-    def of(cls, setup: Any) -> "Platform":
-        """The stack a lab setup boots (its assets' manifest and kernel); a lab machine with its
-        own QEMU and kernel has unknown versions, and the local target (``setup`` None) is this
-        machine's kernel.  The one place the stack's versions are read."""
-        assets = getattr(setup, "assets", None)
-        if assets is not None:
-            m = assets.manifest
-            return cls(m.qemu, m.virglrenderer, assets.kernel_release, m.mesa)
-        return cls(kernel=os.uname().release if setup is None else "")
 
     def describe(self) -> str:
         """The components expectation files match on, with their versions."""
@@ -77,6 +70,16 @@ def version_matches(wanted: str, actual: str) -> bool:
     return bool(want) and have[:len(want)] == want
 
 
+def version_at_least(wanted: str, actual: str) -> bool:
+    """True when ``actual`` is known and not older than ``wanted`` (11.1 <= 11.1.3 <= 12.0)."""
+    want, have = _components(wanted), _components(actual)
+    return bool(want) and bool(have) and have[:len(want)] >= want
+
+
+def _all_at_least(versions: Mapping[str, str], platform: "Platform") -> bool:
+    return all(version_at_least(wanted, getattr(platform, key)) for key, wanted in versions.items())
+
+
 @dataclass(frozen=True)
 class Expectation:
     """One known failure: the tests it covers and why they fail on this platform."""
@@ -86,28 +89,51 @@ class Expectation:
     seen: str
     source: str  # "<file>: xfail[<index>]", for messages
     strict: bool = True  # False: an intermittent bug, whose test may also pass
+    since: tuple[tuple[str, str], ...] = ()  # the versions from which the bug holds
 
     def covers(self, nodeid: str) -> bool:
         """``*`` and ``?`` are wildcards; brackets are literal (they hold test parameters)."""
         pattern = re.escape(self.test).replace(r"\*", ".*").replace(r"\?", ".")
         return re.fullmatch(pattern, nodeid, re.DOTALL) is not None
 
-    def marker_reason(self, platform: Platform) -> str:
+    def holds_on(self, platform: Platform) -> bool:
+        """False when the stack is older than the entry's ``since``."""
+        return _all_at_least(dict(self.since), platform)
+
+    def marker_reason(self, platform: Platform, triaged: bool = True) -> str:
         kind = "known bug" if self.strict else "known intermittent bug"
-        return f"{kind} on {platform.describe()} ({self.source}, seen on {self.seen}): {self.reason}"
+        untriaged = "" if triaged else "; not yet triaged on this stack"
+        return (f"{kind} on {platform.describe()} ({self.source}, seen on {self.seen}{untriaged}):"
+                f" {self.reason}")
 
 
 @dataclass(frozen=True)
 class ExpectationFile:
-    """One platform's expectations."""
+    """The expectations of the stack they were triaged on."""
 
     path: Path
     platform: dict[str, str]
     entries: tuple[Expectation, ...]
 
     def applies_to(self, platform: Platform) -> bool:
+        """The stack is this file's or newer (key by key)."""
+        return _all_at_least(self.platform, platform)
+
+    def triaged_on(self, platform: Platform) -> bool:
+        """The stack is the one these entries were triaged on (every key a prefix match)."""
         return all(version_matches(wanted, getattr(platform, key))
                    for key, wanted in self.platform.items())
+
+    def order(self) -> tuple[tuple[int, ...], ...]:
+        """Sort key: a newer platform sorts later (missing keys count as oldest)."""
+        return tuple(_components(self.platform.get(key, "")) for key in PLATFORM_KEYS)
+
+
+def governing_file(files: "tuple[ExpectationFile, ...] | list[ExpectationFile]",
+                   platform: Platform) -> ExpectationFile | None:
+    """The newest file that applies to ``platform`` (None when none does)."""
+    applicable = [f for f in files if f.applies_to(platform)]
+    return max(applicable, key=ExpectationFile.order) if applicable else None
 
 
 def _text(table: Mapping[str, object], key: str, where: str) -> str:
@@ -139,15 +165,21 @@ def load_file(path: Path) -> ExpectationFile:
         where = f"{path.name}: xfail[{index}]"
         if not isinstance(entry, dict):
             raise ExpectationError(f"{where}: expected a table")
-        extra = set(entry) - {"test", "reason", "seen", "strict"}
+        extra = set(entry) - {"test", "reason", "seen", "strict", "since"}
         if extra:
             raise ExpectationError(f"{where}: unknown keys {sorted(extra)} "
-                                   f"(test, reason, seen, strict)")
+                                   f"(test, reason, seen, since, strict)")
         strict = entry.get("strict", True)
         if not isinstance(strict, bool):
             raise ExpectationError(f"{where}: 'strict' must be true or false, got {strict!r}")
+        since = entry.get("since", {})
+        if not isinstance(since, dict) or set(since) - set(PLATFORM_KEYS) or not all(
+                isinstance(v, str) and _components(v) for v in since.values()):
+            raise ExpectationError(f"{where}: 'since' must map some of {PLATFORM_KEYS} to "
+                                   f"versions, got {since!r}")
         entries.append(Expectation(_text(entry, "test", where), _text(entry, "reason", where),
-                                   _text(entry, "seen", where), where, strict))
+                                   _text(entry, "seen", where), where, strict,
+                                   tuple(sorted(since.items()))))
     return ExpectationFile(path, dict(platform), tuple(entries))
 
 

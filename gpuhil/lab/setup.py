@@ -59,6 +59,8 @@ class LabSetup:
     #: them, i.e. inside the chroot when there is one).
     qemu_module_dir: str | None = None
     qemu_data_dir: str | None = None
+    #: Versions a lab config states (``[platform]``): they win over what is probed.
+    stated_versions: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def default(cls, progress: Progress | None = None) -> "LabSetup":

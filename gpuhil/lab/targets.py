@@ -15,6 +15,10 @@ A lab config file::
                                          # Debian suite (`gpuhil lab build --suite stable`);
                                          # kernel, initramfs and guest_root default to the lab's
 
+    [platform]                           # optional: versions the probe cannot read (a QEMU
+    virglrenderer = "1.2.0"              # built with its own virglrenderer); keys qemu,
+                                         # virglrenderer, mesa, kernel; they win over the probe
+
     [[gpu]]                              # optional, repeatable: the GPUs tests may lease
     pci = "0000:03:00.0"
     render_node = "/dev/dri/renderD128"
@@ -30,7 +34,8 @@ from typing import Any, Callable
 __all__ = ["GpuEntry", "Target", "TargetError", "TargetKind", "parse_target"]
 
 _KEYS = {"qemu", "kernel", "initramfs", "guest_root", "chroot", "gpu", "host_suite",
-         "qemu_module_dir", "qemu_data_dir"}
+         "qemu_module_dir", "qemu_data_dir", "platform"}
+_PLATFORM_KEYS = ("qemu", "virglrenderer", "mesa", "kernel")
 #: QEMU's path inside a Debian tree.
 TREE_QEMU = "/usr/bin/qemu-system-x86_64"
 _GPU_KEYS = {"pci", "render_node", "vendor", "device"}
@@ -71,6 +76,7 @@ class Target:
     host_suite: str | None = None  # QEMU from the lab tree of this Debian suite
     qemu_module_dir: str | None = None
     qemu_data_dir: str | None = None
+    stated_versions: tuple[tuple[str, str], ...] = ()  # the config's [platform] table
 
     @property
     def boots_guests(self) -> bool:
@@ -98,7 +104,8 @@ class Target:
             assert qemu and kernel and initramfs and guest_root
             setup = LabSetup(qemu=qemu, kernel=kernel, initramfs=initramfs, guest_root=guest_root,
                              chroot=chroot, qemu_module_dir=self.qemu_module_dir,
-                             qemu_data_dir=self.qemu_data_dir)
+                             qemu_data_dir=self.qemu_data_dir,
+                             stated_versions=self.stated_versions)
             setup.check()
             return setup
         raise TargetError("the local target boots no guests")
@@ -151,9 +158,15 @@ def _config(path: Path, option: str) -> Target:
         if value is not None and not (isinstance(value, str) and value.startswith("/")):
             raise bad(f"{key} must be an absolute path (as QEMU sees it), not {value!r}")
         qemu_dirs[key] = value
+    stated = data.get("platform", {})
+    if not isinstance(stated, dict) or set(stated) - set(_PLATFORM_KEYS) or not all(
+            isinstance(v, str) and v[:1].isdigit() for v in stated.values()):
+        raise bad(f"[platform] must map some of {list(_PLATFORM_KEYS)} to version strings "
+                  f"starting with a digit, not {stated!r}")
     target = Target(TargetKind.CONFIG, path, data.get("qemu"), paths.get("kernel"),
                     paths.get("initramfs"), paths.get("guest_root"), paths.get("chroot"),
-                    tuple(gpus), host_suite, **qemu_dirs)
+                    tuple(gpus), host_suite, **qemu_dirs,
+                    stated_versions=tuple(sorted(stated.items())))
     if host_suite is not None:
         return target  # its tree may still have to be built: checked once it is there
     from gpuhil.lab.errors import LabError

@@ -1,19 +1,22 @@
 """Run-time gating of a test: its ``requires`` expressions against the probed capabilities (skip,
-or fail under ``--must-have``), and the expectation files of the platform (strict xfail)."""
+or fail under ``--must-have``), and the expectation files of the platform (xfail)."""
 from __future__ import annotations
 
 import warnings
+from typing import Iterator
 
 import pytest
 
 from gpuhil.gating import capexpr
 from gpuhil.gating.capabilities import Capabilities, capset_summary
 from gpuhil.gating.catalogue import unknown_names
-from gpuhil.gating.expectations import Expectation, ExpectationFile, Platform
-from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, MUST_HAVE_FAILURE, REQUIRES_KEY
+from gpuhil.gating.expectations import Expectation, ExpectationFile, Platform, governing_file
+from gpuhil.pytestplugin.keys import (EXPECTATIONS_KEY, MUST_HAVE_FAILURE, NOT_REPRODUCED,
+                                     NOT_REPRODUCED_KEY, REQUIRES_KEY, UNTRIAGED_KEY)
 
 __all__ = ["apply_expectations", "check_requirements", "describe_values", "expectations_of",
-           "pytest_runtest_call", "requirements", "warn_unmatched"]
+           "not_reproduced", "pytest_runtest_call", "pytest_runtest_makereport", "requirements",
+           "warn_unmatched"]
 
 
 def requirements(item: pytest.Item) -> list[capexpr.Expr]:
@@ -95,14 +98,38 @@ def expectations_of(nodeid: str, files: tuple[ExpectationFile, ...]
     return [(f, e) for f in files for e in f.entries if e.covers(nodeid)]
 
 
-def apply_expectations(item: pytest.Item, platform: Platform) -> None:
-    """A test with an entry in the expectation file of ``platform`` becomes an xfail (strict
-    unless the entry says the bug is intermittent)."""
+def apply_expectations(item: pytest.Item, platform: Platform,
+                       files: tuple[ExpectationFile, ...]) -> None:
+    """A test with an entry in the file that governs ``platform`` (the newest not newer than it)
+    becomes an xfail: strict on the stack the entry was triaged on (unless the bug is
+    intermittent), not strict on a newer one, where a pass is "not reproduced"."""
+    governing = governing_file(files, platform)
     for file, entry in item.stash.get(EXPECTATIONS_KEY, []):
-        if file.applies_to(platform):
-            item.add_marker(pytest.mark.xfail(reason=entry.marker_reason(platform),
-                                              strict=entry.strict))
+        if file is governing and entry.holds_on(platform):
+            triaged = file.triaged_on(platform)
+            item.add_marker(pytest.mark.xfail(reason=entry.marker_reason(platform, triaged),
+                                              strict=entry.strict and triaged))
+            if not triaged:
+                item.stash[UNTRIAGED_KEY] = platform.describe()
             return
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    """An untriaged known bug whose test passed is recorded as "not reproduced on <stack>"."""
+    report = yield
+    untriaged = item.stash.get(UNTRIAGED_KEY, None)
+    if untriaged and report.when == "call" and report.passed and hasattr(report, "wasxfail"):
+        note = f"not reproduced on {untriaged}"
+        item.stash[NOT_REPRODUCED_KEY] = note
+        report.user_properties.append((NOT_REPRODUCED, note))
+    return report
+
+
+def not_reproduced(report: pytest.TestReport) -> str | None:
+    """The "not reproduced on <stack>" note of a test's report (None for any other test)."""
+    return dict(getattr(report, "user_properties", ())).get(NOT_REPRODUCED)
 
 
 def warn_unmatched(files: tuple[ExpectationFile, ...], items: list[pytest.Item]) -> None:

@@ -17,8 +17,8 @@ from gpuhil.gating import capexpr
 from gpuhil.gating.capabilities import Capabilities
 from gpuhil.machine import Machine
 
-__all__ = ["EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "POOL_STATS_KEY", "REQUIRES_KEY",
-           "SESSION_KEY",
+__all__ = ["EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "NOT_REPRODUCED",
+           "NOT_REPRODUCED_KEY", "POOL_STATS_KEY", "REQUIRES_KEY", "SESSION_KEY", "UNTRIAGED_KEY",
            "SNAPSHOTS_KEY", "SNAPSHOT_KEY", "TIMER_KEY", "machine_of", "use_machine"]
 
 SESSION_KEY = pytest.StashKey[Any]()
@@ -31,6 +31,11 @@ MACHINE_KEY = pytest.StashKey[Machine]()
 REQUIRES_KEY = pytest.StashKey[list[capexpr.Expr]]()
 EXPECTATIONS_KEY = pytest.StashKey[list[tuple[Any, Any]]]()  # (ExpectationFile, Expectation)
 MUST_HAVE_FAILURE = pytest.StashKey[str]()
+#: The stack a test's expectation entry was not yet triaged on (its xfail is not strict).
+UNTRIAGED_KEY = pytest.StashKey[str]()
+#: "not reproduced on <stack>": an untriaged known bug whose test passed (report and Allure).
+NOT_REPRODUCED_KEY = pytest.StashKey[str]()
+NOT_REPRODUCED = "gpuhil_not_reproduced"  # its user_properties name on the test's report
 #: The watchdog pytest-timeout's timer hook started for the item (results plugin).
 TIMER_KEY = pytest.StashKey[Any]()
 

@@ -18,6 +18,7 @@ from gpuhil.gating.snapshot import snapshot
 from gpuhil.gating.expectations import Platform
 from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec, label_of
 from gpuhil.lab.errors import LabError
+from gpuhil.lab.platform import platform_of
 from gpuhil.lab.spec import GuestSpec
 from gpuhil.lab.targets import TargetKind
 from gpuhil.machine import LocalMachine, Machine
@@ -160,7 +161,7 @@ class GpuhilSession:
     def platform(self) -> Platform:
         """The versions of the stack this session tests (what expectation files match on)."""
         if self._platform is None:
-            self._platform = Platform.of(self.lab_setup())
+            self._platform = platform_of(self.lab_setup())
         return self._platform
 
     def _healthy(self, slot: GuestSlot) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import gpuhil
 from gpuhil.gating.expectations import Platform
+from gpuhil.lab.platform import platform_of
 from gpuhil.outcomes import Outcome
 
 PROJECT_ROOT = Path(gpuhil.__file__).resolve().parent.parent
@@ -65,7 +66,7 @@ def categories_json() -> str:
 @dataclass
 class Provenance:
     """Where a run's results come from: the stack's versions (its :attr:`platform`, read with
-    :meth:`gpuhil.gating.expectations.Platform.of`), host, GPUs and gpuhil itself."""
+    :func:`gpuhil.lab.platform.platform_of`), host, GPUs and gpuhil itself."""
 
     gpuhil_version: str = gpuhil.__version__
     gpuhil_git: str = ""
@@ -135,10 +136,9 @@ def collect_provenance(guests: Iterable[Any] = ()) -> Provenance:
     for guest in guests:
         setup = getattr(guest, "setup", None)
         if setup is not None and not prov.qemu:
-            if getattr(setup, "assets", None) is not None:
-                prov.platform = Platform.of(setup)
-            else:  # a lab machine with its own QEMU: its path is what is known
-                prov.qemu = str(getattr(setup, "qemu", ""))
+            prov.platform = platform_of(setup)
+            if not prov.qemu:  # a QEMU that cannot say its version: its path is what is known
+                prov.qemu = f"unknown version ({getattr(setup, 'qemu', '')})"
         info = getattr(guest, "info", None)
         if info is not None and getattr(info, "kernel", ""):
             prov.guest_kernel = info.kernel
