@@ -3,6 +3,7 @@ matching entry makes a test a strict xfail on its platform only (local target, t
 real version manifest)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -175,9 +176,16 @@ def test_entry_for_an_older_platform_is_untriaged_and_a_pass_is_not_reproduced(p
 def test_known_bug(): assert 1 == 2
 def test_known_fixed(): pass
 """)
-    result = pytester.runpytest_inprocess(*LOCAL)
+    result = pytester.runpytest_subprocess(*LOCAL, "-p", "gpuhil.pytestplugin.results",
+                                           "--alluredir", "allure", timeout=120)
     result.assert_outcomes(xfailed=1, xpassed=1)
     assert result.ret == pytest.ExitCode.OK
+    note = f"not reproduced on Linux {os.uname().release}"
+    allure = {r["name"]: r for r in map(json.loads, map(Path.read_text,
+                                                         (pytester.path / "allure").glob("*-result.json")))}
+    assert allure["test_known_fixed"]["status"] == "passed"
+    assert {"name": "tag", "value": note} in allure["test_known_fixed"]["labels"]
+    assert allure["test_known_fixed"]["statusDetails"]["message"].startswith(note)
     result.stdout.fnmatch_lines([
         f"gpuhil: known bug not reproduced on Linux {os.uname().release}: "
         "test_it.py::test_known_fixed",
