@@ -4,6 +4,7 @@
 QEMU's stderr was (Debian's QEMU uses the ``log`` trace backend, which prints enabled events
 there), and on exit turns them off again and attaches what they printed to the Allure report.
 :func:`parse` and :func:`unmap_sequences` are the pure part, unit tested without a guest.
+A test that captures them requires :data:`REQUIRES` (probed: QEMU 10.0 lacks map/unmap).
 
 The unmap event prints the async unmap state machine of a hostmem MemoryRegion
 (``mapping_state`` 0 = MAPPED: the unmap starts and the command is suspended; 1 =
@@ -18,11 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-MAP = "virtio_gpu_cmd_res_map_blob"
-UNMAP = "virtio_gpu_cmd_res_unmap_blob"
-CREATE = "virtio_gpu_cmd_res_create_blob"
-UNREF = "virtio_gpu_cmd_res_unref"
-EVENTS = (CREATE, MAP, UNMAP, UNREF)
+from gpuhil.gating.qemu_props import QEMU_TRACE_EVENTS
+
+EVENTS = QEMU_TRACE_EVENTS
+CREATE, MAP, UNMAP, UNREF = EVENTS
+#: What a test that captures the blob events requires (an older QEMU lacks map/unmap).
+REQUIRES = " and ".join(f"qemu.trace.{event}" for event in EVENTS)
 
 MAPPED, UNMAP_STARTED, UNMAP_COMPLETED = 0, 1, 2
 

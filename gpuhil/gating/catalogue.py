@@ -4,7 +4,7 @@
 
 Names are grouped by where they come from: the guest's render node (``param.*``,
 ``capset.*``), the virtio device as the guest driver sees it (``feature.*``, ``debugfs.*``),
-udmabuf and VFIO, QEMU's QOM properties (``qemu.*``), and the raw driver (``raw.*``, on a
+udmabuf and VFIO, QEMU's QOM properties and trace events (``qemu.*``), and the raw driver (``raw.*``, on a
 raw configuration only).  A name that was not probed is absent: false, and every comparison
 with it is false.
 """
@@ -14,6 +14,7 @@ import difflib
 from typing import Iterable
 
 from gpuhil.gating.capabilities import FEATURE_BITS, QEMU_GPU_PROPERTIES, param_name
+from gpuhil.gating.qemu_props import QEMU_TRACE_EVENTS
 
 __all__ = ["catalogue", "unknown_names"]
 
@@ -54,6 +55,8 @@ def catalogue() -> dict[str, str]:
     })
     for prop in QEMU_GPU_PROPERTIES:
         names[f"qemu.{prop}"] = f"the GPU device's QOM property {prop!r}"
+    for event in QEMU_TRACE_EVENTS:
+        names[f"qemu.trace.{event}"] = f"this QEMU has the trace event {event} (trace-event-get-state)"
     names["device.error"] = "why the GPU's renderer could not initialize (absent when it did)"
     names.update(RAW_NAMES)
     return names

@@ -11,7 +11,7 @@ import pytest
 
 from gpuhil.devices.virtgpu import BlobFlag, BlobMem, virgl_pipe_resource_create
 from suites.blob import HOST3D_NEEDS, payloads
-from gpuhil.blob_traces import MAP, UNMAP, TraceCapture, unmap_sequences, well_formed
+from gpuhil.blob_traces import MAP, REQUIRES as TRACES, UNMAP, TraceCapture, unmap_sequences, well_formed
 
 PAGE = payloads.PAGE
 MiB = 1 << 20
@@ -37,6 +37,7 @@ CASES = [
 ]
 
 
+@pytest.mark.requires(TRACES)
 @pytest.mark.parametrize("blob_mem, flags, whole_window", CASES)
 def test_blob_lifecycle(guest, virtgpu, hostmem_window, blob_mem, flags, whole_window):
     """A blob goes through create, WAIT, RESOURCE_INFO, MAP, mmap with a read-back pattern,

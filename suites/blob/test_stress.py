@@ -17,7 +17,8 @@ from gpuhil.lab.spec import VENUS_GPU, GuestSpec
 from gpuhil.bringup import prepare_gpu
 from gpuhil.devices.virtgpu import BlobMem
 from suites.blob import HOST3D_NEEDS, payloads
-from gpuhil.blob_traces import (CREATE, MAP, UNREF, TraceCapture, unmap_sequences, well_formed)
+from gpuhil.blob_traces import (CREATE, MAP, REQUIRES as TRACES, UNREF, TraceCapture,
+                                unmap_sequences, well_formed)
 
 MiB = 1 << 20
 #: QEMU may keep allocator caches; a leak of the cycled blobs would be far above this
@@ -45,6 +46,7 @@ def _assert_mappings_balanced(events, ids) -> None:
             f"res {res}: unmap mapping_state sequences {maps} (each map needs one 0 -> 2)"
 
 
+@pytest.mark.requires(TRACES)
 @pytest.mark.parametrize("blob_mem, size, count", [
     pytest.param(BlobMem.GUEST, 256 << 10, 200, id="guest",
                  marks=pytest.mark.requires("param.resource_blob")),
@@ -79,6 +81,7 @@ def test_create_map_close_cycles_leak_nothing(request, guest, virtgpu, blob_mem,
         f"QEMU RSS grew {growth / MiB:.1f} MiB over {count} cycles of {size / MiB:.2f} MiB blobs"
 
 
+@pytest.mark.requires(TRACES)
 @pytest.mark.requires(HOST3D_NEEDS)
 def test_filling_the_hostmem_window_then_recovering(guest, virtgpu, hostmem_window):
     """Mappable HOST3D blobs fill the probed hostmem window exactly, the next one fails with
@@ -96,6 +99,7 @@ def test_filling_the_hostmem_window_then_recovering(guest, virtgpu, hostmem_wind
     _assert_mappings_balanced(events, {e.res for e in events if e.event == MAP})
 
 
+@pytest.mark.requires(TRACES)
 @pytest.mark.parametrize("blob_mem", [
     pytest.param(BlobMem.HOST3D, id="host3d", marks=pytest.mark.requires(HOST3D_NEEDS)),
     pytest.param(BlobMem.GUEST, id="guest", marks=pytest.mark.requires("param.resource_blob")),
@@ -122,6 +126,7 @@ def test_closing_while_mapped_keeps_the_mapping_until_munmap(request, guest, vir
         assert virtgpu.call(payloads.whole_window_fits, window), "hostmem held after munmap"
 
 
+@pytest.mark.requires(TRACES)
 @pytest.mark.requires(HOST3D_NEEDS)
 def test_blobs_from_several_contexts_at_once(guest, virtgpu, hostmem_window):
     """Four contexts on four render-node fds each hold a HOST3D and a GUEST blob at the same
@@ -154,6 +159,7 @@ def _carry_test_markers(guest, nodeid: str) -> list[str]:
     return [line for line in guest.kernel_log("") if nodeid in line]
 
 
+@pytest.mark.requires(TRACES)
 @pytest.mark.guest(spec=REBOOT_GUEST)
 @pytest.mark.requires(HOST3D_NEEDS)
 @pytest.mark.gpuhil_timeout(300)
