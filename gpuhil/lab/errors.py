@@ -96,3 +96,14 @@ class RemoteError(LabError):
         self.message = message
         self.guest_traceback = guest_traceback
         super().__init__(f"{type_name}: {message}")
+
+
+class MissingQemuFeature(LabError):
+    """The target's QEMU lacks what a configuration needs (a device type or property, probed with
+    ``-device TYPE,help``): a missing capability, which a test skips (or fails under
+    ``--must-have``), not an infrastructure error.  ``names`` are the capability names
+    (``qemu.<property>``) it stands for."""
+
+    def __init__(self, message: str, names: Sequence[str]) -> None:
+        super().__init__(message)
+        self.names = tuple(names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import gpuhil
-from gpuhil.lab.errors import LabError, QemuLaunchError
+from gpuhil.lab.errors import LabError, MissingQemuFeature, QemuLaunchError
 from gpuhil.lab.qemu import QemuProcess
 from gpuhil.lab.spec import Accel, Placement, smoke_argv
 from gpuhil.pids import pid_alive
@@ -97,19 +98,39 @@ class LabSetup:
                          self.qemu_data_dir, qmp_object)
 
     def qemu_has_object(self, type_name: str) -> bool:
-        """Whether this QEMU lists ``type_name`` in ``-object help`` (asked once per QEMU and
-        process; a QEMU that cannot even say is treated as lacking it)."""
-        key = (str(self.chroot), self.qemu, self.qemu_module_dir)
-        if key not in _OBJECT_TYPES:
+        """Whether this QEMU lists ``type_name`` in ``-object help`` (a QEMU that cannot even
+        say is treated as lacking it)."""
+        return type_name in {line.strip() for line in self._ask("-object", "help").splitlines()}
+
+    def qemu_device_properties(self, type_name: str) -> frozenset[str]:
+        """The properties ``-device TYPE,help`` lists (empty: QEMU has no such device type)."""
+        out = self._ask("-device", f"{type_name},help")
+        return frozenset(m.group(1) for m in re.finditer(r"^\s+([\w-]+)=", out, re.MULTILINE))
+
+    def check_device(self, type_name: str, properties: "tuple[str, ...]") -> None:
+        """Raise MissingQemuFeature naming the device type or the properties this QEMU lacks."""
+        have = self.qemu_device_properties(type_name)
+        missing = [p for p in properties if p not in have]
+        if not have:
+            raise MissingQemuFeature(f"QEMU {self.qemu} has no device {type_name} "
+                                     f"(-device {type_name},help lists nothing)", ["qemu.device"])
+        if missing:
+            raise MissingQemuFeature(
+                f"QEMU {self.qemu} lacks {', '.join(missing)} of {type_name} (not in -device "
+                f"{type_name},help)", [f"qemu.{p}" for p in missing])
+
+    def _ask(self, *args: str) -> str:
+        """What this QEMU prints for ``args`` (asked once per QEMU and process; "" if it fails)."""
+        key = (str(self.chroot), self.qemu, self.qemu_module_dir, args)
+        if key not in _ANSWERS:
             with tempfile.TemporaryDirectory(prefix="gpuhil-probe-") as run_dir:
-                argv = self.wrapper(Path(run_dir))([self.qemu, "-object", "help"])
+                argv = self.wrapper(Path(run_dir))([self.qemu, *args])
                 try:
-                    out = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                                         stdin=subprocess.DEVNULL).stdout
+                    _ANSWERS[key] = subprocess.run(argv, capture_output=True, text=True,
+                                                   timeout=60, stdin=subprocess.DEVNULL).stdout
                 except (OSError, subprocess.TimeoutExpired):
-                    out = ""
-            _OBJECT_TYPES[key] = frozenset(line.strip() for line in out.splitlines())
-        return type_name in _OBJECT_TYPES[key]
+                    _ANSWERS[key] = ""
+        return _ANSWERS[key]
 
     def wrapper(self, run_dir: Path) -> Callable[[list[str]], list[str]]:
         """Turns QEMU's argv into the command that runs it (the chroot helper, or nothing; with
@@ -159,8 +180,8 @@ class LabSetup:
 
 
 _counter = itertools.count()
-#: ``-object help`` of each QEMU asked in this process.
-_OBJECT_TYPES: dict[tuple[str, str, str | None], frozenset[str]] = {}
+#: What each QEMU printed for the help arguments asked in this process.
+_ANSWERS: dict[tuple[str, str, str | None, tuple[str, ...]], str] = {}
 
 
 def next_run_id() -> int:

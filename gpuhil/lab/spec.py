@@ -98,6 +98,10 @@ class GpuSpec:
         """Whether the device needs an OpenGL display backend."""
         return self.model is GpuModel.VIRTIO_GPU_GL
 
+    def properties(self) -> tuple[str, ...]:
+        """The device properties :meth:`device_arg` sets (what the QEMU must have)."""
+        return tuple(part.split("=", 1)[0] for part in self.device_arg().split(",")[1:])
+
     def device_arg(self) -> str:
         """The ``-device`` value, e.g. ``virtio-gpu-gl-pci,blob=on,hostmem=256M,venus=on``."""
         parts = [self.model.value]

@@ -19,6 +19,7 @@ from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
 from gpuhil.lab.configurations import is_raw_spec
 from gpuhil.lab.targets import Target
 from gpuhil.machine import LocalMachine, Machine
+from gpuhil.lab.errors import MissingQemuFeature
 from gpuhil.pytestplugin.gating import apply_expectations, gate
 from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, REQUIRES_KEY, SESSION_KEY, SNAPSHOTS_KEY, use_machine
 from gpuhil.pytestplugin.pool import GpuhilSession, GuestSlot, spec_for
@@ -60,7 +61,18 @@ def lab(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -
 def _slot(request: pytest.FixtureRequest, lab: Lab) -> GuestSlot:
     """The test's slot, healthy, gated on its capabilities, its machine recorded for the test."""
     label, spec = spec_for(request, lab.session.settings.default_guest)
-    slot = lab.session.slot(label, spec)
+    try:
+        slot = lab.session.slot(label, spec)
+    except MissingQemuFeature as exc:
+        missing = exc  # skipped (or failed) outside the handler: not caused by a LabError
+    else:
+        missing = None
+    if missing is not None:
+        message = f"configuration {label}: {missing}"
+        broken = [m for m in lab.session.settings.must_have if set(m.names) & set(missing.names)]
+        if broken:
+            pytest.fail(f"--must-have {broken[0]} does not hold: {message}", pytrace=False)
+        pytest.skip(message)
     assert slot.capabilities is not None and slot.machine is not None
     gate(request.node, lab.session.settings.must_have, slot.capabilities)
     use_machine(request, slot.machine)  # a test skipped by its requirements has no machine

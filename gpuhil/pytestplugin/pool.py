@@ -179,6 +179,8 @@ class GpuhilSession:
     def _boot(self, slot: GuestSlot) -> None:
         from gpuhil.lab.guest import Guest
 
+        if slot.spec.gpu is not None:  # a property this QEMU lacks: a capability, not a crash
+            self.lab_setup().check_device(slot.spec.gpu.model.value, slot.spec.gpu.properties())
         slot.boots += 1
         assert self.log_dir is not None
         log_dir = self.log_dir / f"{self.worker}-{slot.label.replace(':', '_')}-{slot.boots}"
