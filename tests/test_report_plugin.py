@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from gpuhil.pytestplugin.watchdog import DEFAULT_TIMEOUT
+
 pytest_plugins = ["pytester"]
 
 INNER = '''
@@ -228,3 +230,25 @@ def test_pytest_timeout_runs_gpuhil_watchdog(pytester: pytest.Pytester) -> None:
     assert ("gpuhil.outcome", "timeout") in labels, setup["labels"]
     assert "per-test timeout after 2 s" in json.dumps(setup)
     assert by_name["test_quick"]["status"] == "passed"
+
+
+def test_a_test_with_a_machine_has_a_default_timeout(pytester: pytest.Pytester) -> None:
+    """Nothing set: a test that talks to a machine gets the 600 s safety net (one hung device
+    cannot block a night), a test without one none; the ini value (0: none) and the option win."""
+    pytester.makepyfile(test_it="""
+        from gpuhil.pytestplugin.watchdog import DEFAULT_TIMEOUT, timeouts
+
+        def test_defaults(request, pytestconfig):
+            expected = {"": DEFAULT_TIMEOUT, "0": 0.0, "45": 45.0}[pytestconfig.getini("gpuhil_timeout")]
+            if pytestconfig.getoption("gpuhil_timeout"):
+                expected = pytestconfig.getoption("gpuhil_timeout")
+            assert timeouts(request.node, has_machine=True) == (expected, 0.0)
+            assert timeouts(request.node)[0] == (0.0 if expected == DEFAULT_TIMEOUT else expected)
+    """)
+    assert DEFAULT_TIMEOUT == 600.0
+    base = ("-p", "gpuhil.pytestplugin.results", "-p", "no:cacheprovider")
+    pytester.runpytest_inprocess(*base).assert_outcomes(passed=1)
+    pytester.runpytest_inprocess(*base, "--gpuhil-timeout=7").assert_outcomes(passed=1)
+    for ini in ("0", "45"):
+        pytester.makeini(f"[pytest]\ngpuhil_timeout = {ini}\n")
+        pytester.runpytest_inprocess(*base).assert_outcomes(passed=1)

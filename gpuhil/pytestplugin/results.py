@@ -39,7 +39,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gpuhil-kernel-log", choices=("check", "attach"), default="check",
                     help="check: guest kernel warnings/BUGs during a test make it dmesg-warn/"
                          "dmesg-fail (default); attach: only attach the kernel log slice")
-    parser.addini("gpuhil_timeout", "default per-test timeout in seconds (0: none)", default="0")
+    parser.addini("gpuhil_timeout", "default per-test timeout in seconds (0: none; unset: 600 for "
+                  "a test with a machine)", default="")
     parser.addini("gpuhil_inactivity_timeout", "default inactivity timeout in seconds (0: none)",
                   default="0")
 
@@ -113,7 +114,7 @@ class ReportPlugin:
         record = self._record(item)
         record.machine = machine_of(item)
         begin(record, self.state)
-        total, idle = timeouts(item)
+        total, idle = timeouts(item, has_machine=record.machine is not None)
         if TIMER_KEY in item.stash:  # pytest-timeout's timer is this test's watchdog already
             total = idle = 0.0
         try:

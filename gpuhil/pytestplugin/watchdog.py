@@ -30,10 +30,19 @@ __all__ = ["WATCHDOG_SIGNAL", "Watchdog", "dump_state", "host_stacks", "timeouts
 WATCHDOG_SIGNAL = signal.SIGUSR2
 
 
-def timeouts(item: pytest.Item) -> tuple[float, float]:
-    """The test's (per-test, inactivity) timeouts in seconds (0: none)."""
+#: The per-test timeout of a test that talks to a machine when nothing else sets one: a safety
+#: net so one hung device cannot block a night's run (a timeout, with the state dump, never a
+#: verdict on speed: far above what any test needs on a loaded host).
+DEFAULT_TIMEOUT = 600.0
+
+
+def timeouts(item: pytest.Item, has_machine: bool = False) -> tuple[float, float]:
+    """The test's (per-test, inactivity) timeouts in seconds (0: none): the marker, else the
+    option, else the ini value, else :data:`DEFAULT_TIMEOUT` for a test with a machine."""
     config = item.config
-    total = config.getoption("gpuhil_timeout") or float(config.getini("gpuhil_timeout") or 0)
+    ini = config.getini("gpuhil_timeout")
+    total = config.getoption("gpuhil_timeout") or (
+        float(ini) if ini not in ("", None) else (DEFAULT_TIMEOUT if has_machine else 0.0))
     idle = (config.getoption("gpuhil_inactivity_timeout")
             or float(config.getini("gpuhil_inactivity_timeout") or 0))
     marker = item.get_closest_marker("gpuhil_timeout")
