@@ -48,6 +48,7 @@ def test_guest_lifecycle_and_gating_in_a_real_guest(pytester: pytest.Pytester, l
             assert virtgpu.machine.pid == PIDS[0]
             assert virtgpu.capabilities.as_dict()["capset.venus"] is True
 
+        @pytest.mark.guest_may_die
         def test_crash_the_guest(guest):
             with pytest.raises(LabError):
                 guest.run(["sh", "-c", "echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger"],
@@ -65,6 +66,39 @@ def test_guest_lifecycle_and_gating_in_a_real_guest(pytester: pytest.Pytester, l
         "--must-have param.cross_device does not hold: requires param.cross_device: "
         "param.cross_device=0 [[]venus[]]",
     ])
+
+
+def test_a_damaged_guest_is_blamed_on_its_test_and_never_reaches_the_next(pytester):
+    """A test that fails gets its guest replaced; a test that passes but leaves its guest's
+    QEMU dead is an error in its own teardown; the tests after each run on a fresh guest."""
+    pytester.makepyfile(test_inner="""
+        import os, signal, time
+
+        PIDS = []
+
+        def test_a_failure(guest):
+            PIDS.append(guest.pid)
+            assert False, "a product bug that may have left the device in a bad state"
+
+        def test_after_the_failure(guest):
+            assert guest.pid != PIDS[-1]
+            PIDS.append(guest.pid)
+
+        def test_kills_its_qemu(guest):
+            os.kill(guest.pid, signal.SIGKILL)
+            while guest.alive:
+                time.sleep(0.05)
+
+        def test_after_the_kill(guest):
+            assert guest.pid != PIDS[-1]
+    """)
+    result = pytester.runpytest_inprocess(*LAB)
+    result.assert_outcomes(passed=3, failed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*ERROR at teardown of test_kills_its_qemu*",
+        "*the guest of configuration venus was not sound after this test: its QEMU killed by "
+        "SIGKILL*"])
+    result.stdout.fnmatch_lines(["*guest pool: *2 replaced after a test*"])
 
 
 def test_drm_native_context_without_host_support_is_detected_early(pytester: pytest.Pytester):

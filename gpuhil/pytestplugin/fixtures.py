@@ -21,7 +21,8 @@ from gpuhil.lab.targets import Target
 from gpuhil.machine import LocalMachine, Machine
 from gpuhil.lab.errors import MissingQemuFeature
 from gpuhil.pytestplugin.gating import apply_expectations, gate
-from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, REQUIRES_KEY, SESSION_KEY, SNAPSHOTS_KEY, use_machine
+from gpuhil.pytestplugin.keys import (CALL_FAILED_KEY, EXPECTATIONS_KEY, REQUIRES_KEY, SESSION_KEY,
+                                      SNAPSHOTS_KEY, use_machine)
 from gpuhil.pytestplugin.pool import GpuhilSession, GuestSlot, spec_for
 
 __all__ = ["Lab", "capabilities", "guest", "host_gpu", "lab", "raw_gpu", "udmabuf", "vfio_device",
@@ -74,9 +75,26 @@ def _slot(request: pytest.FixtureRequest, lab: Lab) -> GuestSlot:
             pytest.fail(f"--must-have {broken[0]} does not hold: {message}", pytrace=False)
         pytest.skip(message)
     assert slot.capabilities is not None and slot.machine is not None
+    if _AFTER_TEST not in request.node.stash:  # once per test, however many fixtures ask
+        request.node.stash[_AFTER_TEST] = True
+        request.addfinalizer(lambda: _after_test(request.node, lab, slot))
     gate(request.node, lab.session.settings.must_have, slot.capabilities)
     use_machine(request, slot.machine)  # a test skipped by its requirements has no machine
     return slot
+
+
+_AFTER_TEST = pytest.StashKey[bool]()
+
+
+def _after_test(item: pytest.Item, lab: Lab, slot: GuestSlot) -> None:
+    """The test's guest is replaced after a failure, and proves it is sound after anything
+    else; a guest this test left unsound is this test's error (in its teardown), unless the
+    test says it may kill its guest (``guest_may_die``)."""
+    reason = lab.session.after_test(slot, item.stash.get(CALL_FAILED_KEY, False))
+    if reason is not None and item.get_closest_marker("guest_may_die") is None:
+        pytest.fail(f"the guest of configuration {slot.label} was not sound after this test: "
+                    f"{reason} (it was replaced, so the next test does not inherit it)",
+                    pytrace=False)
 
 
 def _existing(request: pytest.FixtureRequest, lab: Lab) -> tuple[str, GuestSlot]:

@@ -3,7 +3,6 @@ or fail under ``--must-have``), and the expectation files of the platform (xfail
 from __future__ import annotations
 
 import warnings
-from typing import Iterator
 
 import pytest
 
@@ -11,12 +10,10 @@ from gpuhil.gating import capexpr
 from gpuhil.gating.capabilities import Capabilities, capset_summary
 from gpuhil.gating.catalogue import unknown_names
 from gpuhil.gating.expectations import Expectation, ExpectationFile, Platform, governing_file
-from gpuhil.pytestplugin.keys import (EXPECTATIONS_KEY, MUST_HAVE_FAILURE, NOT_REPRODUCED,
-                                     NOT_REPRODUCED_KEY, REQUIRES_KEY, UNTRIAGED_KEY)
+from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, MUST_HAVE_FAILURE, REQUIRES_KEY, UNTRIAGED_KEY
 
 __all__ = ["apply_expectations", "check_requirements", "describe_values", "expectations_of",
-           "not_reproduced", "pytest_runtest_call", "pytest_runtest_makereport", "requirements",
-           "warn_unmatched"]
+           "pytest_runtest_call", "requirements", "warn_unmatched"]
 
 
 def requirements(item: pytest.Item) -> list[capexpr.Expr]:
@@ -112,24 +109,6 @@ def apply_expectations(item: pytest.Item, platform: Platform,
             if not triaged:
                 item.stash[UNTRIAGED_KEY] = platform.describe()
             return
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
-                              ) -> Iterator[pytest.TestReport]:
-    """An untriaged known bug whose test passed is recorded as "not reproduced on <stack>"."""
-    report = yield
-    untriaged = item.stash.get(UNTRIAGED_KEY, None)
-    if untriaged and report.when == "call" and report.passed and hasattr(report, "wasxfail"):
-        note = f"not reproduced on {untriaged}"
-        item.stash[NOT_REPRODUCED_KEY] = note
-        report.user_properties.append((NOT_REPRODUCED, note))
-    return report
-
-
-def not_reproduced(report: pytest.TestReport) -> str | None:
-    """The "not reproduced on <stack>" note of a test's report (None for any other test)."""
-    return dict(getattr(report, "user_properties", ())).get(NOT_REPRODUCED)
 
 
 def warn_unmatched(files: tuple[ExpectationFile, ...], items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ from gpuhil.gating import capexpr
 from gpuhil.gating.capabilities import Capabilities
 from gpuhil.machine import Machine
 
-__all__ = ["EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "NOT_REPRODUCED",
+__all__ = ["CALL_FAILED_KEY", "EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "NOT_REPRODUCED",
            "NOT_REPRODUCED_KEY", "POOL_STATS_KEY", "REQUIRES_KEY", "SESSION_KEY", "UNTRIAGED_KEY",
            "SNAPSHOTS_KEY", "SNAPSHOT_KEY", "TIMER_KEY", "machine_of", "use_machine"]
 
@@ -36,6 +36,8 @@ UNTRIAGED_KEY = pytest.StashKey[str]()
 #: "not reproduced on <stack>": an untriaged known bug whose test passed (report and Allure).
 NOT_REPRODUCED_KEY = pytest.StashKey[str]()
 NOT_REPRODUCED = "gpuhil_not_reproduced"  # its user_properties name on the test's report
+#: Whether the test's call phase failed (not an xfail): its guest may be damaged.
+CALL_FAILED_KEY = pytest.StashKey[bool]()
 #: The watchdog pytest-timeout's timer hook started for the item (results plugin).
 TIMER_KEY = pytest.StashKey[Any]()
 

@@ -32,10 +32,10 @@ from gpuhil.pytestplugin.fixtures import (  # noqa: F401 - the plugin's fixtures
     _gpuhil_expectations, _gpuhil_requires, capabilities, guest, host_gpu, lab, raw_gpu, udmabuf,
     vfio_device, virtgpu,
 )
-from gpuhil.pytestplugin.gating import (  # noqa: F401 - the pytest_runtest_* are hooks
-    expectations_of, not_reproduced, pytest_runtest_call, pytest_runtest_makereport, requirements,
-    warn_unmatched,
+from gpuhil.pytestplugin.gating import (  # noqa: F401 - pytest_runtest_call is a hook
+    expectations_of, pytest_runtest_call, requirements, warn_unmatched,
 )
+from gpuhil.pytestplugin.reports import not_reproduced, pytest_runtest_makereport  # noqa: F401
 from gpuhil.pytestplugin.keys import (EXPECTATIONS_KEY, POOL_STATS_KEY, REQUIRES_KEY, SESSION_KEY,
                                       SNAPSHOTS_KEY)
 from gpuhil.pytestplugin.options import parse_settings, pytest_addoption  # noqa: F401 - a hook
@@ -62,6 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "unless the probed capabilities satisfy the expression")
     config.addinivalue_line("markers", "guest(name=None, *, spec=None): the guest configuration "
                             "the test's guest fixture boots")
+    config.addinivalue_line("markers", "guest_may_die: this test may kill its guest on purpose "
+                            "(a guest left unsound after it is replaced, not this test's error)")
     config.addinivalue_line("markers", "vfio_ids(vendor, device): the PCI function the "
                             "vfio_device fixture binds (default: ivshmem-plain)")
     session = config.stash[SESSION_KEY] = GpuhilSession(config, parse_settings(config))
@@ -130,5 +132,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     peaks = ", ".join(f"{w} {s['peak_live']}" for w, s in sorted(per_worker.items()))
     terminalreporter.write_line(
         f"gpuhil guest pool: bound {bound} per worker; {sum(s['boots'] for s in per_worker.values())}"
-        f" boots, {sum(s['evictions'] for s in per_worker.values())} evictions; peak live guests:"
+        f" boots, {sum(s['evictions'] for s in per_worker.values())} evictions,"
+        f" {sum(s.get('replaced', 0) for s in per_worker.values())} replaced after a test;"
+        f" peak live guests:"
         f" {peaks}")

@@ -108,6 +108,7 @@ class PoolStats:
     boots: int = 0
     evictions: int = 0
     peak_live: int = 0
+    replaced: int = 0  # guests closed after a test that failed or left them unsound
     idle_deaths: list[str] = field(default_factory=list)  # QEMUs that died between tests
 
 
@@ -164,17 +165,44 @@ class GpuhilSession:
             self._platform = platform_of(self.lab_setup())
         return self._platform
 
-    def _healthy(self, slot: GuestSlot) -> bool:
+    def _healthy(self, slot: GuestSlot, timeout: float = 15) -> bool:
+        return self._unhealthy(slot, timeout) is None
+
+    def _unhealthy(self, slot: GuestSlot, timeout: float) -> str | None:
+        """None when the guest is alive and its agent answers (its render node still there),
+        else why not."""
         machine = slot.machine
         if isinstance(machine, LocalMachine):
-            return True
+            return None
+        if machine is None or not machine.alive:
+            status = getattr(machine, "qemu_status", lambda: "gone")()
+            said = [ln for ln in machine.qemu_stderr().splitlines() if ln.strip()][-2:] \
+                if machine is not None else []
+            return f"its QEMU {status}" + (f" ({' | '.join(said)})" if said else "")
+        if machine.fatal is not None:
+            return f"its console showed a fatal line: {machine.fatal}"
+        check = f"test -e {slot.render_node}" if slot.render_node else "true"
         try:
-            if machine is None or not machine.alive or machine.fatal is not None:
-                return False
-            check = f"test -e {slot.render_node}" if slot.render_node else "true"
-            return machine.run(["sh", "-c", check], timeout=15).returncode == 0
-        except Exception:
-            return False
+            if machine.run(["sh", "-c", check], timeout=timeout).returncode != 0:
+                return f"its render node {slot.render_node} is gone"
+        except Exception as exc:
+            return f"its agent did not answer ({type(exc).__name__}: {exc})"
+        return None
+
+    def after_test(self, slot: GuestSlot, call_failed: bool) -> str | None:
+        """After a test on ``slot``'s guest: a test that failed may have damaged the device, so
+        its guest is replaced (the next test boots a fresh one); after any other test (passed,
+        xfailed, skipped in its body) the guest proves it is still sound (alive, agent answers,
+        render node there), else it is replaced too and the reason is returned: the damage
+        belongs to this test, not to the next one."""
+        if slot.machine is None or isinstance(slot.machine, LocalMachine):
+            return None
+        reason = None if call_failed else self._unhealthy(slot, timeout=120)
+        if call_failed or reason is not None:
+            slot.machine.close()
+            slot.machine = None
+            self.stats.replaced += 1
+        return reason
 
     def _boot(self, slot: GuestSlot) -> None:
         from gpuhil.lab.guest import Guest
