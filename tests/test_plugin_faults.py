@@ -86,12 +86,16 @@ def _left_behind(runs: Path, workers: list[tuple[int, int]]) -> list[str]:
 
 def _ended(proc: subprocess.Popen, seconds: float, what: str) -> str:
     """The inner run's output once it ended (it is killed, and the test fails, if it does not)."""
+    log = Path(proc.args[proc.args.index("--rootdir") + 1]) / "out.log"
     try:
         proc.wait(seconds)
     except subprocess.TimeoutExpired:
+        processes = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)],
+                                   capture_output=True, text=True).stdout
         os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"the run did not end within {seconds:g} s of {what}")
-    return (Path(proc.args[proc.args.index("--rootdir") + 1]) / "out.log").read_text()
+        pytest.fail(f"the run did not end within {seconds:g} s of {what}; its processes:\n"
+                    f"{processes}\nits output ends:\n{log.read_text()[-3000:]}", pytrace=False)
+    return log.read_text()
 
 
 def _results(results: Path, name: str) -> list[dict]:
@@ -177,42 +181,49 @@ def test_sigkilled_worker_gives_its_test_a_crash_result_and_is_reaped(lab_setup:
 
 def test_qemu_that_dies_between_tests_is_reported(lab_setup: LabSetup,
                                                     pytester: pytest.Pytester):
-    """A guest whose QEMU dies while no test uses it (killed here after its test ended) is a
-    session-level record naming the configuration and QEMU's end (terminal and an Allure
-    result), and the next test gets a fresh guest."""
-    pytester.makepyfile(test_inner="""
+    """A guest whose QEMU dies while no test uses it (killed here by a test on another guest,
+    after its own test ended and it proved sound) is a session-level record naming the
+    configuration and QEMU's end (terminal and an Allure result), and the next test of its
+    configuration gets a fresh guest."""
+    pytester.makepyfile(test_a="""
         import os, signal, time
         import pytest
 
-        @pytest.fixture
-        def killed_afterwards(guest):
-            yield guest
-            os.kill(guest.pid, signal.SIGKILL)
-            while os.path.exists(f"/proc/{guest.pid}") and "Z" not in open(
-                    f"/proc/{guest.pid}/stat").read().split()[2]:
-                time.sleep(0.05)
+        PIDS = []
 
         @pytest.mark.guest("plain")
-        def test_first(killed_afterwards):
-            assert killed_afterwards.run(["true"]).returncode == 0
+        def test_first(guest):
+            PIDS.append(guest.pid)
+            assert guest.run(["true"]).returncode == 0
+
+        @pytest.mark.guest("virgl")
+        def test_meanwhile_the_plain_qemu_dies(guest):
+            os.kill(PIDS[0], signal.SIGKILL)
+            while os.path.exists(f"/proc/{PIDS[0]}") and "Z" not in open(
+                    f"/proc/{PIDS[0]}/stat").read().split()[2]:
+                time.sleep(0.05)
+    """, test_b="""
+        import pytest
+        from test_a import PIDS
 
         @pytest.mark.guest("plain")
         def test_next_gets_a_fresh_guest(guest):
+            assert guest.pid != PIDS[0]
             assert guest.run(["true"]).returncode == 0
     """)
     results = pytester.path / "allure-results"
     result = pytester.runpytest_subprocess("-p", "gpuhil.pytestplugin.lab", "-p",
                                            "no:cacheprovider", "-p", "no:randomly",
                                            "--alluredir", str(results))
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     deaths = [r for r in (json.loads(p.read_text()) for p in results.glob("*-result.json"))
               if r["fullName"].startswith("gpuhil guest pool::main::idle-death")]
     assert len(deaths) == 1 and deaths[0]["status"] == "failed", deaths
     assert deaths[0]["statusDetails"]["message"].startswith("[crash] [plain] QEMU killed by SIGKILL")
     result.stdout.re_match_lines([r"gpuhil: main: \[plain\] QEMU killed by SIGKILL while idle "
                                   r"between tests.*",
-                                  r"gpuhil guest pool: bound 2 per worker; 2 boots, 0 evictions; "
-                                  r"peak live guests: main 1"])
+                                  r"gpuhil guest pool: bound 2 per worker; 3 boots, 0 evictions, "
+                                  r"0 replaced after a test; peak live guests: main 2"])
 
 
 def test_guest_logs_are_kept_beside_the_allure_results(lab_setup: LabSetup,

@@ -55,6 +55,19 @@ class DeviceOptions:
         """The ``-device`` value, verbatim."""
         return self.value
 
+    @property
+    def driver(self) -> str:
+        """The device type (``virtio-gpu-gl-pci``)."""
+        if self.value.startswith("{"):
+            return str(json.loads(self.value)["driver"])
+        return self.value.split(",", 1)[0]
+
+    def properties(self) -> tuple[str, ...]:
+        """The properties the value sets (what the QEMU must have for it to mean anything)."""
+        if self.value.startswith("{"):
+            return tuple(k for k in json.loads(self.value) if k != "driver")
+        return tuple(p.split("=", 1)[0] for p in self.value.split(",")[1:] if p)
+
 
 def memfd_ram_args(spec: GuestSpec, backend_id: str = "gpuhil-ram") -> tuple[str, ...]:
     """QEMU arguments that back the guest's RAM with a memfd (what udmabuf needs)."""
