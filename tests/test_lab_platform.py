@@ -86,3 +86,20 @@ def test_expectations_apply_to_a_config_target(pytester, lab_setup):
                                           "--gpuhil-target=lab.toml", "-rxXf")
     result.assert_outcomes(xfailed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_known_fixed*XPASS(strict)*"])
+
+
+@pytest.mark.lab
+def test_a_config_guest_root_gets_the_guest_extensions(lab_setup, tmp_path):
+    """A lab config's guest root is a build tree for gpuhil's extensions when it has a Debian
+    python3 (its version read from its dpkg database); modules already built for that Python
+    are not rebuilt in place under running guests; a tree without python3 is no build tree."""
+    from gpuhil.lab.guest_build import ensure_guest_extensions, expected_modules, guest_tree
+    from gpuhil.lab.setup import PROJECT_ROOT
+
+    tree = guest_tree(lab_setup.guest_root)
+    assert tree is not None and tree.python == lab_setup.assets.manifest.python
+    assert expected_modules(PROJECT_ROOT, tree) == expected_modules(PROJECT_ROOT, lab_setup.assets)
+    said: list[str] = []
+    ensure_guest_extensions(tree, PROJECT_ROOT, said.append)
+    assert said == [] and all(p.is_file() for p in expected_modules(PROJECT_ROOT, tree))
+    assert guest_tree(tmp_path) is None

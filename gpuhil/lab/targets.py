@@ -85,8 +85,10 @@ class Target:
     def describe(self) -> str:
         return str(self.config_path) if self.kind is TargetKind.CONFIG else self.kind.value
 
-    def lab_setup(self, progress: Callable[[str], None] | None = None):
-        """The LabSetup to boot guests with (built on first use for the virtual lab)."""
+    def lab_setup(self, progress: Callable[[str], None] | None = None, build: bool = True):
+        """The LabSetup to boot guests with (built on first use for the virtual lab; for a lab
+        config, gpuhil's extensions are built for its guest root's Python unless ``build`` is
+        False)."""
         from gpuhil.lab.setup import LabSetup
 
         if self.kind is TargetKind.LAB:
@@ -107,6 +109,18 @@ class Target:
                              qemu_data_dir=self.qemu_data_dir,
                              stated_versions=self.stated_versions)
             setup.check()
+            lab_tree = self.host_suite is not None and guest_root == lab.guest_root
+            if build and not lab_tree:  # the lab's own tree has them already
+                from gpuhil.lab.guest_build import ensure_guest_extensions, guest_tree
+                from gpuhil.lab.setup import PROJECT_ROOT
+
+                tree = guest_tree(guest_root)
+                if tree is not None:
+                    ensure_guest_extensions(tree, PROJECT_ROOT, progress)
+                elif progress is not None:
+                    progress(f"guest_root = {str(guest_root)!r} has no python3 package in its "
+                             f"dpkg database: gpuhil's extensions are not built for it (payloads "
+                             f"that need them fail there)")
             return setup
         raise TargetError("the local target boots no guests")
 
@@ -172,7 +186,7 @@ def _config(path: Path, option: str) -> Target:
     from gpuhil.lab.errors import LabError
 
     try:
-        target.lab_setup()  # checks every path now, not at the first boot
+        target.lab_setup(build=False)  # checks every path now, not at the first boot
     except LabError as exc:
         raise bad(str(exc)) from None
     return target
