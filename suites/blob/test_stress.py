@@ -21,6 +21,9 @@ from gpuhil.blob_traces import (CREATE, MAP, REQUIRES as TRACES, UNREF, TraceCap
                                 unmap_sequences, well_formed)
 
 MiB = 1 << 20
+#: The guest's Shmem may stay this far above where it was (page caches); a leak of the cycled
+#: blobs would be far above it.
+SHMEM_GROWTH_LIMIT_KIB = 4096
 #: QEMU may keep allocator caches; a leak of the cycled blobs would be far above this
 RSS_GROWTH_LIMIT = 48 * MiB
 
@@ -31,6 +34,19 @@ def qemu_rss(guest) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for QEMU pid {guest.pid}")
+
+
+def _shmem_growth_once_freed(guest, before_kib: int) -> int:
+    """The guest's Shmem growth once it has freed what it can: the driver frees a blob's pages
+    when it processes the host's UNREF answer, after the cycles returned (later on a loaded
+    host), so it is read until it is back under the limit; a leak stays above it (60 s is a
+    safety net, not a verdict on speed)."""
+    deadline = time.monotonic() + 60
+    while True:
+        growth = guest.call(payloads.meminfo)["Shmem"] - before_kib
+        if growth < SHMEM_GROWTH_LIMIT_KIB or time.monotonic() > deadline:
+            return growth
+        time.sleep(0.5)
 
 
 def _settle(traces: TraceCapture) -> None:
@@ -64,8 +80,9 @@ def test_create_map_close_cycles_leak_nothing(request, guest, virtgpu, blob_mem,
     rss_after = qemu_rss(guest)
     assert not stats.failures, stats.failures
     assert stats.fds_after <= stats.fds_before
-    assert stats.shmem_kib_after - stats.shmem_kib_before < 4096, \
-        f"guest Shmem grew {stats.shmem_kib_after - stats.shmem_kib_before} KiB over {count} cycles"
+    growth_kib = _shmem_growth_once_freed(guest, stats.shmem_kib_before)
+    assert growth_kib < SHMEM_GROWTH_LIMIT_KIB, \
+        f"guest Shmem grew {growth_kib} KiB over {count} cycles (and stayed so for 60 s)"
     events = traces.events_seen()
     created = {e.res for e in events if e.event == CREATE}
     unreffed = {e.res for e in events if e.event == UNREF}
