@@ -52,6 +52,19 @@ def _setup(progress: _Progress):
 
 def cmd_build(args: argparse.Namespace) -> int:
     progress = _Progress()
+    if args.suite:  # a host-side tree of another Debian suite, for a config's host_suite
+        from gpuhil.lab.assets import ensure_assets
+        from gpuhil.lab.packages import check_suite_exists
+
+        try:
+            check_suite_exists(args.suite)
+        except ValueError as exc:
+            print(f"gpuhil: {exc}", file=sys.stderr)
+            return 2
+        assets = ensure_assets(progress=progress, suite=args.suite)
+        progress(f"{args.suite} tree ready: {assets.root}")
+        print(assets.manifest.summary())
+        return 0
     setup = _setup(progress)
     progress("lab ready")
     if setup.assets is not None:
@@ -205,7 +218,10 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="area", required=True)
     lab = sub.add_parser("lab", help="the virtual GPU lab (QEMU guests)")
     cmds = lab.add_subparsers(dest="command", required=True)
-    cmds.add_parser("build", help="build the lab's assets and the guest's extensions").set_defaults(func=cmd_build)
+    build = cmds.add_parser("build", help="build the lab's assets and the guest's extensions")
+    build.add_argument("--suite", help="instead: a host-side tree of this Debian suite (stable, "
+                                       "testing, trixie-backports...) for a config's host_suite")
+    build.set_defaults(func=cmd_build)
     cmds.add_parser("info", help="versions, accelerator and cache").set_defaults(func=cmd_info)
     boot = cmds.add_parser("boot", help="boot a guest with its console on this terminal")
     _add_guest_options(boot)

@@ -102,3 +102,13 @@ def test_a_read_only_cache_is_named(tmp_path, existing):
     assert proc.stderr.strip() == (f"gpuhil: the gpuhil cache {cache} ($GPUHIL_CACHE) {problem}; "
                                    f"set GPUHIL_CACHE to a writable directory")
     assert not any(cache.parent.iterdir())  # the tmpfs is gone with the namespace
+
+
+def test_a_suite_the_mirror_does_not_have_is_refused_before_any_build(tmp_path):
+    """``gpuhil lab build --suite`` asks the real Debian mirror for the suite's Release file
+    first: a typo is a one-line error naming the suite and URL, and no cache entry is made."""
+    proc = _gpuhil("lab", "build", "--suite", "stabel", env={"GPUHIL_CACHE": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("gpuhil: --suite='stabel': the mirror has no "
+                                   "http://deb.debian.org/debian/dists/stabel/Release (HTTP 404)")
+    assert list(tmp_path.iterdir()) == []

@@ -66,6 +66,23 @@ DPKG_OPTIONS: tuple[str, ...] = (
 APT_OPTIONS: tuple[str, ...] = ('Acquire::Check-Valid-Until "false"',)
 
 
+def check_suite_exists(suite: str) -> None:
+    """ValueError naming the suite and the mirror when the mirror has no Release file for it
+    (checked before a tree is built for it, so a typo leaves no cache entry behind)."""
+    import urllib.error
+    import urllib.request
+
+    suite_sources(suite)
+    url = f"{mirror().rstrip('/')}/dists/{suite}/Release"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=60):
+            return
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"--suite={suite!r}: the mirror has no {url} (HTTP {exc.code})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ValueError(f"--suite={suite!r}: cannot reach {url} ({exc})") from None
+
+
 def mirror() -> str:
     """The Debian mirror ($GPUHIL_DEBIAN_MIRROR overrides deb.debian.org)."""
     return os.environ.get("GPUHIL_DEBIAN_MIRROR", DEFAULT_MIRROR)
