@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuhil.gating.expectations import (ExpectationError, Platform, governing_file, load_directory,
+from gpuhil.gating.expectations import (ExpectationError, Platform, governing_files, load_directory,
                                         load_file, version_at_least, version_matches)
 from gpuhil.lab.assets import upstream_version
 
@@ -82,16 +82,18 @@ def test_a_file_applies_to_its_stack_and_newer_ones_triaged_only_on_its_own(tmp_
 
 def test_the_newest_file_not_newer_than_the_stack_governs(tmp_path):
     """With files for QEMU 10.0 and 11.1, 11.1.3 and 12.0 take 11.1's, 10.2 takes 10.0's and 9.2
-    none; an entry whose ``since`` is newer than the stack does not hold there."""
+    none, while a kernel-only file applies beside them; an entry whose ``since`` is newer than
+    the stack does not hold there."""
     write(tmp_path, '[platform]\nqemu = "10.0"\n[[xfail]]\ntest = "t"\nreason = "r"\n'
                     'seen = "QEMU 10.0.13"\nsince = { qemu = "10.0.7" }\n', "old.toml")
     write(tmp_path, GOOD.replace('kernel = "7.2"\n', ""), "new.toml")
+    write(tmp_path, '[platform]\nkernel = "7.2"\n', "kernel.toml")
     files = load_directory(tmp_path)
     by_name = {f.path.name: f for f in files}
     for qemu, name in (("11.1.3", "new.toml"), ("12.0.0", "new.toml"), ("10.2.1", "old.toml"),
                        ("9.2.0", None)):
-        chosen = governing_file(files, Platform(qemu))
-        assert (chosen.path.name if chosen else None) == name, qemu
+        chosen = sorted(f.path.name for f in governing_files(files, Platform(qemu, kernel="7.2.1")))
+        assert chosen == sorted(["kernel.toml"] + ([name] if name else [])), qemu
     (entry,) = by_name["old.toml"].entries
     assert entry.since == (("qemu", "10.0.7"),)
     assert entry.holds_on(Platform("10.0.13")) and not entry.holds_on(Platform("10.0.2"))

@@ -16,9 +16,10 @@ says why it fails there::
     since = { qemu = "10.0" }       # optional: the versions from which the bug holds
     strict = false                  # optional: a race that does not show on every run
 
-Which file applies: the newest one whose platform is not newer than the stack under test, key
-by key (a file for 11.1 applies to 11.1.3 and, until a file for 11.2 exists, to 11.2.0 and
-12.0).  On the triaged stack itself (every key a prefix match) an entry is a strict xfail: when
+Which files apply: among the files naming the same platform keys (e.g. kernel only, for the
+guest kernel's bugs, or qemu and virglrenderer), the newest one whose platform is not newer
+than the stack under test, key by key (a file for 11.1 applies to 11.1.3 and, until a file for
+11.2 exists, to 11.2.0 and 12.0).  On the triaged stack itself (every key a prefix match) an entry is a strict xfail: when
 the bug is fixed the test passes, the run fails as XPASS(strict), and the entry must go.  On a
 newer stack it is not yet triaged: the xfail is not strict, and a pass is reported as "not
 reproduced on <stack>" without failing the run.  An entry whose ``since`` is newer than the stack
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Expectation", "ExpectationError", "ExpectationFile", "Platform", "governing_file",
+__all__ = ["Expectation", "ExpectationError", "ExpectationFile", "Platform", "governing_files",
            "load_directory", "load_file", "version_at_least", "version_matches"]
 
 PLATFORM_KEYS = ("qemu", "virglrenderer", "kernel")
@@ -129,11 +130,17 @@ class ExpectationFile:
         return tuple(_components(self.platform.get(key, "")) for key in PLATFORM_KEYS)
 
 
-def governing_file(files: "tuple[ExpectationFile, ...] | list[ExpectationFile]",
-                   platform: Platform) -> ExpectationFile | None:
-    """The newest file that applies to ``platform`` (None when none does)."""
-    applicable = [f for f in files if f.applies_to(platform)]
-    return max(applicable, key=ExpectationFile.order) if applicable else None
+def governing_files(files: "tuple[ExpectationFile, ...] | list[ExpectationFile]",
+                    platform: Platform) -> list[ExpectationFile]:
+    """Per set of platform keys (a kernel-only file is independent of QEMU/virglrenderer
+    files), the newest file that applies to ``platform``."""
+    newest: dict[frozenset[str], ExpectationFile] = {}
+    for file in files:
+        keys = frozenset(file.platform)
+        if file.applies_to(platform) and (keys not in newest
+                                          or file.order() > newest[keys].order()):
+            newest[keys] = file
+    return list(newest.values())
 
 
 def _text(table: Mapping[str, object], key: str, where: str) -> str:

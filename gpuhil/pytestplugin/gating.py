@@ -9,7 +9,7 @@ import pytest
 from gpuhil.gating import capexpr
 from gpuhil.gating.capabilities import Capabilities, capset_summary
 from gpuhil.gating.catalogue import unknown_names
-from gpuhil.gating.expectations import Expectation, ExpectationFile, Platform, governing_file
+from gpuhil.gating.expectations import Expectation, ExpectationFile, Platform, governing_files
 from gpuhil.pytestplugin.keys import EXPECTATIONS_KEY, MUST_HAVE_FAILURE, REQUIRES_KEY, UNTRIAGED_KEY
 
 __all__ = ["apply_expectations", "check_requirements", "describe_values", "expectations_of",
@@ -97,12 +97,12 @@ def expectations_of(nodeid: str, files: tuple[ExpectationFile, ...]
 
 def apply_expectations(item: pytest.Item, platform: Platform,
                        files: tuple[ExpectationFile, ...]) -> None:
-    """A test with an entry in the file that governs ``platform`` (the newest not newer than it)
+    """A test with an entry in a file that governs ``platform`` (the newest not newer than it)
     becomes an xfail: strict on the stack the entry was triaged on (unless the bug is
     intermittent), not strict on a newer one, where a pass is "not reproduced"."""
-    governing = governing_file(files, platform)
+    governing = governing_files(files, platform)
     for file, entry in item.stash.get(EXPECTATIONS_KEY, []):
-        if file is governing and entry.holds_on(platform):
+        if any(file is g for g in governing) and entry.holds_on(platform):
             triaged = file.triaged_on(platform)
             item.add_marker(pytest.mark.xfail(reason=entry.marker_reason(platform, triaged),
                                               strict=entry.strict and triaged))
