@@ -46,8 +46,11 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Path]:
     argv = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-p",
             "no:cacheprovider", "--rootdir", str(tmp_path), "--alluredir", str(results),
             str(tmp_path / "test_inner.py")]
+    # SIGINT back to its default: a run started in the background by a non-interactive shell
+    # (nohup ... &, a CI runner) inherits it ignored, and Ctrl-C would then reach no one.
     proc = subprocess.Popen(argv, cwd=tmp_path, start_new_session=True, text=True,
-                            stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT)
+                            stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return proc, ready, results, release
 
 
