@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +43,7 @@ def kernel_release_of(path: Path) -> str:
 
 def qemu_version(setup: Any) -> str:
     """``11.1.3 (Debian 1:11.1.3+ds-1)``: what the setup's QEMU prints ("" if it cannot say)."""
-    with tempfile.TemporaryDirectory(prefix="gpuhil-probe-") as run_dir:
-        argv = setup.wrapper(Path(run_dir))([setup.qemu, "--version"])
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                                 stdin=subprocess.DEVNULL).stdout
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    match = _QEMU_VERSION.search(out)
+    match = _QEMU_VERSION.search(setup.qemu_output("--version"))
     if not match:
         return ""
     return f"{match.group(1)} ({match.group(2)})" if match.group(2) else match.group(1)

@@ -100,17 +100,17 @@ class LabSetup:
     def qemu_has_object(self, type_name: str) -> bool:
         """Whether this QEMU lists ``type_name`` in ``-object help`` (a QEMU that cannot even
         say is treated as lacking it)."""
-        return type_name in {line.strip() for line in self._ask("-object", "help").splitlines()}
+        return type_name in {line.strip() for line in self.qemu_output("-object", "help").splitlines()}
 
     def qemu_device_properties(self, type_name: str) -> frozenset[str]:
         """The properties ``-device TYPE,help`` lists (empty: QEMU has no such device type)."""
-        out = self._ask("-device", f"{type_name},help")
+        out = self.qemu_output("-device", f"{type_name},help")
         return frozenset(m.group(1) for m in re.finditer(r"^\s+([\w-]+)=", out, re.MULTILINE))
 
     def check_device(self, type_name: str, properties: "tuple[str, ...]") -> None:
         """Raise MissingQemuFeature naming the device type or the properties this QEMU lacks
         (nothing when the QEMU cannot list its devices at all: that is for its boot to report)."""
-        listing = self._ask("-device", "help")
+        listing = self.qemu_output("-device", "help")
         if not listing.strip():
             return  # a QEMU that cannot even list its devices: its boot says what is wrong
         if f'name "{type_name}"' not in listing:
@@ -123,7 +123,7 @@ class LabSetup:
                 f"QEMU {self.qemu} lacks {', '.join(missing)} of {type_name} (not in -device "
                 f"{type_name},help)", [f"qemu.{p}" for p in missing])
 
-    def _ask(self, *args: str) -> str:
+    def qemu_output(self, *args: str) -> str:
         """What this QEMU prints for ``args`` (asked once per QEMU and process; "" if it fails)."""
         key = (str(self.chroot), self.qemu, self.qemu_module_dir, args)
         if key not in _ANSWERS:
