@@ -89,17 +89,24 @@ class VfioDevice(DeviceHandle):
 
 @dataclass(frozen=True)
 class RawGpuDevice(DeviceHandle):
-    """The virtio-gpu bound to vfio-pci: payloads open ``address`` with
-    ``gpuhil.raw.rawgpu.RawGpu.open(address)``.  A gpuhil error of a :meth:`call` (a RawTimeout,
-    ...) gets QEMU's run state and stderr tail attached as a note."""
+    """The virtio-gpu for the raw driver: payloads open ``address`` with
+    ``gpuhil.raw.rawgpu.RawGpu.open(address)``: a PCI address bound to vfio-pci (``transport``
+    "vfio"), or a qtest machine's device (:class:`gpuhil.qtest.transport.QtestGpu`, "qtest";
+    payloads then run in this process).  A gpuhil error of a :meth:`call` (a RawTimeout, ...)
+    gets QEMU's run state and stderr tail attached as a note."""
 
-    address: str
-    iommu_group: int
+    address: Any  # str, or a QtestGpu
+    iommu_group: int | None
     original_driver: str | None
 
     @property
-    def target(self) -> str:
+    def target(self) -> Any:
         return self.address
+
+    @property
+    def transport(self) -> str:
+        """"vfio" or "qtest": how the raw driver reaches the device."""
+        return "vfio" if isinstance(self.address, str) else "qtest"
 
     def call(self, func: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -116,6 +123,11 @@ class RawGpuDevice(DeviceHandle):
             status = f"unknown ({type(exc).__name__}: {exc})"
         tail = "\n".join(self.machine.qemu_stderr().splitlines()[-20:])
         return f"QEMU run state: {status}; QEMU stderr tail:\n{tail or '(empty)'}"
+
+
+def qtest_raw_gpu(machine: Any) -> RawGpuDevice:
+    """The virtio-gpu of a qtest machine (enumerated by gpuhil; no driver to unbind)."""
+    return RawGpuDevice(machine, machine.raw_target(), None, None)
 
 
 @contextmanager

@@ -74,7 +74,7 @@ def test_qmp_monitor_follows_what_the_qemu_has():
 def test_qtest_machine_follows_the_qemu_s_qmp_kind_and_data_dir():
     """The qtest tier's QEMU line uses the same QMP choice and ``-L`` as a guest's (a QEMU 10.0
     has no ``-object monitor-qmp``; a relocated QEMU needs its data directory)."""
-    from gpuhil.lab.qtest_machine import qtest_argv
+    from gpuhil.lab.qtest_spec import qtest_argv
 
     old = dataclasses.replace(WHERE, qmp_object=False, data_dir="/opt/qemu/share/qemu")
     argv = qtest_argv(old, FDS, gpu=None, ram_mib=64, display=Display())

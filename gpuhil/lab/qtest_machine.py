@@ -34,36 +34,17 @@ from gpuhil._mapping import Mapping
 from gpuhil.lab.errors import QemuLaunchError, describe_status
 from gpuhil.lab.qemu import QemuProcess
 from gpuhil.lab.setup import LabSetup, next_run_id, sweep_stale_runs
-from gpuhil.lab.spec import (VENUS_GPU, Channels, Display, GpuSpec, Placement, data_dir_args,
-                             qmp_args)
+from gpuhil.lab.qtest_spec import QTEST_RAM as _RAM, QTEST_SOCKET as _SOCKET, QtestSpec, qtest_argv
+from gpuhil.lab.spec import VENUS_GPU, Display, GpuSpec
 from gpuhil.machine import LocalMachine
+from gpuhil.devices.pci_ids import VIRTIO_GPU
+from gpuhil.lab.errors import LabError
+from gpuhil.qtest import pci
 from gpuhil.qtest.client import QtestClient
 from gpuhil.qtest.ram import GuestRam
+from gpuhil.qtest.transport import QtestGpu
 
-__all__ = ["QtestMachine", "qtest_argv"]
-
-_SOCKET, _RAM = "qtest.sock", "ram"
-
-
-def qtest_argv(where: Placement, channels: Channels, *, gpu: GpuSpec | None, ram_mib: int,
-               display: Display, extra_args: Sequence[str] = ()) -> list[str]:
-    """QEMU's command line: bare q35 under qtest, RAM in the run directory's file, the GPU."""
-    run = where.run_dir.rstrip("/")
-    argv = [
-        where.qemu, "-nodefaults", "-no-user-config",
-        "-machine", "q35,accel=qtest,memory-backend=mem",
-        "-qtest", f"unix:{run}/{_SOCKET}", "-qtest-log", "/dev/null",
-        "-object", f"memory-backend-file,id=mem,size={ram_mib}M,mem-path={run}/{_RAM},share=on",
-        "-m", f"{ram_mib}M", *data_dir_args(where), *qmp_args(channels, where),
-        "-monitor", "none", "-d", "guest_errors",
-    ]
-    if gpu is not None and gpu.needs_gl:
-        argv += ["-display", f"egl-headless,rendernode={display.rendernode}"]
-    else:
-        argv += ["-display", "none"]
-    if gpu is not None:
-        argv += ["-device", gpu.device_arg()]
-    return argv + list(extra_args)
+__all__ = ["QtestMachine"]
 
 
 class QtestMachine:
@@ -89,7 +70,14 @@ class QtestMachine:
         self._process: QemuProcess | None = None
         self._client: QtestClient | None = None
         self._ram: GuestRam | None = None
+        self._gpu: QtestGpu | None = None
         self._finalizer: weakref.finalize | None = None
+
+    @classmethod
+    def from_spec(cls, spec: QtestSpec, **kwargs: Any) -> "QtestMachine":
+        """The machine ``spec`` describes (``kwargs``: setup, name, log_dir, timeouts)."""
+        return cls(spec.gpu, ram_mib=spec.ram_mib, display=spec.display,
+                   extra_args=spec.extra_args, **kwargs)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -119,7 +107,7 @@ class QtestMachine:
             conn = self._accept(listener, process, started + self.start_timeout)
             self._client = QtestClient(conn, timeout=self.command_timeout,
                                        on_death=self._death_info, name=self.name)
-            self._ram = GuestRam(self._map_ram(run_dir / _RAM))
+            self._ram = self._map_ram(run_dir / _RAM)
         except BaseException:
             self.close()
             raise
@@ -148,17 +136,20 @@ class QtestMachine:
                 raise QemuLaunchError(reason, process.poll(), process.argv,
                                       process.stderr_text())
 
-    def _map_ram(self, path: Path) -> Mapping:
+    def _map_ram(self, path: Path) -> GuestRam:
+        """The RAM file mapped, its fd kept (for DMA mappings) and closed with the RAM."""
         size = self.ram_mib << 20
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
             if os.fstat(fd).st_size < size:
                 raise QemuLaunchError(f"the RAM file {path} is smaller than {self.ram_mib} MiB",
                                       self._process.poll() if self._process else None,
                                       self.qemu_argv, self.qemu_stderr())
-            return Mapping.map(fd, size, op="mmap guest RAM", label=f"{self.name} RAM")
-        finally:
+            return GuestRam(Mapping.map(fd, size, op="mmap guest RAM",
+                                        label=f"{self.name} RAM"), fd)
+        except BaseException:
             os.close(fd)
+            raise
 
     def _death_info(self) -> tuple[str, str]:
         """QEMU's exit status and stderr once the qtest connection broke (waits up to 2 s)."""
@@ -206,6 +197,20 @@ class QtestMachine:
             raise RuntimeError(f"{self.name} is not running")
         return self._ram
 
+    def raw_target(self) -> QtestGpu:
+        """The virtio-gpu for ``RawGpu.open``: the bus enumerated and every BAR assigned and
+        enabled by gpuhil once (no firmware runs); LabError when the machine has none."""
+        if self._gpu is None:
+            functions = pci.bring_up(self.qtest)
+            found = [f for f in functions if (f.vendor, f.device) == VIRTIO_GPU]
+            if not found:
+                seen = ", ".join(f"{f.name} {f.vendor:04x}:{f.device:04x}" for f in functions)
+                raise LabError(f"{self.name}: no virtio-gpu ({VIRTIO_GPU[0]:04x}:"
+                               f"{VIRTIO_GPU[1]:04x}) on the qtest machine's bus (found: "
+                               f"{seen or 'nothing'})")
+            self._gpu = QtestGpu(found[0], self.ram)
+        return self._gpu
+
     # --- Machine ---------------------------------------------------------------------------
 
     @property
@@ -218,6 +223,7 @@ class QtestMachine:
                 and self._client is not None and self._client.usable)
 
     fatal = None
+    has_kernel = False  # no SysRq, no task stacks: there is no guest
 
     @property
     def qemu_argv(self) -> list[str]:
@@ -227,6 +233,13 @@ class QtestMachine:
     def status(self) -> str:
         """'still running', 'exit code N' or 'killed by SIGKILL'."""
         return self._process.status() if self._process is not None else "not started"
+
+    qemu_status = status  # the name a Guest has it under
+
+    @property
+    def returncode(self) -> int | None:
+        """QEMU's exit status once it ended (None while it runs)."""
+        return self._process.poll() if self._process is not None else None
 
     def kill(self) -> None:
         """SIGKILL QEMU now (the qtest client then raises QtestDied)."""

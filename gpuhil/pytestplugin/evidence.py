@@ -61,6 +61,12 @@ def has_qemu(machine: Machine | None) -> bool:
     return machine is not None and machine.pid is not None
 
 
+def has_kernel(machine: Machine | None) -> bool:
+    """Whether ``machine`` is a QEMU with a guest kernel (SysRq, task stacks); a device-tier
+    machine (QEMU under qtest) has none: ``has_kernel = False``."""
+    return has_qemu(machine) and getattr(machine, "has_kernel", True)
+
+
 def begin(record: TestRecord, state: SessionState) -> None:
     """Note where the machine's logs stand and mark the start of the test in its kernel log."""
     machine = record.machine
@@ -69,7 +75,7 @@ def begin(record: TestRecord, state: SessionState) -> None:
     if machine not in state.machines:
         state.machines.append(machine)
     if has_qemu(machine):
-        if machine.pid not in state.sysrq_ready:
+        if has_kernel(machine) and machine.pid not in state.sysrq_ready:
             # all SysRq functions, so that the watchdog can ask for task stacks from the keyboard
             machine.run(["sh", "-c", "echo 1 > /proc/sys/kernel/sysrq"], check=True)
             state.sysrq_ready.add(machine.pid)

@@ -13,10 +13,12 @@ import pytest
 
 from gpuhil.devices.pci_ids import IVSHMEM
 from gpuhil.gating.capabilities import Capabilities
-from gpuhil.handles import RawGpuDevice, UdmabufDevice, VfioDevice, VirtGpu, bound_to_vfio, raw_gpu_bound
+from gpuhil.handles import (RawGpuDevice, UdmabufDevice, VfioDevice, VirtGpu, bound_to_vfio,
+                            qtest_raw_gpu, raw_gpu_bound)
 from gpuhil.host.inventory import HostGpu, host_gpus, select
 from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
 from gpuhil.lab.configurations import is_raw_spec
+from gpuhil.lab.qtest_spec import QtestSpec
 from gpuhil.lab.targets import Target
 from gpuhil.machine import LocalMachine, Machine
 from gpuhil.lab.errors import MissingQemuFeature
@@ -172,14 +174,20 @@ def vfio_device(request: pytest.FixtureRequest, guest: Machine,
 
 @pytest.fixture
 def raw_gpu(request: pytest.FixtureRequest, guest: Machine) -> Iterator[RawGpuDevice]:
-    """The "raw" guest's virtio-gpu (1af4:1050) bound to vfio-pci for gpuhil.raw.rawgpu; its
-    original driver (virtio-pci) is restored afterwards."""
+    """The virtio-gpu (1af4:1050) for gpuhil.raw.rawgpu: on a qtest configuration the device
+    of that QEMU (no guest), on the "raw" guest its virtio-gpu bound to vfio-pci (its original
+    driver, virtio-pci, restored afterwards)."""
     if isinstance(guest, LocalMachine):
-        pytest.skip("raw_gpu needs a lab guest whose virtio-gpu sits behind a vIOMMU")
+        pytest.skip("raw_gpu needs a lab guest whose virtio-gpu sits behind a vIOMMU, or a "
+                    "qtest configuration")
     label, spec = spec_for(request, "raw")
     if not is_raw_spec(spec):
-        pytest.skip(f"raw_gpu needs a virtio-gpu with iommu_platform=on behind a vIOMMU; "
-                    f"[{label}] is {spec.gpu.device_arg() if spec.gpu else 'without a GPU'}")
+        pytest.skip(f"raw_gpu needs a virtio-gpu with iommu_platform=on behind a vIOMMU, or a "
+                    f"qtest configuration; [{label}] is "
+                    f"{spec.gpu.device_arg() if spec.gpu else 'without a GPU'}")
+    if isinstance(spec, QtestSpec):
+        yield qtest_raw_gpu(guest)
+        return
     with raw_gpu_bound(guest) as device:
         yield device
 

@@ -12,16 +12,17 @@ from typing import Any
 
 import pytest
 
-from gpuhil.bringup import RENDER_NODE, prepare_gpu
-from gpuhil.gating.capabilities import Capabilities, DeviceInitError, probe_machine
-from gpuhil.gating.snapshot import snapshot
+from gpuhil.bringup import RENDER_NODE
+from gpuhil.gating.capabilities import Capabilities, probe_machine
 from gpuhil.gating.expectations import Platform
-from gpuhil.lab.configurations import CONFIGURATIONS, is_raw_spec, label_of
+from gpuhil.lab.configurations import CONFIGURATIONS, DEVICE_CONFIGURATIONS, label_of
+from gpuhil.lab.qtest_spec import QtestSpec
 from gpuhil.lab.errors import LabError
 from gpuhil.lab.platform import platform_of
 from gpuhil.lab.spec import GuestSpec
 from gpuhil.lab.targets import TargetKind
 from gpuhil.machine import LocalMachine, Machine
+from gpuhil.pytestplugin.boot import boot_slot
 from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY
 from gpuhil.pytestplugin.options import Settings
 
@@ -33,18 +34,20 @@ __all__ = ["GpuhilSession", "GuestSlot", "PoolStats", "configuration_of", "group
 _QEMU_OVERHEAD_MIB = 512
 
 
-def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec]:
-    """A configuration label and spec from a name, a GuestSpec, or a ``guest`` marker."""
+def resolve_spec(source: Any, where: str = "") -> tuple[str, GuestSpec | QtestSpec]:
+    """A configuration label and spec from a name, a GuestSpec or QtestSpec, or a ``guest``
+    marker."""
     if isinstance(source, pytest.Mark):
         spec = source.kwargs.get("spec")
         name = source.args[0] if source.args else source.kwargs.get("name")
         source = spec if spec is not None else name
-    if isinstance(source, GuestSpec):
+    if isinstance(source, (GuestSpec, QtestSpec)):
         return label_of(source), source
-    if isinstance(source, str) and source in CONFIGURATIONS:
-        return source, CONFIGURATIONS[source]
-    raise pytest.UsageError(f"{where}: unknown guest configuration {source!r} (a GuestSpec or "
-                            f"one of {', '.join(CONFIGURATIONS)})")
+    known = {**CONFIGURATIONS, **DEVICE_CONFIGURATIONS}
+    if isinstance(source, str) and source in known:
+        return source, known[source]
+    raise pytest.UsageError(f"{where}: unknown guest configuration {source!r} (a GuestSpec, a "
+                            f"QtestSpec or one of {', '.join(known)})")
 
 
 def spec_for(request: pytest.FixtureRequest, default: str) -> tuple[str, GuestSpec]:
@@ -117,8 +120,8 @@ class GuestSlot:
     """One configuration's guest in this worker, and its capability snapshot."""
 
     label: str
-    spec: GuestSpec
-    machine: Machine | None = None  # a Guest, or the LocalMachine
+    spec: GuestSpec | QtestSpec
+    machine: Machine | None = None  # a Guest, a QtestMachine, or the LocalMachine
     capabilities: Capabilities | None = None
     render_node: str | None = None
     boots: int = 0
@@ -205,28 +208,13 @@ class GpuhilSession:
         return reason
 
     def _boot(self, slot: GuestSlot) -> None:
-        from gpuhil.lab.guest import Guest
-
-        if slot.spec.gpu is not None:  # a property this QEMU lacks: a capability, not a crash
-            self.lab_setup().check_device(slot.spec.gpu.model.value, slot.spec.gpu.properties())
         slot.boots += 1
         assert self.log_dir is not None
         log_dir = self.log_dir / f"{self.worker}-{slot.label.replace(':', '_')}-{slot.boots}"
-        guest = Guest(slot.spec, setup=self.lab_setup(), boot_timeout=self.settings.boot_timeout,
-                      log_dir=log_dir, name=f"{self.worker}-{slot.label.split(':')[0]}")
-        guest.start()  # LabError subclasses propagate: infrastructure errors
-        slot.machine = guest
-        slot.render_node = None
-        device_error: str | None = None
-        if slot.spec.gpu is not None and not is_raw_spec(slot.spec):
-            try:
-                slot.render_node = prepare_gpu(guest, self.settings.device_timeout)
-            except DeviceInitError as exc:
-                device_error = str(exc)
-        if slot.capabilities is None:
-            vfio = slot.spec.iommu is not None and bool(slot.spec.devices)
-            self._record(snapshot(guest, slot.label, render_node=slot.render_node, vfio=vfio,
-                                  raw=is_raw_spec(slot.spec), device_error=device_error), slot)
+        captured = boot_slot(slot, self.lab_setup(), self.settings, log_dir,
+                             f"{self.worker}-{slot.label.split(':')[0]}")
+        if captured is not None:
+            self._record(captured, slot)
 
     def _record(self, capabilities: Capabilities, slot: GuestSlot) -> None:
         slot.capabilities = capabilities

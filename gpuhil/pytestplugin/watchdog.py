@@ -21,7 +21,8 @@ import pytest
 
 from gpuhil.machine import Machine
 from gpuhil.outcomes import TestTimeout
-from gpuhil.pytestplugin.evidence import TestRecord, console_size, console_slice, has_qemu
+from gpuhil.pytestplugin.evidence import (TestRecord, console_size, console_slice, has_kernel,
+                                         has_qemu)
 from gpuhil.pytestplugin.keys import machine_of
 
 __all__ = ["WATCHDOG_SIGNAL", "Watchdog", "dump_state", "host_stacks", "timeouts"]
@@ -61,6 +62,8 @@ def dump_state(machine: Machine | None, settle: float = 3.0) -> str:
         parts.append(f"QMP query-status: {json.dumps(machine.qmp('query-status'))}")
     except Exception as exc:
         parts.append(f"QMP query-status failed: {type(exc).__name__}: {exc}")
+    if not has_kernel(machine):
+        return "\n\n".join(parts + ["no guest kernel (a QEMU under qtest): no task stacks"])
     offset = console_size(machine)
     for key in ("9", "t", "w"):  # 9: console loglevel, so the dumps reach the serial console
         try:

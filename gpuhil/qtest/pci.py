@@ -110,6 +110,14 @@ class MmioWindow:
     def write(self, data: bytes, offset: int = 0) -> None:
         self.client.write(self._at(offset, len(data)), bytes(data))
 
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def closed(self) -> bool:
+        """Whether the qtest connection is gone (nothing is mapped here to close)."""
+        return not self.client.usable
+
     def close(self) -> None:
         """Nothing to unmap (for the Mapping interface)."""
 

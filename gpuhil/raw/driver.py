@@ -82,9 +82,10 @@ class VirtqueueDriver:
         control_size = min(queue_size, pci.queue_max_size(CONTROLQ))
         cursor_size = min(16, pci.queue_max_size(CURSORQ))
         cursor_offset = (ring_layout(control_size)[3] + PAGE - 1) // PAGE * PAGE
+        rings = self._rings.iova  # where the transport put them (no IOMMU: where RAM was free)
         self._queues = [
-            SplitQueue(self._rings.memory, control_size, IOVA_RINGS, 0, "controlq"),
-            SplitQueue(self._rings.memory, cursor_size, IOVA_RINGS + cursor_offset,
+            SplitQueue(self._rings.memory, control_size, rings, 0, "controlq"),
+            SplitQueue(self._rings.memory, cursor_size, rings + cursor_offset,
                        cursor_offset, "cursorq"),
         ]
         try:
@@ -197,7 +198,7 @@ class VirtqueueDriver:
         if len(requests) != len(response_sizes):
             raise ValueError(f"{len(requests)} requests but {len(response_sizes)} response sizes")
         q = self._queues[queue]
-        arena = self._arena.memory
+        arena, base = self._arena.memory, self._arena.iova
         if not any(queue.in_flight for queue in self._queues):
             self._arena_used = 0  # nothing in flight references the arena
         slots = []
@@ -209,8 +210,8 @@ class VirtqueueDriver:
                 resp_off = self._alloc(response_size) if response_size else 0
                 if response_size:
                     arena.write(bytes([SENTINEL]) * response_size, resp_off)
-                writable = [(IOVA_ARENA + resp_off, response_size)] if response_size else []
-                head = q.add([(IOVA_ARENA + req_off, len(request))], writable)
+                writable = [(base + resp_off, response_size)] if response_size else []
+                head = q.add([(base + req_off, len(request))], writable)
                 slot = Slot(ctrl_name(request), head, resp_off, response_size, time.monotonic())
                 self._tickets[queue][head] = slot
                 slots.append(slot)

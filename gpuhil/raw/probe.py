@@ -21,7 +21,7 @@ from gpuhil.protocol import (Capset, Feature, GetCapsetInfo, RespOkCapsetInfo,
                              capset_name)
 from gpuhil.raw.virtio_pci import TransportFeature
 
-__all__ = ["RAW_FEATURES", "RAW_NAMES", "RawProbe", "probe_raw_gpu"]
+__all__ = ["RAW_FEATURES", "RAW_NAMES", "RawProbe", "probe_raw_gpu", "probe_raw_target"]
 
 #: the feature bits named ``raw.feature.<name>``: virtio-gpu's and the transport's
 RAW_FEATURES: dict[str, int] = {
@@ -81,7 +81,7 @@ class RawProbe:
         return out
 
 
-def _read(address: str) -> RawProbe:
+def _read(address: Any) -> RawProbe:
     from gpuhil.raw.rawgpu import RawGpu
 
     with RawGpu.open(address) as gpu:
@@ -90,7 +90,7 @@ def _read(address: str) -> RawProbe:
         infos = gpu.submit_batch([GetCapsetInfo(i) for i in range(cfg.num_capsets)])
         capsets = tuple((i.capset_id, i.capset_max_version, i.capset_max_size)
                         for i in infos if isinstance(i, RespOkCapsetInfo))
-        return RawProbe(address, gpu.features.negotiated, hostmem, cfg.num_scanouts,
+        return RawProbe(str(address), gpu.features.negotiated, hostmem, cfg.num_scanouts,
                         cfg.num_capsets, capsets)
 
 
@@ -108,3 +108,13 @@ def probe_raw_gpu() -> RawProbe:
         now = restore_driver(address, original)
         if now != original:
             raise GpuhilError(f"{address} went back to {now}, not {original}")
+
+
+def probe_raw_target(target: Any) -> RawProbe:
+    """Probe a device that needs no binding (a qtest machine's
+    :class:`~gpuhil.qtest.transport.QtestGpu`) the same way; ``error`` when it cannot be
+    opened."""
+    try:
+        return _read(target)
+    except GpuhilError as exc:
+        return RawProbe(str(target), error=f"{type(exc).__name__}: {exc}".splitlines()[0])

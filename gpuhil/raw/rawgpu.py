@@ -31,7 +31,7 @@ from gpuhil.raw.completions import (Completion, Features, MissingResponse, Pendi
                                     RingState)
 from gpuhil.raw.driver import (CONTROLQ, CURSORQ, DEFAULT_TIMEOUT, SENTINEL, UNWRITTEN,
                                VirtqueueDriver, response_name)
-from gpuhil.raw.transport import Window
+from gpuhil.raw.transport import TransportSource, Window
 from gpuhil.raw.vfio_transport import VfioTransport
 from gpuhil.raw.virtio_pci import DeviceStatus
 
@@ -68,16 +68,19 @@ class RawGpu(VirtqueueDriver):
             raise
 
     @classmethod
-    def open(cls, address: str, *, queue_size: int = 64, features: int | None = None,
-             timeout: float = DEFAULT_TIMEOUT) -> RawGpu:
-        """Open the virtio-gpu at ``address`` (bound to vfio-pci), reset and initialise it.
+    def open(cls, address: str | TransportSource, *, queue_size: int = 64,
+             features: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> RawGpu:
+        """Open the virtio-gpu at ``address``, reset and initialise it: a PCI address (bound
+        to vfio-pci: :class:`VfioTransport`), or anything whose ``transport()`` gives a
+        Transport (a qtest machine's :class:`gpuhil.qtest.transport.QtestGpu`).
 
         ``features`` None negotiates VERSION_1, ACCESS_PLATFORM and every virtio-gpu feature
         the device offers (no ring features: this driver uses none); otherwise it is written
         as is.  ``timeout`` is the default seconds a submission waits for its completion.
         """
-        return cls(VfioTransport.open(address), queue_size=queue_size, features=features,
-                   timeout=timeout)
+        transport = VfioTransport.open(address) if isinstance(address, str) \
+            else address.transport()
+        return cls(transport, queue_size=queue_size, features=features, timeout=timeout)
 
     # ---- device state -------------------------------------------------------------------
 

@@ -8,16 +8,17 @@ store into the notify window (a :class:`Window` of the BAR the virtio NOTIFY cap
 so it needs nothing more; completions are read back from the used ring in DMA memory.
 
 Implementations: :class:`gpuhil.raw.vfio_transport.VfioTransport` (vfio-pci behind an IOMMU,
-the lab's "raw" guest).  Another one (QEMU under ``-accel qtest``, guest RAM in a shared
-``memory-backend-file``) implements the same four calls: config space through qtest
-``readb``/``writel``..., windows whose loads and stores are qtest MMIO commands, and DMA
-memory as a slice of the shared RAM file at guest-physical ``iova``.
+the lab's "raw" guest) and :class:`gpuhil.qtest.transport.QtestTransport` (QEMU under
+``-accel qtest``): config space through qtest config cycles, windows whose loads and stores
+are qtest MMIO commands, and DMA memory as a range of the shared RAM file.  Drivers use the
+``iova`` a :class:`DmaMemory` reports, not the one they asked for: without an IOMMU the
+transport places it where guest RAM is free.
 """
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DmaMemory", "Transport", "Window"]
+__all__ = ["DmaMemory", "Transport", "TransportSource", "Window"]
 
 
 @runtime_checkable
@@ -85,3 +86,13 @@ class Transport(Protocol):
     def mmap(self, bar: int, offset: int = 0, length: int | None = None) -> Window: ...
     def dma(self, size: int, iova: int) -> DmaMemory: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TransportSource(Protocol):
+    """What names a device for a payload when a PCI address does not (a qtest machine's
+    function): ``transport()`` opens a fresh :class:`Transport` to it."""
+
+    name: str
+
+    def transport(self) -> Transport: ...

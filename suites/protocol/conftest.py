@@ -1,8 +1,14 @@
-"""Fixtures of the protocol suite: the device's own facts (probed once per guest) and the QEMU
-stderr slice of each test.
+"""Fixtures of the protocol suite: the transport parameter, the device's own facts (probed once
+per machine) and the QEMU stderr slice of each test.
+
+Every test runs on both transports of the raw driver, the transport being the last test
+parameter: ``qtest`` (QEMU under ``-accel qtest``, the "qtest-venus" configuration: the same
+device, no guest) and ``vfio`` (the "raw" guest: the device behind a vIOMMU, driven through
+vfio-pci).  A test that needs the vIOMMU says ``@pytest.mark.guest("raw")`` and runs on VFIO
+only.
 
 Which tests run is decided by ``@pytest.mark.requires`` on the raw device's capability names
-(``raw.feature.edid``, ``raw.hostmem``, see ``gpuhil capabilities``), probed at boot."""
+(``raw.feature.edid``, ``raw.hostmem``, see ``gpuhil capabilities``), probed at start-up."""
 from __future__ import annotations
 
 import pytest
@@ -12,6 +18,17 @@ from gpuhil.raw.qemu_log import parse
 from suites.protocol import payloads
 
 _FACTS: dict[int, dict] = {}
+
+#: the transports, as (test id, configuration)
+TRANSPORTS = (("qtest", "qtest-venus"), ("vfio", "raw"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A raw_gpu test without a ``guest`` marker runs on each transport."""
+    if "raw_gpu" not in metafunc.fixturenames or metafunc.definition.get_closest_marker("guest"):
+        return
+    metafunc.parametrize("guest", [label for _, label in TRANSPORTS], indirect=True,
+                         ids=[name for name, _ in TRANSPORTS])
 
 
 @pytest.fixture

@@ -96,6 +96,7 @@ def test_error_response(raw_gpu, qemu_log, case):
         assert out["response"] == want, context
 
 
+@pytest.mark.guest("raw")  # the vIOMMU's fault report: VFIO transport only
 def test_unmapped_iova_is_a_vtd_fault_not_a_crash(raw_gpu):
     """ATTACH_BACKING naming an IOVA the vIOMMU does not map is reported as a DMA fault (by the
     guest's DMAR driver, and by QEMU's vtd_ code, which prints only the first fault of its
