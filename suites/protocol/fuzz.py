@@ -86,14 +86,24 @@ def requests(draw) -> bytes:
 
 
 batches = st.lists(requests(), min_size=1, max_size=12)
+#: the device tier's batches: up to 128 commands (a length drawn first, so it shrinks too)
+long_batches = st.integers(1, 128).flatmap(
+    lambda n: st.lists(requests(), min_size=n, max_size=n))
+
+
+_CREATE_2D = int(P.CtrlType.CMD_RESOURCE_CREATE_2D)
 
 
 def sanitize(request: bytes) -> bytes:
-    """Keep a request out of the patterns with their own tests: shorter than a header, and
-    fences on a context's ring (INFO_RING_IDX) or with ids above 32 bits."""
+    """Keep a request out of the patterns with their own tests: shorter than a header, fences
+    on a context's ring (INFO_RING_IDX) or with ids above 32 bits, and a 2D create of width
+    or height 0 (a later MAP_BLOB of that id kills QEMU: test_map_blob_after_refused_2d_create)."""
     wire = bytearray(request.ljust(HDR_SIZE, b"\0"))
     flags, fence_id = struct.unpack_from("<IQ", wire, 4)
     struct.pack_into("<IQ", wire, 4, flags & ~_RING_IDX, fence_id & 0xFFFF_FFFF)
+    if struct.unpack_from("<I", wire)[0] == _CREATE_2D and len(wire) >= HDR_SIZE + 16:
+        width, height = struct.unpack_from("<II", wire, HDR_SIZE + 8)
+        struct.pack_into("<II", wire, HDR_SIZE + 8, width or 1, height or 1)
     return bytes(wire)
 
 
@@ -171,3 +181,19 @@ def describe(requests: list[bytes], result: dict) -> str:
         label = P.ctrl_name(request)
         lines.append(f"{label} ({len(request)} B, {request.hex()}) -> {response}")
     return "\n".join(lines)
+
+
+def regression_test(requests: list[bytes], verdict: object) -> str:
+    """A ready-to-paste suite test replaying ``requests`` (the minimal failing batch)."""
+    import hashlib
+
+    digest = hashlib.sha256(b"".join(requests)).hexdigest()[:8]
+    rows = "".join(f'\n        bytes.fromhex("{r.hex()}"),' for r in requests)
+    first = str(verdict).splitlines()[0][:80] if str(verdict) else "fuzzer finding"
+    return (f"def test_fuzz_regression_{digest}(raw_gpu, qemu_log):\n"
+            f'    """Fuzzer finding ({first}): this batch must be answered and leave the '
+            f'device consistent."""\n'
+            f"    requests = [{rows}\n    ]\n"
+            f"    result = raw_gpu.call(payloads.fuzz_batch, requests, list(fuzz.RESOURCE_IDS),\n"
+            f"                          list(fuzz.CONTEXT_IDS))\n"
+            f"    assert not fuzz.judge(requests, result), fuzz.describe(requests, result)\n")
