@@ -100,10 +100,7 @@ def probe_raw_gpu() -> RawProbe:
     (GpuhilError if that fails).  A device the raw driver cannot open gives ``error``."""
     address, _, original = bind_vfio(*VIRTIO_GPU)
     try:
-        try:
-            return _read(address)
-        except GpuhilError as exc:
-            return RawProbe(address, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        return probe_raw_target(address)
     finally:
         now = restore_driver(address, original)
         if now != original:
@@ -111,9 +108,9 @@ def probe_raw_gpu() -> RawProbe:
 
 
 def probe_raw_target(target: Any) -> RawProbe:
-    """Probe a device that needs no binding (a qtest machine's
-    :class:`~gpuhil.qtest.transport.QtestGpu`) the same way; ``error`` when it cannot be
-    opened."""
+    """Probe the device ``target`` names (a PCI address bound to vfio-pci, or a qtest
+    machine's :class:`~gpuhil.qtest.transport.QtestGpu`: no binding needed); ``error`` when
+    the raw driver cannot open it."""
     try:
         return _read(target)
     except GpuhilError as exc:

@@ -33,6 +33,11 @@ RUNS = {
 }
 
 
+def _paste(requests: list[bytes]) -> str:
+    """A crashing batch as a ready-to-paste regression test (built only on failure)."""
+    return f"as a regression test:\n{fuzz.regression_test(requests, 'QEMU crashed')}"
+
+
 class _Devices:
     """The device each example runs on: the test's, and on the qtest transport a fresh QEMU of
     the same configuration after one died (so hypothesis can replay and shrink a crash)."""
@@ -72,7 +77,6 @@ def test_fuzzed_batches_are_answered_and_state_stays_consistent(raw_gpu, qemu_lo
     def run(requests: list[bytes]) -> None:
         gpu = devices.current()
         executed.append(len(requests))
-        paste = f"as a regression test:\n{fuzz.regression_test(requests, 'QEMU crashed')}"
         try:
             result = gpu.call(payloads.fuzz_batch, requests, list(fuzz.RESOURCE_IDS),
                               list(fuzz.CONTEXT_IDS))
@@ -80,8 +84,8 @@ def test_fuzzed_batches_are_answered_and_state_stays_consistent(raw_gpu, qemu_lo
             if gpu.machine.alive:
                 raise
             raise AssertionError(f"QEMU died ({gpu.machine.status()}) on this batch: "
-                                 f"{type(exc).__name__}\n{gpu.qemu_state()}\n{paste}") from None
-        assert gpu.machine.alive, f"QEMU died: {gpu.qemu_state()}\n{paste}"
+                                 f"{type(exc).__name__}\n{gpu.qemu_state()}\n{_paste(requests)}") from None
+        assert gpu.machine.alive, f"QEMU died: {gpu.qemu_state()}\n{_paste(requests)}"
         verdict = fuzz.judge(requests, result)
         assert not verdict, (f"{verdict}\nbatch:\n{fuzz.describe(requests, result)}\n"
                              f"QEMU: {parse(gpu.machine.qemu_stderr()).summary()}\n"
