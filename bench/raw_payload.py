@@ -47,6 +47,8 @@ class PathTimings:
     capset_commands: int
     blob_commands: int
     batched_ns_per_command: float | None = None  # raw only: a batch of BATCH commands
+    #: raw only: one GET_CAPSET_INFO per notify, each timed alone: (median, p99) in ns
+    single_ns: tuple[float, float] | None = None
 
 
 def _rounds(op: Callable[[], None], iterations: int, rounds: int) -> OpTiming:
@@ -78,8 +80,20 @@ def load_virtio_gpu(timeout: float = 60.0) -> str:
 
 # ---- the two paths ----------------------------------------------------------------------------
 
-def run_raw(address: str, iterations: int = 200, rounds: int = 5) -> PathTimings:
-    """Time both workloads through RawGpu (and a batch of 64 GET_CAPSET_INFO)."""
+def _single(op: Callable[[], object], n: int) -> tuple[float, float]:
+    """(median, p99) in ns of ``op`` timed one call at a time."""
+    clock, samples = time.perf_counter_ns, []
+    for _ in range(n):
+        start = clock()
+        op()
+        samples.append(clock() - start)
+    samples.sort()
+    return statistics.median(samples), samples[min(n - 1, int(n * 0.99))]
+
+
+def run_raw(address: "str | object", iterations: int = 200, rounds: int = 5) -> PathTimings:
+    """Time both workloads through RawGpu (a PCI address on VFIO, or a qtest machine's
+    ``raw_target()``), one GET_CAPSET_INFO at a time and a batch of BATCH of them."""
     from gpuhil.raw.rawgpu import RawGpu
 
     with RawGpu.open(address) as gpu, gpu.dma(BLOB_SIZE) as backing:
@@ -104,7 +118,8 @@ def run_raw(address: str, iterations: int = 200, rounds: int = 5) -> PathTimings
         blob_t = _rounds(blob, iterations, rounds)
         batch = [get_info] * BATCH
         batch_t = _rounds(lambda: gpu.submit_batch(batch), max(1, iterations // 20), rounds)
-    return PathTimings("raw", capset_t, blob_t, 2, 2, batch_t.best / len(batch))
+        single = _single(lambda: submit(get_info), iterations * rounds)
+    return PathTimings("raw", capset_t, blob_t, 2, 2, batch_t.best / len(batch), single)
 
 
 def run_kernel(node_path: str, iterations: int = 200, rounds: int = 5) -> PathTimings:

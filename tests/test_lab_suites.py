@@ -47,3 +47,32 @@ def test_a_guest_of_the_lab_boots_under_the_stable_trees_qemu(stable, tmp_path):
     if stable.manifest.qemu != ensure_assets().manifest.qemu:  # the two suites differ (usual)
         assert version != upstream_version(ensure_assets().manifest.qemu)[:3]
     assert release == ensure_assets().kernel_release
+
+
+def test_a_qemu_without_the_qtest_accelerator_is_a_missing_capability(stable, tmp_path):
+    """The lab's QEMU has the qtest accelerator and starts a device-tier machine; where the
+    stable tree's QEMU lacks it (Debian 13 builds 10.0 without), starting one is a
+    MissingQemuFeature naming ``qemu.qtest`` that leaves no QEMU and no run directory, not a
+    launch failure."""
+    from gpuhil.lab.errors import MissingQemuFeature
+    from gpuhil.lab.qtest_machine import QtestMachine
+    from gpuhil.lab.setup import LabSetup
+
+    LabSetup.default().check_qtest()  # the lab's QEMU 11.1 has it: no exception
+    config = tmp_path / "stable.toml"
+    config.write_text('host_suite = "stable"\n')
+    setup = parse_target(str(config)).lab_setup()
+    try:
+        setup.check_qtest()
+    except MissingQemuFeature:
+        pass
+    else:
+        pytest.skip(f"the stable tree's QEMU ({stable.manifest.qemu}) has qtest: nothing to refuse")
+    before = set(setup.runs().iterdir()) if setup.runs().exists() else set()
+    machine = QtestMachine(setup=setup, name="noqt", log_dir=tmp_path)
+    with pytest.raises(MissingQemuFeature, match="no qtest accelerator") as raised:
+        machine.start()
+    assert raised.value.names == ("qemu.qtest",)
+    assert machine.pid is None and not machine.alive
+    after = set(setup.runs().iterdir()) if setup.runs().exists() else set()
+    assert after <= before, f"left behind: {sorted(map(str, after - before))}"

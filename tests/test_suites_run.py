@@ -130,7 +130,7 @@ def test_report_renders_the_same_counts(suite_run: SuiteRun, tmp_path: Path) -> 
 
 #: Why a test may skip on the older stack and not on the lab's: a probed capability it lacks.
 _CAPABILITY = re.compile(r"requires .*qemu\.trace\.|lacks \S+ of virtio-gpu|has no device|"
-                         r"lacks drm_native_context")
+                         r"lacks drm_native_context|has no qtest accelerator")
 
 
 def test_the_older_stack_differs_only_where_explained(suite_run: SuiteRun, stable_run: SuiteRun,

@@ -52,6 +52,7 @@ def catalogue() -> dict[str, str]:
         "udmabuf.list_limit": "the udmabuf module's list_limit parameter",
         "vfio.dma_buf": "VFIO_DEVICE_FEATURE_DMA_BUF is supported on a lab PCI device",
         "qemu.device": "QEMU type of the GPU device (virtio-gpu-gl-pci ...)",
+        "qemu.qtest": "QEMU has the qtest accelerator (the device tier can run)",
     })
     for prop in QEMU_GPU_PROPERTIES:
         names[f"qemu.{prop}"] = f"the GPU device's QOM property {prop!r}"

@@ -82,13 +82,15 @@ class QtestMachine:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> "QtestMachine":
-        """Start QEMU, accept its qtest connection, map guest RAM; QemuLaunchError if not."""
+        """Start QEMU, accept its qtest connection, map guest RAM; QemuLaunchError if not,
+        MissingQemuFeature (nothing started) when the QEMU has no qtest accelerator."""
         if self._process is not None:
             raise RuntimeError(f"{self.name} was already started")
         started = time.monotonic()
         listener: socket.socket | None = None
         try:
             setup = self.setup = self.setup or LabSetup.default()
+            setup.check_qtest()
             runs = setup.runs()
             runs.mkdir(parents=True, exist_ok=True)
             sweep_stale_runs(runs)

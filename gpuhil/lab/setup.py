@@ -123,15 +123,29 @@ class LabSetup:
                 f"QEMU {self.qemu} lacks {', '.join(missing)} of {type_name} (not in -device "
                 f"{type_name},help)", [f"qemu.{p}" for p in missing])
 
-    def qemu_output(self, *args: str) -> str:
-        """What this QEMU prints for ``args`` (asked once per QEMU and process; "" if it fails)."""
-        key = (str(self.chroot), self.qemu, self.qemu_module_dir, args)
+    def check_qtest(self) -> None:
+        """Raise MissingQemuFeature when this QEMU has no qtest accelerator (Debian 13's QEMU
+        10.0 is built without it: ``invalid accelerator qtest``).  Probed with a machine that
+        stops at once on a device type that does not exist, after the accelerator is chosen."""
+        said = self.qemu_output("-M", "none", "-accel", "qtest", "-display", "none",
+                                "-nodefaults", "-device", "gpuhil-probe-no-such-device",
+                                stream="stderr")
+        if "invalid accelerator" in said or "accelerator not" in said:
+            line = next(x for x in said.splitlines() if "accelerator" in x)
+            raise MissingQemuFeature(f"QEMU {self.qemu} has no qtest accelerator, so no device "
+                                     f"tier ({line.strip()})", ["qemu.qtest"])
+
+    def qemu_output(self, *args: str, stream: str = "stdout") -> str:
+        """What this QEMU prints on ``stream`` for ``args`` (asked once per QEMU and process;
+        "" if it cannot run)."""
+        key = (str(self.chroot), self.qemu, self.qemu_module_dir, args, stream)
         if key not in _ANSWERS:
             with tempfile.TemporaryDirectory(prefix="gpuhil-probe-") as run_dir:
                 argv = self.wrapper(Path(run_dir))([self.qemu, *args])
                 try:
-                    _ANSWERS[key] = subprocess.run(argv, capture_output=True, text=True,
-                                                   timeout=60, stdin=subprocess.DEVNULL).stdout
+                    done = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                                          stdin=subprocess.DEVNULL)
+                    _ANSWERS[key] = done.stderr if stream == "stderr" else done.stdout
                 except (OSError, subprocess.TimeoutExpired):
                     _ANSWERS[key] = ""
         return _ANSWERS[key]
@@ -185,7 +199,7 @@ class LabSetup:
 
 _counter = itertools.count()
 #: What each QEMU printed for the help arguments asked in this process.
-_ANSWERS: dict[tuple[str, str, str | None, tuple[str, ...]], str] = {}
+_ANSWERS: dict[tuple[str, str, str | None, tuple[str, ...], str], str] = {}
 
 
 def next_run_id() -> int:
