@@ -1,8 +1,11 @@
 """Host side of the protocol fuzzer: hypothesis strategies for command batches and the oracle.
 
-Commands are built from gpuhil.protocol dataclasses with ids drawn from small pools (so they meet
-each other: a CREATE and a later UNREF of the same id), then sometimes mutated as bytes
-(truncated, extended, a body byte or the type replaced).  :func:`sanitize` keeps out the
+Hypothesis draws :data:`DRAW_SIZE` bytes per command and :func:`decode` builds it from them: a
+gpuhil.protocol dataclass with ids from small pools (so commands meet each other: a CREATE and a
+later UNREF of the same id), sometimes mutated as bytes (truncated, extended, a body byte or
+the type replaced).  One fixed-size draw per command keeps generation cheap (about ten times
+the commands per second of a draw per field, which the device tier's at-scale runs need) and
+shrinks towards all-zero draws, i.e. GET_DISPLAY_INFO.  :func:`sanitize` keeps out the
 patterns that have their own regression tests (they would hang every batch).  The oracle
 (:func:`expected_live_resources`) replays the answered commands to know which resources must
 still exist at the end.
@@ -22,88 +25,119 @@ HDR_SIZE = P.layout(P.CtrlType.CMD_GET_DISPLAY_INFO).size
 _RING_IDX = int(P.HdrFlag.INFO_RING_IDX)
 _FENCE = int(P.HdrFlag.FENCE)
 
-ids = st.sampled_from(RESOURCE_IDS + (0,))
-ctxs = st.sampled_from(CONTEXT_IDS + (0,))
-dims = st.sampled_from((0, 1, 16, 64, 256, 0xFFFF_FFFF))
-coords = st.sampled_from((0, 1, 8, 64, 0xFFFF_FFF0))
-rects = st.builds(P.Rect, coords, coords, dims, dims)
+# Pools the decoder picks from (a byte of the draw, modulo the pool's length).
+_IDS = RESOURCE_IDS + (0,)
+_CTXS = (0,) + CONTEXT_IDS  # 0 first: an all-zero draw has no context
+_DIMS = (0, 1, 16, 64, 256, 0xFFFF_FFFF)
+_COORDS = (0, 1, 8, 64, 0xFFFF_FFF0)
 # IOVAs the device cannot reach (the fuzzer has no DMA memory): mapping them must fail cleanly
-addrs = st.sampled_from((0, 0x1000, 0x7F_0000_0000, 0xFFFF_FFFF_FFFF_F000))
-entries = st.lists(st.builds(P.MemEntry, addrs, st.sampled_from((0, 4096, 0x10000))),
-                   max_size=3).map(tuple)
-offsets = st.sampled_from((0, 0x10000, 0x0FFF_0000, 0x1000_0000, (1 << 64) - 4096))
-# fences on the global timeline only, with 32-bit ids: ring_idx timelines of unknown contexts
-# and 64-bit fence ids have their own tests (they are never answered)
-hdrs = st.builds(lambda fenced, fence, ctx: P.CtrlHdr(_FENCE if fenced else 0, fence, ctx, 0),
-                 st.booleans(), st.integers(1, 1000), ctxs)
+_ADDRS = (0, 0x1000, 0x7F_0000_0000, 0xFFFF_FFFF_FFFF_F000)
+_LENGTHS = (0, 4096, 0x10000)
+_OFFSETS = (0, 0x10000, 0x0FFF_0000, 0x1000_0000, (1 << 64) - 4096)
+_RETYPES = (0, 0x1FF, 0x210, 0x1100, 0x300, 0xFFFF_FFFF)
+#: bytes one command is decoded from: kind, header (3), fields (12), mutation (8)
+DRAW_SIZE = 24
 
 
-def _m(cls, *args):
-    return st.builds(cls, *args, hdr=hdrs)
+def _pick(pool: tuple, byte: int):
+    return pool[byte % len(pool)]
 
 
-COMMANDS = st.one_of(
-    _m(P.GetDisplayInfo),
-    _m(P.ResourceCreate2D, ids, st.sampled_from((1, 2, 67, 0x7F)), dims, dims),
-    _m(P.ResourceUnref, ids),
-    _m(P.SetScanout, rects, st.sampled_from((0, 1, 16)), ids),
-    _m(P.ResourceFlush, rects, ids),
-    _m(P.TransferToHost2D, rects, st.sampled_from((0, 4096, 1 << 40)), ids),
-    _m(P.ResourceAttachBacking, ids, entries),
-    _m(P.ResourceDetachBacking, ids),
-    _m(P.GetCapsetInfo, st.integers(0, 4)),
-    _m(P.GetCapset, st.integers(0, 7), st.integers(0, 3)),
-    _m(P.GetEdid, st.integers(0, 17)),
-    _m(P.ResourceCreateBlob, ids, st.integers(0, 4), st.integers(0, 7), st.integers(0, 3),
-       st.sampled_from((0, 4096, 0x10000)), entries),
-    _m(P.ResourceMapBlob, ids, offsets),
-    _m(P.ResourceUnmapBlob, ids),
-    _m(P.CtxCreate, st.binary(max_size=8), st.sampled_from((0, 1, 2, 4, 0x7F))),
-    _m(P.CtxDestroy),
-    _m(P.CtxAttachResource, ids),
-    _m(P.CtxDetachResource, ids),
-    _m(P.Submit3D, st.sampled_from((b"", bytes(8), b"\xff" * 8))),
+def _rect(b: bytes) -> P.Rect:
+    return P.Rect(_pick(_COORDS, b[0]), _pick(_COORDS, b[1]), _pick(_DIMS, b[2]),
+                  _pick(_DIMS, b[3]))
+
+
+def _entries(b: bytes) -> tuple:
+    return tuple(P.MemEntry(_pick(_ADDRS, b[1 + i]), _pick(_LENGTHS, b[1 + i] >> 4))
+                 for i in range(b[0] % 4))
+
+
+#: one builder per command kind: (12 field bytes, header) -> the command
+BUILDERS = (
+    lambda b, h: P.GetDisplayInfo(hdr=h),
+    lambda b, h: P.ResourceCreate2D(_pick(_IDS, b[0]), _pick((1, 2, 67, 0x7F), b[1]),
+                                    _pick(_DIMS, b[2]), _pick(_DIMS, b[3]), hdr=h),
+    lambda b, h: P.ResourceUnref(_pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.SetScanout(_rect(b[1:5]), _pick((0, 1, 16), b[5]), _pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.ResourceFlush(_rect(b[1:5]), _pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.TransferToHost2D(_rect(b[1:5]), _pick((0, 4096, 1 << 40), b[5]),
+                                    _pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.ResourceAttachBacking(_pick(_IDS, b[0]), _entries(b[1:5]), hdr=h),
+    lambda b, h: P.ResourceDetachBacking(_pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.GetCapsetInfo(b[0] % 5, hdr=h),
+    lambda b, h: P.GetCapset(b[0] % 8, b[1] % 4, hdr=h),
+    lambda b, h: P.GetEdid(b[0] % 18, hdr=h),
+    lambda b, h: P.ResourceCreateBlob(_pick(_IDS, b[0]), b[1] % 5, b[2] % 8, b[3] % 4,
+                                      _pick(_LENGTHS, b[4]), _entries(b[5:9]), hdr=h),
+    lambda b, h: P.ResourceMapBlob(_pick(_IDS, b[0]), _pick(_OFFSETS, b[1]), hdr=h),
+    lambda b, h: P.ResourceUnmapBlob(_pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.CtxCreate(bytes(b[1:1 + b[0] % 9]), _pick((0, 1, 2, 4, 0x7F), b[9]), hdr=h),
+    lambda b, h: P.CtxDestroy(hdr=h),
+    lambda b, h: P.CtxAttachResource(_pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.CtxDetachResource(_pick(_IDS, b[0]), hdr=h),
+    lambda b, h: P.Submit3D(_pick((b"", bytes(8), b"\xff" * 8), b[0]), hdr=h),
 )
 
 
-@st.composite
-def requests(draw) -> bytes:
-    """One command as bytes, mutated in about a third of the draws."""
-    wire = bytearray(P.encode(draw(COMMANDS)))
-    how = draw(st.sampled_from(("as is", "as is", "as is", "truncate", "extend", "poke",
-                                "retype")))
-    if how == "truncate" and len(wire) > HDR_SIZE:
-        del wire[draw(st.integers(HDR_SIZE, len(wire) - 1)):]
-    elif how == "extend":
-        wire += draw(st.binary(min_size=1, max_size=32))
-    elif how == "poke" and len(wire) > HDR_SIZE:
-        at = draw(st.integers(HDR_SIZE, len(wire) - 1))
-        wire[at] = draw(st.integers(0, 255))
-    elif how == "retype":
-        struct.pack_into("<I", wire, 0, draw(st.sampled_from((0, 0x1FF, 0x210, 0x1100, 0x300,
-                                                              0xFFFF_FFFF))))
+def decode(draw: bytes) -> bytes:
+    """One command's wire bytes from :data:`DRAW_SIZE` drawn bytes (all zero: GET_DISPLAY_INFO
+    as is, which is where hypothesis shrinks to): a kind, a header (fenced or not, a 32-bit
+    fence id, a context from the pool), fields from the pools, and in about a third of the
+    draws a mutation of the bytes (truncated, extended, a body byte or the type replaced)."""
+    b = draw.ljust(DRAW_SIZE, b"\0")
+    fenced = b[1] & 1
+    hdr = P.CtrlHdr(_FENCE if fenced else 0, 1 + (b[2] | b[1] >> 1 << 8) % 1000 if fenced else 0,
+                    _pick(_CTXS, b[3]), 0)
+    wire = bytearray(P.encode(_pick(BUILDERS, b[0])(b[4:16], hdr)))
+    how, x, y = b[16] % 7, b[17], b[18]
+    body = len(wire) - HDR_SIZE
+    if how == 3 and body > 0:      # truncate
+        del wire[HDR_SIZE + x % body:]
+    elif how == 4:                 # extend
+        wire += b[19:19 + 1 + x % 5] * (1 + y % 6)
+    elif how == 5 and body > 0:    # poke a body byte
+        wire[HDR_SIZE + x % body] = y
+    elif how == 6:                 # retype
+        struct.pack_into("<I", wire, 0, _pick(_RETYPES, x))
     return sanitize(bytes(wire))
 
 
-batches = st.lists(requests(), min_size=1, max_size=12)
+requests = st.binary(min_size=DRAW_SIZE, max_size=DRAW_SIZE).map(decode)
+batches = st.lists(requests, min_size=1, max_size=12)
 #: the device tier's batches: up to 128 commands (a length drawn first, so it shrinks too)
 long_batches = st.integers(1, 128).flatmap(
-    lambda n: st.lists(requests(), min_size=n, max_size=n))
+    lambda n: st.lists(requests, min_size=n, max_size=n))
 
 
 _CREATE_2D = int(P.CtrlType.CMD_RESOURCE_CREATE_2D)
 
 
+_MAP_BLOB = int(P.CtrlType.CMD_RESOURCE_MAP_BLOB)
+#: bit of a resource id that 2D creates always set and MAP_BLOB never does (see sanitize)
+_BIT_2D = 0x2
+
+
 def sanitize(request: bytes) -> bytes:
     """Keep a request out of the patterns with their own tests: shorter than a header, fences
-    on a context's ring (INFO_RING_IDX) or with ids above 32 bits, and a 2D create of width
-    or height 0 (a later MAP_BLOB of that id kills QEMU: test_map_blob_after_refused_2d_create)."""
+    on a context's ring (INFO_RING_IDX) or with ids above 32 bits, and MAP_BLOB of an id a 2D
+    create used (a refused 2D create followed by MAP_BLOB of its id kills QEMU:
+    test_map_blob_after_refused_2d_create), by giving 2D creates ids with bit 1 set (0x302,
+    0x303) and MAP_BLOB ids with it clear (0x300, 0x301).  Every create's id stays in the pool
+    (or 0), so a batch's teardown destroys whatever it made and the next batch can run on the
+    same device."""
     wire = bytearray(request.ljust(HDR_SIZE, b"\0"))
     flags, fence_id = struct.unpack_from("<IQ", wire, 4)
     struct.pack_into("<IQ", wire, 4, flags & ~_RING_IDX, fence_id & 0xFFFF_FFFF)
-    if struct.unpack_from("<I", wire)[0] == _CREATE_2D and len(wire) >= HDR_SIZE + 16:
-        width, height = struct.unpack_from("<II", wire, HDR_SIZE + 8)
-        struct.pack_into("<II", wire, HDR_SIZE + 8, width or 1, height or 1)
+    type_ = struct.unpack_from("<I", wire)[0]
+    if type_ in _CREATES | {_MAP_BLOB} and len(wire) >= HDR_SIZE + 4:
+        rid = struct.unpack_from("<I", wire, HDR_SIZE)[0]
+        if rid and rid not in RESOURCE_IDS:  # a poked id: created ids stay in the pool
+            rid = RESOURCE_IDS[rid % len(RESOURCE_IDS)]
+        if rid:
+            rid = rid | _BIT_2D if type_ == _CREATE_2D else rid & ~_BIT_2D \
+                if type_ == _MAP_BLOB else rid
+        struct.pack_into("<I", wire, HDR_SIZE, rid)
     return bytes(wire)
 
 
@@ -194,6 +228,6 @@ def regression_test(requests: list[bytes], verdict: object) -> str:
             f'    """Fuzzer finding ({first}): this batch must be answered and leave the '
             f'device consistent."""\n'
             f"    requests = [{rows}\n    ]\n"
-            f"    result = raw_gpu.call(payloads.fuzz_batch, requests, list(fuzz.RESOURCE_IDS),\n"
+            f"    result = raw_gpu.call(fuzz_payload.fuzz_batch, requests, list(fuzz.RESOURCE_IDS),\n"
             f"                          list(fuzz.CONTEXT_IDS))\n"
             f"    assert not fuzz.judge(requests, result), fuzz.describe(requests, result)\n")

@@ -460,37 +460,3 @@ def reset_while_pending(address: str) -> dict:
             P.ResourceCreate2D(RID, P.Format.B8G8R8X8_UNORM, 16, 16)))
         out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
     return out
-
-
-# ---- fuzzing ----------------------------------------------------------------------------------
-
-def fuzz_batch(address: str, requests: list[bytes], resource_ids: list[int],
-               context_ids: list[int]) -> dict:
-    """Submit each request (raw bytes) and record its response type (TIMEOUT: the device was
-    reset after it); then UNREF every id in resource_ids and CTX_DESTROY every context id (so
-    the host can check the device's state against what was answered); then a 2D create,
-    attach, transfer, unref and GET_DISPLAY_INFO (the device still works)."""
-    out: dict = {"responses": [], "timeouts": []}
-    timeout = _timeout_type()
-    with _open(address) as gpu, gpu.dma(FB_WIDTH * FB_HEIGHT * 4) as backing:
-        for n, request in enumerate(requests):
-            try:
-                out["responses"].append(raw_kind(gpu.submit_raw(request, RESPONSE_MAX,
-                                                                timeout=HANG_TIMEOUT)))
-            except timeout as exc:
-                out["responses"].append(TIMEOUT)
-                out["timeouts"].append((n, str(exc)))
-                gpu.reset()
-        out["unref"] = {rid: kind(gpu.submit(P.ResourceUnref(rid))) for rid in resource_ids}
-        out["ctx_destroy"] = {ctx: kind(gpu.submit(P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=ctx))))
-                              for ctx in context_ids}
-        size = FB_WIDTH * FB_HEIGHT * 4
-        health = [
-            P.ResourceCreate2D(RID + 0x80, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT),
-            P.ResourceAttachBacking(RID + 0x80, (P.MemEntry(backing.iova, size),)),
-            P.TransferToHost2D(P.Rect(0, 0, FB_WIDTH, FB_HEIGHT), 0, RID + 0x80),
-            P.ResourceUnref(RID + 0x80),
-            P.GetDisplayInfo(),
-        ]
-        out["health"] = [kind(gpu.submit(cmd)) for cmd in health]
-    return out
