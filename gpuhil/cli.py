@@ -238,9 +238,11 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--no-history", action="store_true",
                         help="do not carry the previous report's history (trends) over")
     report.set_defaults(func=cmd_report)
+    from gpuhil.fuzz_command import add_commands as add_fuzz
     from gpuhil.report.compare import add_commands
 
     add_commands(sub)
+    add_fuzz(sub)
     caps = sub.add_parser("capabilities", help="every capability name @pytest.mark.requires "
                                                "accepts, with its meaning (and --guest: its value)")
     caps.add_argument("--guest", metavar="CONF", choices=sorted(CONFIGURATIONS),

@@ -55,6 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
            default=str(DEFAULT_LEASE_DIRECTORY))
     option("--gpuhil-lease-timeout", "gpuhil_lease_timeout", "seconds to wait for a leased host "
            "resource before skipping", default="60")
+    option("--gpuhil-fuzz-budget", "gpuhil_fuzz_budget", "seconds of qtest fuzzing: rounds of "
+           "new seeds instead of the suite's fixed campaign (gpuhil fuzz)", default="")
+    option("--gpuhil-fuzz-seed", "gpuhil_fuzz_seed", "first seed of --gpuhil-fuzz-budget's "
+           "rounds", default="0")
+    option("--gpuhil-fuzz-corpus", "gpuhil_fuzz_corpus", "directory where failing fuzz "
+           "examples are kept and replayed first (hypothesis' example database)", default="")
 
 
 @dataclass(frozen=True)

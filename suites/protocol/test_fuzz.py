@@ -14,7 +14,8 @@ test."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from gpuhil.raw.qemu_log import parse
 from suites.protocol import fuzz, fuzz_payload
@@ -34,6 +35,35 @@ RUNS = {
 }
 #: requests per notify on the qtest transport (a 64-entry queue holds 32 two-descriptor chains)
 QTEST_PER_NOTIFY = 32
+
+
+#: examples per round of a nightly campaign (``gpuhil fuzz``: a new seed each round until the
+#: time budget is spent)
+ROUND = 200
+
+
+def _campaign(config, transport: str):
+    """The rounds to run: [(settings, seed or None)] for the suite's fixed campaign, or an
+    endless generator of seeded rounds when ``--gpuhil-fuzz-budget`` is set (qtest only)."""
+    import itertools
+    import time
+
+    budget, base, corpus = (config.getoption(name) or config.getini(name) for name in
+                            ("gpuhil_fuzz_budget", "gpuhil_fuzz_seed", "gpuhil_fuzz_corpus"))
+    if not budget or transport != "qtest":
+        return [(RUNS[transport][0], None)], RUNS[transport][2]
+    try:
+        budget, base = float(budget), int(base or 0)
+    except ValueError:
+        pytest.fail(f"--gpuhil-fuzz-budget {budget!r} / --gpuhil-fuzz-seed {base!r}: "
+                    f"expected seconds and an integer", pytrace=False)
+    phases = (Phase.reuse, Phase.generate, Phase.shrink) if corpus else \
+        (Phase.generate, Phase.shrink)
+    nightly = settings(RUNS["qtest"][0], max_examples=ROUND, derandomize=False, phases=phases,
+                       database=DirectoryBasedExampleDatabase(corpus) if corpus else None)
+    deadline = time.monotonic() + budget
+    rounds = ((nightly, base + n) for n in itertools.count())
+    return itertools.takewhile(lambda _round: time.monotonic() < deadline, rounds), 1
 
 
 def _paste(requests: list[bytes]) -> str:
@@ -97,18 +127,17 @@ class _Devices:
 
 @pytest.mark.guest_may_die  # a crash found is reported as such, QEMU replaced for the next test
 def test_fuzzed_batches_are_answered_and_state_stays_consistent(raw_gpu, qemu_log, lab,
-                                                                 record_property):
+                                                                 record_property, request):
     """Derandomized batches of random or mutated commands (60 of up to 12 over VFIO, 600 of up to 128 over qtest): each command gets a response, QEMU
     survives, UNREF agrees with the replayed creations, and a fresh 2D resource plus
     GET_DISPLAY_INFO succeed after every batch, so malformed input from a guest can neither
     hang nor corrupt the device."""
-    hypothesis_settings, strategy, at_least = RUNS[raw_gpu.transport]
+    strategy = RUNS[raw_gpu.transport][1]
+    rounds, at_least = _campaign(request.config, raw_gpu.transport)
     executed = []
     devices = _Devices(raw_gpu, lab)
 
-    @hypothesis_settings
-    @given(strategy)
-    def run(requests: list[bytes]) -> None:
+    def one(requests: list[bytes]) -> None:
         executed.append(len(requests))
         try:
             result = devices.run(requests)
@@ -127,7 +156,9 @@ def test_fuzzed_batches_are_answered_and_state_stays_consistent(raw_gpu, qemu_lo
         devices.dirty = False
 
     try:
-        run()
+        for hypothesis_settings, round_seed in rounds:
+            run = hypothesis_settings(given(strategy)(one))
+            (seed(round_seed)(run) if round_seed is not None else run)()
     finally:
         devices.close()
     record_property("fuzz_batches", len(executed))
