@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from gpuhil.lab.spec import (Channels, Display, GpuSpec, Placement, SpecError, data_dir_args,
-                             qmp_args)
+from gpuhil.lab.spec import (LOG_ARGS, Channels, Display, GpuSpec, Placement, SpecError,
+                             data_dir_args, qmp_args)
 
 __all__ = ["QTEST_RAM", "QTEST_SOCKET", "QtestSpec", "qtest_argv"]
 
@@ -41,7 +41,7 @@ class QtestSpec:
 def qtest_argv(where: Placement, channels: Channels, *, gpu: GpuSpec | None, ram_mib: int,
                display: Display, extra_args: Sequence[str] = ()) -> list[str]:
     """QEMU's command line: bare q35 under qtest, RAM in the run directory's file, the GPU;
-    ``-d guest_errors`` so QEMU's complaints about the driver reach its stderr."""
+    :data:`~gpuhil.lab.spec.LOG_ARGS` so QEMU's complaints about the driver reach its stderr."""
     run = where.run_dir.rstrip("/")
     argv = [
         where.qemu, "-nodefaults", "-no-user-config",
@@ -50,7 +50,7 @@ def qtest_argv(where: Placement, channels: Channels, *, gpu: GpuSpec | None, ram
         "-object", f"memory-backend-file,id=mem,size={ram_mib}M,mem-path={run}/{QTEST_RAM},"
                    "share=on",
         "-m", f"{ram_mib}M", *data_dir_args(where), *qmp_args(channels, where),
-        "-monitor", "none", "-d", "guest_errors",
+        "-monitor", "none", *LOG_ARGS,
     ]
     if gpu is not None and gpu.needs_gl:
         argv += ["-display", f"egl-headless,rendernode={display.rendernode}"]

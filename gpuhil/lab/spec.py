@@ -275,6 +275,11 @@ def smoke_argv(accel: Accel, where: Placement, channels: Channels) -> list[str]:
     ]
 
 
+#: what QEMU logs to its stderr beside errors: its complaints about what the guest's driver
+#: did ("command size incorrect", "resource does not exist"), for the per-test stderr slice
+LOG_ARGS = ("-d", "guest_errors")
+
+
 def qemu_argv(spec: GuestSpec, where: Placement, channels: Channels) -> list[str]:
     """The full QEMU command line for ``spec`` (the accelerator must already be resolved)."""
     if spec.accel is Accel.AUTO:
@@ -289,7 +294,7 @@ def qemu_argv(spec: GuestSpec, where: Placement, channels: Channels) -> list[str
         "-kernel", where.kernel, "-initrd", where.initramfs, "-append", spec.kernel_cmdline(),
         *qmp_args(channels, where),
         "-chardev", f"socket,id=con,fd={channels.console_fd}", "-serial", "chardev:con",
-        "-monitor", "none",
+        "-monitor", "none", *LOG_ARGS,
     ]
     # The IOMMU goes first so that every device behind it is created after it.
     if spec.iommu is Iommu.INTEL:

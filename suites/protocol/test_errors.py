@@ -112,3 +112,13 @@ def test_unmapped_iova_is_a_vtd_fault_not_a_crash(raw_gpu):
         f"no DMA fault reported; QEMU vtd lines since boot: {qemu}"
     assert (out["display_after"], out["create_after"], out["unref_after"]) == \
         ("RESP_OK_DISPLAY_INFO", "RESP_OK_NODATA", "RESP_OK_NODATA"), out
+
+
+def test_qemu_names_a_truncated_command_in_the_tests_stderr(raw_gpu, qemu_log):
+    """A RESOURCE_CREATE_2D cut after its header makes QEMU (run with ``-d guest_errors``)
+    print its own complaint, "command size incorrect", into this test's QEMU stderr slice, so
+    a report shows QEMU's reason beside the error response."""
+    out = raw_gpu.call(payloads.error_case, "truncated_create_2d")
+    assert out["response"].startswith("RESP_ERR_"), out
+    text = qemu_log.text()
+    assert "command size incorrect" in text, f"QEMU stderr of this test: {text[-2000:]!r}"
