@@ -53,8 +53,11 @@ def timeouts(item: pytest.Item, has_machine: bool = False) -> tuple[float, float
     return total, idle
 
 
-def dump_state(machine: Machine | None, settle: float = 3.0) -> str:
-    """QMP status and the guest's task stacks (SysRq t, w through the PS/2 keyboard), as text."""
+def dump_state(machine: Machine | None, settle: float = 30.0) -> str:
+    """QMP status and the guest's task stacks (SysRq t, w through the PS/2 keyboard), as text:
+    the console from the keys on, once the blocked-task dump (w, the last) has begun and the
+    console has been quiet for half a second, or after ``settle`` seconds (a loaded TCG guest
+    takes seconds to print the dumps; a fixed wait lost them)."""
     if not has_qemu(machine) or not machine.alive:
         return "no running guest"
     parts = []
@@ -72,9 +75,14 @@ def dump_state(machine: Machine | None, settle: float = 3.0) -> str:
         except Exception as exc:
             parts.append(f"SysRq {key} failed: {type(exc).__name__}: {exc}")
         time.sleep(0.3)
-    time.sleep(settle)
-    parts.append("guest task stacks (SysRq t, w; from the console):\n"
-                 + console_slice(machine, offset))
+    deadline, text = time.monotonic() + settle, None
+    while True:
+        time.sleep(0.5)
+        seen = console_slice(machine, offset)
+        if (seen == text and "Show Blocked State" in seen) or time.monotonic() > deadline:
+            break
+        text = seen
+    parts.append("guest task stacks (SysRq t, w; from the console):\n" + seen)
     return "\n\n".join(parts)
 
 
