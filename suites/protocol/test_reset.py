@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpuhil.raw.qemu_log import parse
-from suites.protocol import payloads
+from suites.protocol import payloads, unmap_reset_payload
 
 
 @pytest.mark.requires("raw.feature.resource_blob and raw.hostmem")
@@ -36,3 +36,21 @@ def test_reset_while_command_pending(raw_gpu, qemu_log):
     assert out["display"] == "RESP_OK_DISPLAY_INFO", context
     assert out["unref_old"] == "RESP_ERR_INVALID_RESOURCE_ID", context
     assert (out["create"], out["unref"]) == ("RESP_OK_NODATA", "RESP_OK_NODATA"), context
+
+
+@pytest.mark.requires("raw.feature.resource_blob and raw.hostmem")
+@pytest.mark.parametrize("point", unmap_reset_payload.POINTS)
+def test_reset_at_each_point_of_the_unmap_state_machine(raw_gpu, qemu_log, point):
+    """A reset with the blob mapped, with its UNMAP_BLOB sent but not answered, with a fenced
+    UNMAP_BLOB left pending, or after the unmap was answered leaves QEMU running and the
+    device answering, the old blob gone, and the same id and hostmem offset usable again (read
+    back through the window), so no unmap state survives a reset."""
+    out = raw_gpu.call(unmap_reset_payload.reset_during_unmap, point)
+    context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
+    assert raw_gpu.machine.alive, context
+    assert out["display"] == "RESP_OK_DISPLAY_INFO", context
+    assert out["unref_old"] == "RESP_ERR_INVALID_RESOURCE_ID", context
+    assert (out["ctx_again"], out["blob_again"], out["map_again"]) == \
+        ("RESP_OK_NODATA", "RESP_OK_NODATA", "RESP_OK_MAP_INFO"), context
+    assert out["readback"], context
+    assert (out["unmap_again"], out["unref_again"]) == ("RESP_OK_NODATA",) * 2, context
