@@ -427,15 +427,22 @@ def reset_with_blobs_mapped(address: str) -> dict:
             out["display"], out["timeout"] = TIMEOUT, str(exc)
             return out
         out["unref_old"] = [kind(gpu.submit(P.ResourceUnref(RID + n))) for n in range(3)]
-        out["ctx_create_same_id"] = kind(gpu.submit(
-            P.CtxCreate(b"gpuhil-again", 0, hdr=P.CtrlHdr(ctx_id=CTX))))
-        out["blob_same_id"] = kind(host3d_blob(gpu, RID, CTX, blob_id=1))
-        out["map_same_offset"] = kind(map_blob(gpu, RID, 0))
-        data = pattern(BLOB_SIZE, 11)
-        hostmem.write(data, 0)
-        out["readback"] = hostmem.read(0, BLOB_SIZE) == data
-        out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
-        out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
+        out.update(reuse_after_reset(gpu))
+    return out
+
+
+def reuse_after_reset(gpu) -> dict:
+    """After a reset: context CTX, a HOST3D blob RID mapped at offset 0, written and read back
+    through the window, unmapped and unreferenced (the same ids and offset as before it)."""
+    out = {"ctx_create_same_id": kind(gpu.submit(
+        P.CtxCreate(b"gpuhil-again", 0, hdr=P.CtrlHdr(ctx_id=CTX))))}
+    out["blob_same_id"] = kind(host3d_blob(gpu, RID, CTX, blob_id=1))
+    out["map_same_offset"] = kind(map_blob(gpu, RID, 0))
+    data = pattern(BLOB_SIZE, 11)
+    gpu.hostmem.write(data, 0)
+    out["readback"] = gpu.hostmem.read(0, BLOB_SIZE) == data
+    out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
+    out["unref"] = kind(gpu.submit(P.ResourceUnref(RID)))
     return out
 
 

@@ -50,7 +50,7 @@ def test_reset_at_each_point_of_the_unmap_state_machine(raw_gpu, qemu_log, point
     assert raw_gpu.machine.alive, context
     assert out["display"] == "RESP_OK_DISPLAY_INFO", context
     assert out["unref_old"] == "RESP_ERR_INVALID_RESOURCE_ID", context
-    assert (out["ctx_again"], out["blob_again"], out["map_again"]) == \
+    assert (out["ctx_create_same_id"], out["blob_same_id"], out["map_same_offset"]) == \
         ("RESP_OK_NODATA", "RESP_OK_NODATA", "RESP_OK_MAP_INFO"), context
     assert out["readback"], context
-    assert (out["unmap_again"], out["unref_again"]) == ("RESP_OK_NODATA",) * 2, context
+    assert (out["unmap"], out["unref"]) == ("RESP_OK_NODATA",) * 2, context

@@ -8,7 +8,7 @@ from gpuhil import protocol as P
 from gpuhil.patterns import pattern
 from suites.protocol.payloads import (BLOB_SIZE, CTX, HANG_TIMEOUT, RID, TIMEOUT, _open,
                                       _timeout_type, expect, expect_blob, host3d_blob, kind,
-                                      map_blob, virgl_context)
+                                      reuse_after_reset, virgl_context)
 
 #: where the reset comes, in the order of the state machine
 POINTS = ("mapped", "unmap_sent", "unmap_fenced_pending", "unmap_answered")
@@ -44,13 +44,5 @@ def reset_during_unmap(address, point: str) -> dict:
             out["display"], out["timeout"] = TIMEOUT, str(exc)
             return out
         out["unref_old"] = kind(gpu.submit(P.ResourceUnref(RID)))
-        out["ctx_again"] = kind(gpu.submit(P.CtxCreate(b"gpuhil-again", 0,
-                                                       hdr=P.CtrlHdr(ctx_id=CTX))))
-        out["blob_again"] = kind(host3d_blob(gpu, RID, CTX, blob_id=1))
-        out["map_again"] = kind(map_blob(gpu, RID, 0))
-        data = pattern(BLOB_SIZE, 11)
-        hostmem.write(data, 0)
-        out["readback"] = hostmem.read(0, BLOB_SIZE) == data
-        out["unmap_again"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
-        out["unref_again"] = kind(gpu.submit(P.ResourceUnref(RID)))
+        out.update(reuse_after_reset(gpu))
     return out
