@@ -61,11 +61,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     from gpuhil.lab.setup import PROJECT_ROOT
 
-    if args.corpus is not None:
-        if args.corpus.exists() and not args.corpus.is_dir():
-            print(f"gpuhil fuzz: --corpus {args.corpus}: exists and is not a directory",
-                  file=sys.stderr)
-            return 2
+    if args.corpus is not None and args.corpus.exists() and not args.corpus.is_dir():
+        print(f"gpuhil fuzz: --corpus {args.corpus}: exists and is not a directory",
+              file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="gpuhil-fuzz-") as scratch:
         junit = Path(scratch) / "junit.xml"
         status = subprocess.call([sys.executable, "-m", "pytest",

@@ -420,15 +420,23 @@ def reset_with_blobs_mapped(address: str) -> dict:
             expect(gpu, P.ResourceMapBlob(RID + n, offset), P.CtrlType.RESP_OK_MAP_INFO)
         hostmem.write(pattern(BLOB_SIZE, 3), 0)
         _create_2d(gpu, RID + 2)
-        gpu.reset()
-        try:
-            out["display"] = kind(gpu.submit(P.GetDisplayInfo(), timeout=HANG_TIMEOUT))
-        except _timeout_type() as exc:
-            out["display"], out["timeout"] = TIMEOUT, str(exc)
+        if not reset_and_answer(gpu, out):
             return out
         out["unref_old"] = [kind(gpu.submit(P.ResourceUnref(RID + n))) for n in range(3)]
         out.update(reuse_after_reset(gpu))
     return out
+
+
+def reset_and_answer(gpu, out: dict) -> bool:
+    """Reset the device, then GET_DISPLAY_INFO: its response in ``out["display"]``, or TIMEOUT
+    (and ``out["timeout"]``) when the device does not answer any more; whether it answered."""
+    gpu.reset()
+    try:
+        out["display"] = kind(gpu.submit(P.GetDisplayInfo(), timeout=HANG_TIMEOUT))
+    except _timeout_type() as exc:
+        out["display"], out["timeout"] = TIMEOUT, str(exc)
+        return False
+    return True
 
 
 def reuse_after_reset(gpu) -> dict:

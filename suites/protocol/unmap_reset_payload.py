@@ -8,7 +8,7 @@ from gpuhil import protocol as P
 from gpuhil.patterns import pattern
 from suites.protocol.payloads import (BLOB_SIZE, CTX, HANG_TIMEOUT, RID, TIMEOUT, _open,
                                       _timeout_type, expect, expect_blob, host3d_blob, kind,
-                                      reuse_after_reset, virgl_context)
+                                      reset_and_answer, reuse_after_reset, virgl_context)
 
 #: where the reset comes, in the order of the state machine
 POINTS = ("mapped", "unmap_sent", "unmap_fenced_pending", "unmap_answered")
@@ -37,11 +37,7 @@ def reset_during_unmap(address, point: str) -> dict:
                 out["fenced_unmap"] = TIMEOUT
         elif point == "unmap_answered":
             out["unmap"] = kind(gpu.submit(P.ResourceUnmapBlob(RID)))
-        gpu.reset()
-        try:
-            out["display"] = kind(gpu.submit(P.GetDisplayInfo(), timeout=HANG_TIMEOUT))
-        except _timeout_type() as exc:
-            out["display"], out["timeout"] = TIMEOUT, str(exc)
+        if not reset_and_answer(gpu, out):
             return out
         out["unref_old"] = kind(gpu.submit(P.ResourceUnref(RID)))
         out.update(reuse_after_reset(gpu))
