@@ -24,6 +24,7 @@ cdef extern from *:
     """
     #include <stdint.h>
     #include <time.h>
+    #include <sched.h>
     #include <linux/types.h>
     #include <linux/virtio_ring.h>
     #include <linux/virtio_config.h>
@@ -49,6 +50,7 @@ cdef extern from *:
         struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
         nanosleep(&ts, NULL);
     }
+    static inline void gpuhil_vq_yield(void) { sched_yield(); }
 
     #define GPUHIL_S(T) {"sizeof(" #T ")", sizeof(T)}
     #define GPUHIL_O(T, f) {"offsetof(" #T ", " #f ")", offsetof(T, f)}
@@ -141,6 +143,7 @@ cdef extern from *:
     void gpuhil_vq_full_barrier() nogil
     double gpuhil_vq_now() nogil
     void gpuhil_vq_sleep_us(long us) nogil
+    void gpuhil_vq_yield() nogil
     const gpuhil_abi_entry gpuhil_virtqueue_abi[]
     size_t sizeof_vring_desc "sizeof(struct vring_desc)"
     size_t sizeof_vring_used_elem "sizeof(struct vring_used_elem)"
@@ -406,19 +409,32 @@ cdef class SplitQueue:
         self._chain_len[head] = 0
         self._in_flight -= 1
 
-    def wait(self, double timeout, long min_sleep_us=5, long max_sleep_us=500) -> bool:
+    def wait(self, double timeout, long min_sleep_us=5, long max_sleep_us=500,
+             long spin_us=0) -> bool:
         """Poll ``used->idx`` without the GIL until the device completed something new (True)
-        or ``timeout`` seconds passed (False).  Sleeps between polls grow from ``min_sleep_us``
-        to ``max_sleep_us``."""
+        or ``timeout`` seconds passed (False).  For the first ``spin_us`` microseconds it
+        polls between ``sched_yield`` calls (a nanosleep costs the timer slack, 50 us by
+        default, more than a fast device takes); then sleeps between polls grow from
+        ``min_sleep_us`` to ``max_sleep_us``."""
         self._check()
         cdef uint16_t *idx = &self._used.idx
         cdef uint16_t seen = self._last_used
         cdef bint done = False
-        cdef double deadline
+        cdef double deadline, spin_until
         cdef long pause = min_sleep_us if min_sleep_us > 0 else 1
         with nogil:
             deadline = gpuhil_vq_now() + timeout
+            spin_until = gpuhil_vq_now() + spin_us * 1e-6
+            if spin_until > deadline:
+                spin_until = deadline
             while True:
+                if gpuhil_vq_load_acquire(idx) != seen:
+                    done = True
+                    break
+                if gpuhil_vq_now() >= spin_until:
+                    break
+                gpuhil_vq_yield()
+            while not done:
                 if gpuhil_vq_load_acquire(idx) != seen:
                     done = True
                     break

@@ -27,6 +27,8 @@ BLOB_SIZE = 4096
 BENCH_RID = 0x700
 #: commands per batch (a 64-entry control queue holds 32 two-descriptor chains)
 BATCH = 32
+#: the widest control queue QEMU's virtio-gpu takes: 128 commands per notify
+WIDE_QUEUE = 256
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class PathTimings:
     batched_ns_per_command: float | None = None  # raw only: a batch of BATCH commands
     #: raw only: one GET_CAPSET_INFO per notify, each timed alone: (median, p99) in ns
     single_ns: tuple[float, float] | None = None
+    #: raw only: the same, as encoded bytes through ``transact`` (no typed encode/decode)
+    bytes_single_ns: tuple[float, float] | None = None
+    #: raw only: GET_DISPLAY_INFO as bytes, WIDE_QUEUE // 2 per notify, ns per command
+    wide_ns_per_command: float | None = None
 
 
 def _rounds(op: Callable[[], None], iterations: int, rounds: int) -> OpTiming:
@@ -119,7 +125,15 @@ def run_raw(address: "str | object", iterations: int = 200, rounds: int = 5) -> 
         batch = [get_info] * BATCH
         batch_t = _rounds(lambda: gpu.submit_batch(batch), max(1, iterations // 20), rounds)
         single = _single(lambda: submit(get_info), iterations * rounds)
-    return PathTimings("raw", capset_t, blob_t, 2, 2, batch_t.best / len(batch), single)
+        info_bytes, info_size = [P.encode(get_info)], [gpu.response_size(get_info)]
+        bytes_single = _single(lambda: gpu.transact(info_bytes, info_size), iterations * rounds)
+    with RawGpu.open(address, queue_size=WIDE_QUEUE) as gpu:
+        display = P.GetDisplayInfo()
+        wide = [P.encode(display)] * (WIDE_QUEUE // 2)
+        sizes = [gpu.response_size(display)] * len(wide)
+        wide_t = _rounds(lambda: gpu.transact(wide, sizes), max(1, iterations // 20), rounds)
+    return PathTimings("raw", capset_t, blob_t, 2, 2, batch_t.best / len(batch), single,
+                       bytes_single, wide_t.best / len(wide))
 
 
 def run_kernel(node_path: str, iterations: int = 200, rounds: int = 5) -> PathTimings:

@@ -68,10 +68,17 @@ class Capability:
 
 
 class MmioWindow:
-    """``length`` bytes of MMIO at guest-physical ``base``, with the accessors of a Mapping."""
+    """``length`` bytes of MMIO at guest-physical ``base``, with the accessors of a Mapping.
 
-    def __init__(self, client: QtestClient, base: int, length: int, label: str = "") -> None:
+    ``posted``: 16- and 32-bit stores are posted writes, as on a PCI bus (sent at once, their
+    OK read and checked at the next qtest call; the stream keeps them in order with it), so a
+    virtqueue notify costs no round trip."""
+
+    def __init__(self, client: QtestClient, base: int, length: int, label: str = "",
+                 posted: bool = False) -> None:
         self.client, self.base, self.length, self.label = client, base, length, label
+        self._write16 = client.post_writew if posted else client.writew
+        self._write32 = client.post_writel if posted else client.writel
 
     def _at(self, offset: int, width: int) -> int:
         if offset < 0 or offset + width > self.length:
@@ -95,10 +102,10 @@ class MmioWindow:
         self.client.writeb(self._at(offset, 1), value)
 
     def write16(self, offset: int, value: int) -> None:
-        self.client.writew(self._at(offset, 2), value)
+        self._write16(self._at(offset, 2), value)
 
     def write32(self, offset: int, value: int) -> None:
-        self.client.writel(self._at(offset, 4), value)
+        self._write32(self._at(offset, 4), value)
 
     def write64(self, offset: int, value: int) -> None:
         self.client.writeq(self._at(offset, 8), value)
@@ -214,8 +221,10 @@ class PciFunction:
             position = self.config_read(position + 1, 1) & ~3
         return caps
 
-    def mmap(self, bar: int, offset: int = 0, length: int | None = None) -> MmioWindow:
-        """The memory BAR ``bar`` (or ``length`` bytes of it from ``offset``) as a window."""
+    def mmap(self, bar: int, offset: int = 0, length: int | None = None, *,
+             posted: bool = False) -> MmioWindow:
+        """The memory BAR ``bar`` (or ``length`` bytes of it from ``offset``) as a window
+        (``posted``: see :class:`MmioWindow`)."""
         assigned = self.bars.get(bar)
         if assigned is None or assigned.address is None or assigned.kind == "io":
             raise PciError(f"{self.name}: BAR {bar} is not an assigned memory BAR "
@@ -224,7 +233,8 @@ class PciFunction:
         if offset < 0 or length < 0 or offset + length > assigned.size:
             raise PciError(f"{self.name} BAR {bar}: {length:#x} bytes at {offset:#x} exceed its "
                            f"{assigned.size:#x} bytes")
-        return MmioWindow(self.client, assigned.address + offset, length, f"{self.name} BAR {bar}")
+        return MmioWindow(self.client, assigned.address + offset, length, f"{self.name} BAR {bar}",
+                          posted)
 
 
 def scan(client: QtestClient, bus: int = 0) -> list[PciFunction]:

@@ -75,8 +75,9 @@ class QtestTransport:
         self.function.config_write(offset, size, value)
 
     def mmap(self, bar: int, offset: int = 0, length: int | None = None) -> MmioWindow:
+        """A window of BAR ``bar`` whose stores are posted (a notify costs no round trip)."""
         self._check()
-        return self.function.mmap(bar, offset, length)
+        return self.function.mmap(bar, offset, length, posted=True)
 
     def dma(self, size: int, iova: int = 0) -> QtestDma:
         """Fresh zeroed guest RAM of ``size`` bytes; ``iova`` is ignored (see the module)."""

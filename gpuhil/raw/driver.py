@@ -31,10 +31,38 @@ RINGS_BYTES = 0x10000
 ARENA_BYTES = 4 << 20
 PAGE = 4096
 DEFAULT_TIMEOUT = 10.0
+#: How long :meth:`VirtqueueDriver.wait` polls the used ring between sched_yield calls before
+#: it sleeps: qtest completes a command in ~30 us, less than one nanosleep's timer slack.
+SPIN_US = 200
 _SENTINEL_WORD = int.from_bytes(bytes([SENTINEL]) * 4, "little")
 #: :func:`response_name` of a response buffer the device never wrote
 UNWRITTEN = "UNWRITTEN"
 _TRANSPORT_FEATURES = 1 << TransportFeature.VERSION_1 | 1 << TransportFeature.ACCESS_PLATFORM
+
+
+_NAMES: dict[bytes, str] = {}
+_SENTINELS: dict[int, bytes] = {}
+
+
+def _request_name(request: bytes) -> str:
+    """:func:`ctrl_name` of a request, remembered per type word (it is asked per command)."""
+    word = request[:4]
+    name = _NAMES.get(word)
+    if name is None:
+        name = ctrl_name(request)
+        if len(_NAMES) < 1024:  # fuzzed types are many
+            _NAMES[word] = name
+    return name
+
+
+def _sentinel(size: int) -> bytes:
+    """``size`` :data:`SENTINEL` bytes, made once per size."""
+    data = _SENTINELS.get(size)
+    if data is None:
+        data = bytes([SENTINEL]) * size
+        if len(_SENTINELS) < 256:
+            _SENTINELS[size] = data
+    return data
 
 
 def response_name(response: bytes) -> str:
@@ -198,22 +226,29 @@ class VirtqueueDriver:
         if len(requests) != len(response_sizes):
             raise ValueError(f"{len(requests)} requests but {len(response_sizes)} response sizes")
         q = self._queues[queue]
+        add, tickets = q.add, self._tickets[queue]
         arena, base = self._arena.memory, self._arena.iova
+        write, alloc = arena.write, self._alloc
         if not any(queue.in_flight for queue in self._queues):
             self._arena_used = 0  # nothing in flight references the arena
         slots = []
+        now = time.monotonic()  # one notify starts them all
         try:
             for request, response_size in zip(requests, response_sizes):
-                request = bytes(request)
-                req_off = self._alloc(max(len(request), 1))
-                arena.write(request, req_off)
-                resp_off = self._alloc(response_size) if response_size else 0
+                if type(request) is not bytes:
+                    request = bytes(request)
+                length = len(request)
+                req_off = alloc(length or 1)
+                write(request, req_off)
                 if response_size:
-                    arena.write(bytes([SENTINEL]) * response_size, resp_off)
-                writable = [(base + resp_off, response_size)] if response_size else []
-                head = q.add([(base + req_off, len(request))], writable)
-                slot = Slot(ctrl_name(request), head, resp_off, response_size, time.monotonic())
-                self._tickets[queue][head] = slot
+                    resp_off = alloc(response_size)
+                    write(_sentinel(response_size), resp_off)
+                    head = add([(base + req_off, length)], [(base + resp_off, response_size)])
+                else:
+                    resp_off = 0
+                    head = add([(base + req_off, length)], [])
+                slot = Slot(_request_name(request), head, resp_off, response_size, now)
+                tickets[head] = slot
                 slots.append(slot)
         finally:
             if q.unpublished:
@@ -243,22 +278,25 @@ class VirtqueueDriver:
         q = self._queues[pending.queue]
         tickets = self._tickets[pending.queue]
         deadline = time.monotonic() + timeout
-        while any(s.used_len is None for s in pending.slots):
-            done = q.poll()
+        waiting = {id(s) for s in pending.slots if s.used_len is None}
+        poll = q.poll
+        while waiting:
+            done = poll()
             if done is not None:
                 slot = tickets.pop(done[0])
                 slot.used_len = done[1]
                 slot.seconds = time.monotonic() - slot.started
+                waiting.discard(id(slot))  # another Pending's slot on this queue: recorded too
                 continue
             left = deadline - time.monotonic()
-            if left <= 0 or not q.wait(left):
+            if left <= 0 or not q.wait(left, spin_us=SPIN_US):
                 if q.device_used_idx() != q.last_used_idx:
                     continue
-                waiting = tuple(s.name for s in pending.slots if s.used_len is None)
+                names = tuple(s.name for s in pending.slots if s.used_len is None)
                 state = self.ring_state(pending.queue)
-                raise RawTimeout(f"no completion within {timeout:g} s for {', '.join(waiting)} "
-                                 f"({len(waiting)} of {len(pending.slots)} requests); "
-                                 f"ring {state}", waiting, state)
+                raise RawTimeout(f"no completion within {timeout:g} s for {', '.join(names)} "
+                                 f"({len(names)} of {len(pending.slots)} requests); "
+                                 f"ring {state}", names, state)
         arena = self._arena.memory
         out = []
         for slot in pending.slots:

@@ -43,9 +43,8 @@ def fuzz_on(gpu, backing_iova: int, requests: list[bytes], resource_ids: list[in
             out["responses"] += [TIMEOUT] * len(chunk)
             out["timeouts"].append((start, str(exc)))
             gpu.reset()
-    out["unref"] = {rid: kind(gpu.submit(P.ResourceUnref(rid))) for rid in resource_ids}
-    out["ctx_destroy"] = {ctx: kind(gpu.submit(P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=ctx))))
-                          for ctx in context_ids}
+    teardown = [P.ResourceUnref(rid) for rid in resource_ids] + \
+        [P.CtxDestroy(hdr=P.CtrlHdr(ctx_id=ctx)) for ctx in context_ids]
     health = [
         P.ResourceCreate2D(RID + 0x80, P.Format.B8G8R8X8_UNORM, FB_WIDTH, FB_HEIGHT),
         P.ResourceAttachBacking(RID + 0x80, (P.MemEntry(backing_iova, BACKING_SIZE),)),
@@ -53,5 +52,9 @@ def fuzz_on(gpu, backing_iova: int, requests: list[bytes], resource_ids: list[in
         P.ResourceUnref(RID + 0x80),
         P.GetDisplayInfo(),
     ]
-    out["health"] = [kind(gpu.submit(cmd)) for cmd in health]
+    # one notify for all of them: the device answers in order, as one by one
+    answers = [kind(r) for r in gpu.submit_batch(teardown + health)]
+    out["unref"] = dict(zip(resource_ids, answers))
+    out["ctx_destroy"] = dict(zip(context_ids, answers[len(resource_ids):len(teardown)]))
+    out["health"] = answers[len(teardown):]
     return out
