@@ -80,14 +80,17 @@ class Features:
 class Completion(NamedTuple):
     """One request's outcome: ``used_len`` as the device reported it, ``response`` the whole
     response buffer afterwards, ``written`` False when it still starts with the sentinel (or
-    there is no response buffer of ours).  A NamedTuple, not a frozen dataclass: the driver
-    makes one per command, and a frozen dataclass's __init__ costs 4x as much."""
+    there is no response buffer of ours), ``order`` its place in the used ring (completions
+    on its queue numbered from 0 by the driver: the order the device completed them in).
+    A NamedTuple, not a frozen dataclass: the driver makes one per command, and a frozen
+    dataclass's __init__ costs 4x as much."""
 
     name: str
     used_len: int
     response: bytes
     written: bool
     seconds: float
+    order: int = -1
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Slot:
     started: float
     used_len: int | None = None
     seconds: float = 0.0
+    order: int = -1
 
 
 @dataclass

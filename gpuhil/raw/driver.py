@@ -101,6 +101,7 @@ class VirtqueueDriver:
         self._user_buffers: list[DmaMemory] = []
         self._tickets: list[dict[int, Slot]] = [{}, {}]
         self._notify: list[int] = [0, 0]
+        self._completed: list[int] = [0, 0]  # completions per queue: the next one's order
         self._rings = transport.dma(RINGS_BYTES, IOVA_RINGS)
         self._arena = transport.dma(ARENA_BYTES, IOVA_ARENA)
         offered = pci.device_features()
@@ -132,6 +133,7 @@ class VirtqueueDriver:
         for index, queue in enumerate(self._queues):
             queue.reset()
             self._tickets[index].clear()
+            self._completed[index] = 0
             self._notify[index] = pci.setup_queue(index, queue.size, queue.desc_iova,
                                                   queue.avail_iova, queue.used_iova)
         pci.driver_ok()
@@ -286,6 +288,8 @@ class VirtqueueDriver:
                 slot = tickets.pop(done[0])
                 slot.used_len = done[1]
                 slot.seconds = time.monotonic() - slot.started
+                slot.order = self._completed[pending.queue]
+                self._completed[pending.queue] += 1
                 waiting.discard(id(slot))  # another Pending's slot on this queue: recorded too
                 continue
             left = deadline - time.monotonic()
@@ -304,7 +308,8 @@ class VirtqueueDriver:
                 if slot.response_size else b""
             written = len(response) >= 4 and \
                 int.from_bytes(response[:4], "little") != _SENTINEL_WORD
-            out.append(Completion(slot.name, slot.used_len, response, written, slot.seconds))
+            out.append(Completion(slot.name, slot.used_len, response, written, slot.seconds,
+                                  slot.order))
         return out
 
     def transact(self, requests: Sequence[bytes], response_sizes: Sequence[int], *,

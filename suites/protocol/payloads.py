@@ -34,10 +34,10 @@ def kind(resp: P.Message) -> str:
     return P.ctrl_name(resp)
 
 
-def _open(address: str):
+def _open(address: str, queue_size: int = 64):
     from gpuhil.raw.rawgpu import RawGpu
 
-    return RawGpu.open(address)
+    return RawGpu.open(address, queue_size=queue_size)
 
 
 def _timeout_type() -> type[BaseException]:
@@ -386,24 +386,17 @@ def unmap_ordering(address: str, fenced: bool) -> dict:
     return out
 
 
-def _completion_order(gpu, batch: list[P.Message]) -> tuple[list[str], list[list[int]]]:
-    """Put the batch on the control queue with one notify, then wait for its commands one by
-    one in submission order: waiting for command k collects every completion the device
-    posted before it, so the groups that become complete at each step give the device's
-    completion order ([[0], [1], ...] when it is the submission order)."""
-    from gpuhil.raw.rawgpu import Pending
+def completion_order(completions) -> list[int]:
+    """The indices of a batch's completions in the order the device completed them (its used
+    ring order; ``[0, 1, ...]`` when that is the submission order)."""
+    return sorted(range(len(completions)), key=lambda i: completions[i].order)
 
-    pending = gpu.send([P.encode(c) for c in batch], [gpu.response_size(c) for c in batch])
-    order: list[list[int]] = []
-    seen: set[int] = set()
-    for k, slot in enumerate(pending.slots):
-        if k not in seen:
-            gpu.wait(Pending(pending.queue, [slot], pending.generation), HANG_TIMEOUT)
-            done = {i for i, s in enumerate(pending.slots) if s.used_len is not None}
-            order.append(sorted(done - seen))
-            seen = done
-    completions = gpu.wait(pending, HANG_TIMEOUT)
-    return [raw_kind(c.response) for c in completions], order
+
+def _completion_order(gpu, batch: list[P.Message]) -> tuple[list[str], list[int]]:
+    """The batch with one notify: each response type, and :func:`completion_order`."""
+    completions = gpu.transact([P.encode(c) for c in batch],
+                               [gpu.response_size(c) for c in batch], timeout=HANG_TIMEOUT)
+    return [raw_kind(c.response) for c in completions], completion_order(completions)
 
 
 # ---- reset ------------------------------------------------------------------------------------

@@ -33,3 +33,27 @@ def test_thousands_of_concurrent_mappings_each_map_their_own_blob(raw_gpu, qemu_
     assert out["unref"] == {"RESP_OK_NODATA": COUNT}, context
     assert out["again"] == ["RESP_OK_NODATA"] * 2 + ["RESP_OK_MAP_INFO"] + \
         ["RESP_OK_NODATA"] * 3, context
+
+
+BEHIND_COUNT, BEHIND_STRIDE = 512, 512 * 1024
+
+
+@pytest.mark.guest("qtest-venus")
+@pytest.mark.requires(f"raw.feature.resource_blob and raw.hostmem >= {BEHIND_COUNT * BEHIND_STRIDE:#x}")
+def test_commands_queued_behind_pending_unmaps_are_all_answered_in_order(raw_gpu, qemu_log,
+                                                                          record_property):
+    """512 mapped blobs unmapped 42 per notify, each UNMAP_BLOB with its UNREF and a
+    GET_CAPSET_INFO queued behind it: all 1,536 commands are answered OK and in submission
+    order (QEMU holds the queue while an unmap finishes asynchronously, so a lost resume or a
+    reorder would drop or misorder guest commands) and the window maps again."""
+    out = raw_gpu.call(mappings_payload.unmap_behind_a_queue, BEHIND_COUNT, BEHIND_STRIDE)
+    record_property("slowest_unmap_s", out["slowest_unmap_s"])
+    record_property("slowest_notify_s", out["slowest_notify_s"])
+    context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
+    assert raw_gpu.machine.alive, context
+    assert out["map"] == {"RESP_OK_MAP_INFO": BEHIND_COUNT}, context
+    assert out["behind"] == {"RESP_OK_NODATA": 2 * BEHIND_COUNT,
+                             "RESP_OK_CAPSET_INFO": BEHIND_COUNT}, context
+    assert out["reordered"] == [], context
+    assert out["again"] == ["RESP_OK_NODATA"] * 2 + ["RESP_OK_MAP_INFO"] + \
+        ["RESP_OK_NODATA"] * 3, context
