@@ -14,7 +14,7 @@ GUEST_PACKAGES = ("gpuhil/devices", "gpuhil/raw", "gpuhil/protocol")
 GUEST_MODULES = ("gpuhil.agent", "gpuhil.attempts", "gpuhil.errors", "gpuhil.symbols", "gpuhil.patterns",
                  "gpuhil.machine", "gpuhil.gating.capabilities")
 #: Payload modules of the suites, the lab's tests and the benchmarks.
-PAYLOAD_GLOBS = ("suites/*/payloads.py", "tests/lab_payloads.py", "tests/guest_side.py",
+PAYLOAD_GLOBS = ("suites/*/payloads.py", "suites/*/*_payload.py", "tests/lab_payloads.py", "tests/guest_side.py",
                  "bench/*_payload.py")
 
 #: What a guest must not need (it belongs to the host's pytest side).

@@ -8,8 +8,8 @@ from collections import Counter
 from gpuhil import protocol as P
 from gpuhil.devices.virtgpu import virgl_pipe_resource_create
 from gpuhil.raw.host3d import MAPPABLE_SHAREABLE
-from suites.protocol.payloads import (CTX, HANG_TIMEOUT, _open, completion_order, kind,
-                                      raw_kind, virgl_context)
+from suites.protocol.blob_payload import completion_order
+from suites.protocol.payloads import CTX, HANG_TIMEOUT, _open, kind, raw_kind, virgl_context
 
 #: the first resource id of the case (ids BASE .. BASE + count - 1)
 BASE = 0x1000

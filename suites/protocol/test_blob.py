@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from gpuhil.raw.qemu_log import parse
-from suites.protocol import payloads
+from suites.protocol import blob_payload, payloads
 
 MAP_CACHES = {int(c) for c in payloads.P.MapCache}
 #: what every test here needs: blobs and a host-visible window (probed by the raw driver)
@@ -28,7 +28,7 @@ def test_blob_map_read_write_unmap_reuse(raw_gpu, qemu_log, offsets):
     """A HOST3D blob mapped at a chosen offset is read and written through the hostmem window,
     keeps its bytes when unmapped and mapped elsewhere, and after unref the same id and offset
     serve a new blob, so MAP_BLOB places exactly that blob at exactly that offset."""
-    out = raw_gpu.call(payloads.blob_lifecycle, offsets)
+    out = raw_gpu.call(blob_payload.blob_lifecycle, offsets)
     context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     steps = dict(out["steps"][:3])
     assert steps == {"create": "RESP_OK_NODATA", "attach": "RESP_OK_NODATA",
@@ -52,7 +52,7 @@ def test_blob_double_map_and_unref_while_mapped(raw_gpu, qemu_log):
     """A second MAP_BLOB of a mapped blob is refused without disturbing the first mapping, an
     UNMAP of an unmapped blob is harmless, and UNREF of a mapped blob unmaps it implicitly so
     its id and offset can be used again."""
-    out = raw_gpu.call(payloads.blob_map_twice_and_unref_mapped)
+    out = raw_gpu.call(blob_payload.blob_map_twice_and_unref_mapped)
     context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     assert out["map"] == "RESP_OK_MAP_INFO", context
     assert out["map_again"].startswith("RESP_ERR_"), context
@@ -70,7 +70,7 @@ def test_responses_while_unmap_pending(raw_gpu, qemu_log, fenced):
     """An UNMAP_BLOB batched with four more commands: every command is answered with its own
     response, the commands behind the pending unmap complete only after it (submission order),
     and the unmap really finished (the blob maps again), fenced or not."""
-    out = raw_gpu.call(payloads.unmap_ordering, fenced)
+    out = raw_gpu.call(blob_payload.unmap_ordering, fenced)
     context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     assert out["responses"] == ["RESP_OK_NODATA", "RESP_OK_DISPLAY_INFO", "RESP_OK_NODATA",
                                 "RESP_OK_CAPSET_INFO", "RESP_OK_NODATA"], context

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from gpuhil.raw.qemu_log import parse
-from suites.protocol import payloads
+from suites.protocol import errors_payload
 
 # the guest's intel-iommu driver logs the DMA faults the device takes on unmapped IOVAs on purpose
 pytestmark = pytest.mark.kernel_log_allowed(r"DMAR: ", r"dmar_fault: \d+ callbacks suppressed")
@@ -75,7 +75,7 @@ def _case(name: str):
 def test_every_case_has_an_expectation():
     """The payload's case table and this expectation table name the same cases, so no case
     runs unchecked."""
-    assert set(EXPECTED) == set(payloads.ERROR_CASES)
+    assert set(EXPECTED) == set(errors_payload.ERROR_CASES)
 
 
 @pytest.mark.parametrize("case", [_case(name) for name in sorted(EXPECTED)])
@@ -83,7 +83,7 @@ def test_error_response(raw_gpu, qemu_log, case):
     """The invalid command gets its error response (not OK, not silence), and afterwards the
     device answers GET_DISPLAY_INFO and creates and destroys a resource, so one bad command
     neither corrupts nor wedges it."""
-    out = raw_gpu.call(payloads.error_case, case)
+    out = raw_gpu.call(errors_payload.error_case, case)
     log = parse(qemu_log.text())
     context = f"{out}\nQEMU: {log.summary()}"
     assert raw_gpu.machine.alive, f"QEMU died: {context}"
@@ -105,7 +105,7 @@ def test_unmapped_iova_is_a_vtd_fault_not_a_crash(raw_gpu):
     test_error_response[attach_backing_unmapped_iova])."""
     guest = raw_gpu.machine
     mark = guest.kmsg_mark("protocol: unmapped IOVA")
-    out = raw_gpu.call(payloads.error_case, "attach_backing_unmapped_iova")
+    out = raw_gpu.call(errors_payload.error_case, "attach_backing_unmapped_iova")
     kernel = [line for line in guest.kernel_log(mark) if "fault addr 0x7f00000000" in line]
     qemu = parse(guest.qemu_stderr()).vtd_faults
     assert kernel or any("iova=0x7f00000000" in line for line in qemu), \
@@ -118,7 +118,7 @@ def test_qemu_names_a_truncated_command_in_the_tests_stderr(raw_gpu, qemu_log):
     """A RESOURCE_CREATE_2D cut after its header makes QEMU (run with ``-d guest_errors``)
     print its own complaint, "command size incorrect", into this test's QEMU stderr slice, so
     a report shows QEMU's reason beside the error response."""
-    out = raw_gpu.call(payloads.error_case, "truncated_create_2d")
+    out = raw_gpu.call(errors_payload.error_case, "truncated_create_2d")
     assert out["response"].startswith("RESP_ERR_"), out
     text = qemu_log.text()
     assert "command size incorrect" in text, f"QEMU stderr of this test: {text[-2000:]!r}"

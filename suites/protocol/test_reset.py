@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpuhil.raw.qemu_log import parse
-from suites.protocol import payloads, unmap_reset_payload
+from suites.protocol import reset_payload, unmap_reset_payload
 
 
 @pytest.mark.requires("raw.feature.resource_blob and raw.hostmem")
@@ -13,7 +13,7 @@ def test_reset_with_blobs_mapped(raw_gpu, qemu_log):
     """A reset with two blobs mapped, a 2D resource and a context leaves QEMU running and the
     device answering; the old ids are gone and the same context id, resource id and hostmem
     offset work again (read back through the window), so reset really tears blobs down."""
-    out = raw_gpu.call(payloads.reset_with_blobs_mapped)
+    out = raw_gpu.call(reset_payload.reset_with_blobs_mapped)
     context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     assert raw_gpu.machine.alive, context
     assert out["display"] == "RESP_OK_DISPLAY_INFO", context
@@ -30,7 +30,7 @@ def test_reset_while_command_pending(raw_gpu, qemu_log):
     """A reset while a fenced command waits for a fence that never comes leaves QEMU running,
     drops the old resource and lets the device answer and create again, so a wedged queue is
     recoverable by reset."""
-    out = raw_gpu.call(payloads.reset_while_pending)
+    out = raw_gpu.call(reset_payload.reset_while_pending)
     context = f"{out}\nQEMU: {parse(qemu_log.text()).summary()}"
     assert raw_gpu.machine.alive, context
     assert out["display"] == "RESP_OK_DISPLAY_INFO", context

@@ -8,7 +8,8 @@ from gpuhil import protocol as P
 from gpuhil.patterns import pattern
 from suites.protocol.payloads import (BLOB_SIZE, CTX, HANG_TIMEOUT, RID, TIMEOUT, _open,
                                       _timeout_type, expect, expect_blob, host3d_blob, kind,
-                                      reset_and_answer, reuse_after_reset, virgl_context)
+                                      virgl_context)
+from suites.protocol.reset_payload import reset_and_answer, reuse_after_reset
 
 #: where the reset comes, in the order of the state machine
 POINTS = ("mapped", "unmap_sent", "unmap_fenced_pending", "unmap_answered")
