@@ -163,6 +163,20 @@ def test_timeout_marks_the_channel_unusable():
     guest_sock.close()
 
 
+def test_a_run_with_a_timeout_gives_up_on_an_agent_that_never_answers(monkeypatch):
+    """A Run with a timeout is a TimeoutError a margin after it when nothing answers (a wedged
+    guest's agent), so a health check cannot hang a test session."""
+    from gpuhil.lab import agent_client
+
+    monkeypatch.setattr(agent_client, "RUN_MARGIN", 0.2)
+    host_sock, guest_sock = socket.socketpair()  # nobody serves the guest end
+    c = AgentClient(Connection(host_sock.detach()))
+    with pytest.raises(TimeoutError, match="did not answer Run within 0.3 s"):
+        c.run(["true"], timeout=0.1)
+    c.close()
+    guest_sock.close()
+
+
 def test_check_alive_is_raised_while_waiting():
     host_sock, guest_sock = socket.socketpair()
 

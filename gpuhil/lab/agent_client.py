@@ -18,6 +18,8 @@ from gpuhil.lab.errors import AgentError, RemoteError
 
 #: How often a waiting request checks that the guest is still alive.
 POLL_INTERVAL = 0.05
+#: How much longer than a Run request's own timeout the host waits for the agent's answer.
+RUN_MARGIN = 30.0
 
 
 def target_name(func: Callable[..., Any] | str) -> str:
@@ -124,7 +126,10 @@ class AgentClient:
     def run(self, argv: list[str] | tuple[str, ...], timeout: float | None = None,
             check: bool = False, input: bytes | None = None) -> agent.RunResult:
         """Run a setup command in the guest; ``check`` raises CalledProcessError on failure."""
-        result: agent.RunResult = self.request(agent.Run(tuple(argv), timeout, input))
+        # the guest kills the command after ``timeout``; the host stops waiting a margin later,
+        # so an agent that no longer answers at all (a wedged guest) is a TimeoutError, not a hang
+        wait = None if timeout is None else timeout + RUN_MARGIN
+        result: agent.RunResult = self.request(agent.Run(tuple(argv), timeout, input), wait)
         return result.check() if check else result
 
     def kmsg_mark(self, label: str = "") -> str:
