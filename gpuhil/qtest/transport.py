@@ -22,6 +22,10 @@ from gpuhil.qtest.ram import GuestRam
 
 __all__ = ["QtestDma", "QtestGpu", "QtestTransport"]
 
+#: QEMU under qtest completes a command in ~30 us, less than one nanosleep's timer slack, on a
+#: core of its own: a waiter polls this long (between sched_yield calls) before it sleeps.
+SPIN_US = 200
+
 
 class QtestDma:
     """``size`` bytes of guest RAM at guest-physical ``iova``; ``memory`` maps exactly them."""
@@ -52,6 +56,7 @@ class QtestTransport:
 
     def __init__(self, function: PciFunction, ram: GuestRam) -> None:
         self.name = f"qtest:{function.name}"
+        self.spin_us = SPIN_US
         self.function = function
         self.ram = ram
         self._mark = ram.mark()

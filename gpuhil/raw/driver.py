@@ -31,9 +31,6 @@ RINGS_BYTES = 0x10000
 ARENA_BYTES = 4 << 20
 PAGE = 4096
 DEFAULT_TIMEOUT = 10.0
-#: How long :meth:`VirtqueueDriver.wait` polls the used ring between sched_yield calls before
-#: it sleeps: qtest completes a command in ~30 us, less than one nanosleep's timer slack.
-SPIN_US = 200
 _SENTINEL_WORD = int.from_bytes(bytes([SENTINEL]) * 4, "little")
 #: :func:`response_name` of a response buffer the device never wrote
 UNWRITTEN = "UNWRITTEN"
@@ -293,7 +290,7 @@ class VirtqueueDriver:
                 waiting.discard(id(slot))  # another Pending's slot on this queue: recorded too
                 continue
             left = deadline - time.monotonic()
-            if left <= 0 or not q.wait(left, spin_us=SPIN_US):
+            if left <= 0 or not q.wait(left, spin_us=self.transport.spin_us):
                 if q.device_used_idx() != q.last_used_idx:
                     continue
                 names = tuple(s.name for s in pending.slots if s.used_len is None)

@@ -69,7 +69,7 @@ class DmaMemory(Protocol):
 class Transport(Protocol):
     """One virtio PCI function as the raw driver sees it.
 
-    ``name`` (the PCI address, for messages), ``closed``; ``config_read``/``config_write``
+    ``name`` (the PCI address, for messages), ``spin_us``, ``closed``; ``config_read``/``config_write``
     access PCI configuration space (``size`` 1, 2 or 4 bytes, little endian);
     ``mmap(bar, offset, length)`` gives a :class:`Window` of a BAR (length None: to its end);
     ``dma(size, iova)`` gives :class:`DmaMemory` of ``size`` bytes (page multiple) that the
@@ -78,6 +78,9 @@ class Transport(Protocol):
     """
 
     name: str
+    #: how long a waiter for a completion polls the used ring before it sleeps (microseconds;
+    #: 0 where the poller's CPU is emulated and spinning would slow the device down)
+    spin_us: int
 
     @property
     def closed(self) -> bool: ...

@@ -19,6 +19,7 @@ class VfioTransport:
     def __init__(self, address: str, container: Container, group: Group,
                  device: Device) -> None:
         self.name = address
+        self.spin_us = 0  # in a guest the poller's CPU is emulated: spinning steals from QEMU
         self.container = container
         self.group = group
         self.device = device
