@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Packages and modules of gpuhil whose code runs where the device is (the agent, the device
 #: interfaces, the raw driver, the protocol, the capability probe, the payload helpers).
-GUEST_PACKAGES = ("gpuhil/devices", "gpuhil/raw", "gpuhil/protocol")
+GUEST_PACKAGES = ("gpuhil/devices", "gpuhil/raw", "gpuhil/protocol", "gpuhil/qtest",
+                  "gpuhil/nested")
 GUEST_MODULES = ("gpuhil.agent", "gpuhil.attempts", "gpuhil.errors", "gpuhil.symbols", "gpuhil.patterns",
                  "gpuhil.machine", "gpuhil.gating.capabilities")
 #: Payload modules of the suites, the lab's tests and the benchmarks.

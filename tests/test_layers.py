@@ -14,7 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("gpuhil", "gpuhil.errors", "gpuhil.symbols", "gpuhil.pids", "gpuhil.patterns", "gpuhil._"),
     ("gpuhil.devices", "gpuhil.protocol"),
     ("gpuhil.raw", "gpuhil.attempts", "gpuhil.agent"),
-    ("gpuhil.machine", "gpuhil.qtest"),
+    ("gpuhil.machine", "gpuhil.qtest", "gpuhil.nested"),
     ("gpuhil.gating", "gpuhil.host"),
     ("gpuhil.lab",),
     ("gpuhil.handles", "gpuhil.outcomes", "gpuhil.bringup", "gpuhil.blob_traces"),

@@ -1,0 +1,1 @@
+"""The nested vantage point: QEMU run inside a lab guest (guest side)."""

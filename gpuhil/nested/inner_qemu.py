@@ -1,0 +1,161 @@
+"""A QEMU run by a lab guest itself, under ``-accel qtest``: the nested vantage point, where
+QEMU is the user of the guest's VFIO devices and render node (a lab machine in miniature).
+
+Runs where that QEMU runs (in the guest; standard library and gpuhil only).
+:class:`InnerQemu` starts ``qemu-system-x86_64 -machine q35,accel=qtest`` with the given
+``-device`` arguments and trace events in a fresh run directory under ``/tmp``, accepts its
+qtest connection (a :class:`gpuhil.qtest.client.QtestClient`), keeps its stderr (QEMU's
+warnings and the trace lines) in a file; :meth:`InnerQemu.close` kills it, waits for it and
+removes the run directory, so nothing is left in the guest.  A QEMU without the qtest
+accelerator (Debian 13's 10.0) is :class:`InnerQemuUnavailable`, with nothing started.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Sequence
+
+from gpuhil.errors import GpuhilError
+from gpuhil.qtest.client import QtestClient
+
+__all__ = ["InnerQemu", "InnerQemuError", "InnerQemuUnavailable", "dma_bufs", "trace_events"]
+
+QEMU = "qemu-system-x86_64"
+_NO_QTEST = "invalid accelerator qtest"
+
+
+class InnerQemuError(GpuhilError):
+    """The inner QEMU did not come up: why, with its stderr tail."""
+
+
+class InnerQemuUnavailable(InnerQemuError):
+    """The QEMU in the guest cannot run under qtest (a capability, not a failure)."""
+
+
+def trace_events(qemu: str = QEMU) -> frozenset[str]:
+    """The trace event names ``qemu`` knows (``-trace help``): probe before asking for one."""
+    out = subprocess.run([qemu, "-trace", "help"], capture_output=True, text=True, timeout=120)
+    return frozenset(line.strip() for line in out.stdout.splitlines()
+                     if line.strip() and " " not in line.strip())
+
+
+def dma_bufs(pid: int) -> list[dict]:
+    """Every dma-buf process ``pid`` holds: fd, ``size`` and ``exp_name`` from its fdinfo."""
+    found = []
+    fd_dir = f"/proc/{pid}/fdinfo"
+    for name in sorted(os.listdir(fd_dir), key=int):
+        try:
+            with open(os.path.join(fd_dir, name)) as f:
+                info = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        except OSError:
+            continue  # closed meanwhile
+        if "exp_name" in info:
+            found.append({"fd": int(name), "size": int(info.get("size", "-1")),
+                          "exp_name": info["exp_name"].strip()})
+    return found
+
+
+class InnerQemu:
+    """QEMU under qtest in this machine with ``devices`` (``-device`` values) and ``traces``
+    (``-trace`` event names); a context manager.  ``qtest`` is the connection, ``pid`` the
+    process, :meth:`stderr` what it printed so far."""
+
+    def __init__(self, devices: Sequence[str], *, traces: Sequence[str] = (),
+                 memory_mib: int = 64, qemu: str = QEMU, start_timeout: float = 300.0) -> None:
+        self.argv = [qemu, "-machine", "q35,accel=qtest", "-display", "none", "-nodefaults",
+                     "-m", f"{memory_mib}M", "-d", "guest_errors"]
+        for event in traces:
+            self.argv += ["-trace", event]
+        for device in devices:
+            self.argv += ["-device", device]
+        self.start_timeout = start_timeout
+        self.run_dir = tempfile.mkdtemp(prefix="gpuhil-inner-")
+        self._stderr_path = os.path.join(self.run_dir, "stderr")
+        self.process: subprocess.Popen | None = None
+        self.qtest: QtestClient | None = None
+        self.start_seconds: float | None = None
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        path = os.path.join(self.run_dir, "qtest.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            listener.listen(1)
+            listener.settimeout(0.1)
+            started = time.monotonic()
+            with open(self._stderr_path, "wb") as err:
+                self.process = subprocess.Popen(
+                    [*self.argv, "-qtest", f"unix:{path}", "-qtest-log", "/dev/null"],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                    start_new_session=True)
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                    break
+                except socket.timeout:
+                    pass
+                if self.process.poll() is not None:
+                    tail = self.stderr()[-2000:]
+                    kind = InnerQemuUnavailable if _NO_QTEST in tail else InnerQemuError
+                    raise kind(f"inner QEMU exited ({self.process.returncode}) before connecting "
+                               f"its qtest socket: {tail.strip() or 'no stderr'}")
+                if time.monotonic() - started > self.start_timeout:
+                    raise InnerQemuError(f"inner QEMU did not connect its qtest socket within "
+                                         f"{self.start_timeout:g} s: {self.stderr()[-2000:]}")
+        finally:
+            listener.close()
+        self.qtest = QtestClient(conn, name="inner-qtest", on_death=self._death)
+        self.qtest.endianness()  # answers: the machine is up
+        self.start_seconds = time.monotonic() - started
+
+    def _death(self) -> tuple[str, str]:
+        status = "" if self.process is None else str(self.process.poll())
+        return status, self.stderr()[-2000:]
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stderr(self) -> str:
+        """QEMU's stderr so far (warnings, trace lines)."""
+        try:
+            with open(self._stderr_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def close(self) -> str:
+        """Kill QEMU (its session), wait for it, remove the run directory; its stderr."""
+        text = self.stderr()
+        if self.qtest is not None:
+            self.qtest.close()
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.process is not None:
+            self.process.wait(timeout=60)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return text
+
+    def __enter__(self) -> InnerQemu:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
