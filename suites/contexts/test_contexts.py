@@ -206,13 +206,15 @@ def _ring_capset(name: str, configuration: str = "venus"):
 RING_CAPSETS = [_ring_capset("virgl"), _ring_capset("virgl2"), _ring_capset("venus"),
                 _ring_capset("drm", "drm")]
 RINGS_TRIED = 2
-RING_FENCE_TIMEOUT = payloads.FENCE_TIMEOUT
+#: shorter than FENCE_TIMEOUT: on the lab's virgl and virgl2 the fence on ring 1 never signals
+#: (an xfail), and each such test waits this long
+RING_FENCE_TIMEOUT = 5.0
 
 
 @pytest.mark.parametrize("name", RING_CAPSETS)
 def test_fence_on_every_ring_signals(virtgpu, name):
-    """A context created with two rings (both polled) signals a fenced submit on each ring and
-    delivers one fence event per ring, so a ring the kernel accepted never hangs its
+    """A context created with two rings (both polled) signals a fenced submit on each ring within
+    5 s and delivers one fence event per ring, so a ring the kernel accepted never hangs its
     submitter."""
     out = virtgpu.call(payloads.fences_per_ring, _capset_id(name), RINGS_TRIED, RING_FENCE_TIMEOUT)
     assert out["refused"] == {}
