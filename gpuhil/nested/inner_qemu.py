@@ -5,7 +5,10 @@ Runs where that QEMU runs (in the guest; standard library and gpuhil only).
 :class:`InnerQemu` starts ``qemu-system-x86_64 -machine q35,accel=qtest`` with the given
 ``-device`` arguments and trace events in a fresh run directory under ``/tmp``, accepts its
 qtest connection (a :class:`gpuhil.qtest.client.QtestClient`), keeps its stderr (QEMU's
-warnings and the trace lines) in a file; :meth:`InnerQemu.close` kills it, waits for it and
+warnings and the trace lines) in a file.  With ``ram_mib`` guest RAM is a shared
+``memory-backend-memfd`` (what QEMU's udmabuf path needs for blob resources on the 2-D
+device), mapped here through QEMU's own fd, so :meth:`InnerQemu.gpu` is a target for
+``RawGpu.open`` as on the host's device tier (the payload runs next to the inner QEMU); :meth:`InnerQemu.close` kills it, waits for it and
 removes the run directory, so nothing is left in the guest.  A QEMU without the qtest
 accelerator (Debian 13's 10.0) is :class:`InnerQemuUnavailable`, with nothing started.
 """
@@ -20,8 +23,13 @@ import tempfile
 import time
 from typing import Sequence
 
+from gpuhil._mapping import Mapping
+from gpuhil.devices.pci_ids import VIRTIO_GPU
 from gpuhil.errors import GpuhilError
+from gpuhil.qtest import pci
 from gpuhil.qtest.client import QtestClient
+from gpuhil.qtest.ram import GuestRam
+from gpuhil.qtest.transport import QtestGpu
 
 __all__ = ["InnerQemu", "InnerQemuError", "InnerQemuUnavailable", "dma_bufs", "trace_events"]
 
@@ -66,9 +74,14 @@ class InnerQemu:
     process, :meth:`stderr` what it printed so far."""
 
     def __init__(self, devices: Sequence[str], *, traces: Sequence[str] = (),
-                 memory_mib: int = 64, qemu: str = QEMU, start_timeout: float = 300.0) -> None:
-        self.argv = [qemu, "-machine", "q35,accel=qtest", "-display", "none", "-nodefaults",
-                     "-m", f"{memory_mib}M", "-d", "guest_errors"]
+                 memory_mib: int = 64, ram_mib: int | None = None, qemu: str = QEMU,
+                 start_timeout: float = 300.0) -> None:
+        machine = "q35,accel=qtest" + (",memory-backend=mem" if ram_mib else "")
+        self.ram_mib = ram_mib
+        self.argv = [qemu, "-machine", machine, "-display", "none", "-nodefaults",
+                     "-m", f"{ram_mib or memory_mib}M", "-d", "guest_errors"]
+        if ram_mib:
+            self.argv += ["-object", f"memory-backend-memfd,id=mem,size={ram_mib}M,share=on"]
         for event in traces:
             self.argv += ["-trace", event]
         for device in devices:
@@ -78,7 +91,9 @@ class InnerQemu:
         self._stderr_path = os.path.join(self.run_dir, "stderr")
         self.process: subprocess.Popen | None = None
         self.qtest: QtestClient | None = None
+        self.ram: GuestRam | None = None
         self.start_seconds: float | None = None
+        self._functions: list[pci.PciFunction] | None = None
         try:
             self._start()
         except BaseException:
@@ -116,8 +131,45 @@ class InnerQemu:
             listener.close()
         self.qtest = QtestClient(conn, name="inner-qtest", on_death=self._death)
         self.qtest.endianness()  # answers: the machine is up
+        if self.ram_mib:
+            self.ram = self._map_ram(self.ram_mib << 20)
         self.start_seconds = time.monotonic() - started
 
+    def _map_ram(self, size: int) -> GuestRam:
+        """QEMU's RAM memfd, opened again through /proc and mapped here."""
+        fd_dir = f"/proc/{self.pid}/fd"
+        for name in os.listdir(fd_dir):
+            path = os.path.join(fd_dir, name)
+            try:
+                if not os.readlink(path).startswith("/memfd:mem"):
+                    continue
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue
+            if os.fstat(fd).st_size >= size:
+                try:
+                    return GuestRam(Mapping.map(fd, size, op="mmap inner guest RAM",
+                                                label="inner QEMU RAM"), fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            os.close(fd)
+        raise InnerQemuError(f"inner QEMU (pid {self.pid}) holds no RAM memfd of {size:#x} bytes")
+
+    def functions(self) -> list[pci.PciFunction]:
+        """The PCI functions on the inner machine's bus, BARs assigned by gpuhil (once)."""
+        assert self.qtest is not None
+        if self._functions is None:
+            self._functions = pci.bring_up(self.qtest)
+        return self._functions
+
+    def gpu(self) -> QtestGpu:
+        """The virtio-gpu function, for ``RawGpu.open`` (needs ``ram_mib``)."""
+        found = [f for f in self.functions() if (f.vendor, f.device) == VIRTIO_GPU]
+        if not found or self.ram is None:
+            raise InnerQemuError(f"inner QEMU: no virtio-gpu with mapped RAM (functions: "
+                                 f"{[f.name for f in self.functions()]}, ram_mib={self.ram_mib})")
+        return QtestGpu(found[0], self.ram)
     def _death(self) -> tuple[str, str]:
         status = "" if self.process is None else str(self.process.poll())
         return status, self.stderr()[-2000:]
@@ -142,6 +194,9 @@ class InnerQemu:
     def close(self) -> str:
         """Kill QEMU (its session), wait for it, remove the run directory; its stderr."""
         text = self.stderr()
+        if self.ram is not None:
+            self.ram.close()
+            self.ram = None
         if self.qtest is not None:
             self.qtest.close()
         if self.process is not None and self.process.poll() is None:

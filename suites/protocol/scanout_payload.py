@@ -23,6 +23,17 @@ CASES: dict[str, dict] = {
     "offset_wraps_32_bits": {"offsets": (0xFFFF_F000, 0, 0, 0)},
     "disable": {"resource_id": 0},
 }
+#: the refusals QEMU makes before it needs the blob's dma-buf
+BEFORE_DMABUF = {
+    "scanout_id_out_of_range": "RESP_ERR_INVALID_SCANOUT_ID",
+    "unknown_resource": "RESP_ERR_INVALID_RESOURCE_ID",
+    "rect_outside_fb": "RESP_ERR_INVALID_PARAMETER",
+    "rect_larger_than_fb": "RESP_ERR_INVALID_PARAMETER",
+    "disable": "RESP_OK_NODATA",
+}
+#: framebuffers that do not fit the format or the blob: any error, never OK
+BOUNDS = ("unknown_format", "offset_past_blob_end", "stride_times_height_past_end",
+          "offset_wraps_32_bits", "not_a_blob")
 
 
 def scanout_blob_cases(address) -> dict:
