@@ -69,16 +69,17 @@ def dma_bufs(pid: int) -> list[dict]:
 
 
 class InnerQemu:
-    """QEMU under qtest in this machine with ``devices`` (``-device`` values) and ``traces``
-    (``-trace`` event names); a context manager.  ``qtest`` is the connection, ``pid`` the
+    """QEMU under qtest in this machine with ``devices`` (``-device`` values), ``traces``
+    (``-trace`` event names) and ``display`` (``egl-headless,rendernode=...`` renders on this
+    machine's GPU); a context manager.  ``qtest`` is the connection, ``pid`` the
     process, :meth:`stderr` what it printed so far."""
 
     def __init__(self, devices: Sequence[str], *, traces: Sequence[str] = (),
-                 memory_mib: int = 64, ram_mib: int | None = None, qemu: str = QEMU,
-                 start_timeout: float = 300.0) -> None:
+                 memory_mib: int = 64, ram_mib: int | None = None, display: str = "none",
+                 qemu: str = QEMU, start_timeout: float = 300.0) -> None:
         machine = "q35,accel=qtest" + (",memory-backend=mem" if ram_mib else "")
         self.ram_mib = ram_mib
-        self.argv = [qemu, "-machine", machine, "-display", "none", "-nodefaults",
+        self.argv = [qemu, "-machine", machine, "-display", display, "-nodefaults",
                      "-m", f"{ram_mib or memory_mib}M", "-d", "guest_errors"]
         if ram_mib:
             self.argv += ["-object", f"memory-backend-memfd,id=mem,size={ram_mib}M,share=on"]
