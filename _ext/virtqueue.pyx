@@ -14,7 +14,8 @@ this module or gpuhil.raw.virtio_pci uses, for tests/test_abi.py.
 from cpython.buffer cimport PyBuffer_Release, PyObject_GetBuffer, PyBUF_WRITABLE
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from kernel cimport abi_table, gpuhil_abi_entry
 
@@ -367,6 +368,95 @@ cdef class SplitQueue:
         self._avail.ring[self._shadow_avail % self.size] = head
         self._shadow_avail += 1
         return head
+
+    def add_pair(self, uint64_t read_addr, uint32_t read_len, uint64_t write_addr=0,
+                 uint32_t write_len=0) -> int:
+        """:meth:`add` of one readable buffer and, when ``write_len`` is not 0, one writable
+        buffer (a request and its response): the same chain, without building the lists."""
+        self._check()
+        cdef uint16_t total = 2 if write_len else 1
+        if total > self._num_free:
+            raise RingError(f"{self.name}: a chain of {total} descriptors does not fit: "
+                            f"{self._num_free} of {self.size} free, {self._in_flight} chains "
+                            f"in flight")
+        cdef uint16_t head = self._free_head, second
+        self._desc[head].addr = read_addr
+        self._desc[head].len = read_len
+        if total == 2:
+            second = self._free_next[head]
+            self._desc[head].flags = VRING_DESC_F_NEXT
+            self._desc[head].next = second
+            self._desc[second].addr = write_addr
+            self._desc[second].len = write_len
+            self._desc[second].flags = VRING_DESC_F_WRITE
+            self._desc[second].next = 0
+            self._free_head = self._free_next[second]
+        else:
+            self._desc[head].flags = 0
+            self._desc[head].next = 0
+            self._free_head = self._free_next[head]
+        self._num_free -= total
+        self._chain_len[head] = total
+        self._in_flight += 1
+        self._avail.ring[self._shadow_avail % self.size] = head
+        self._shadow_avail += 1
+        return head
+
+    def add_requests(self, memory, uint64_t base, Py_ssize_t offset, list requests,
+                     list response_sizes, int sentinel, Py_ssize_t limit):
+        """Many request/response chains at once: each request (``bytes``) is copied into the
+        writable buffer ``memory`` (whose byte 0 the device sees at ``base``) from ``offset`` on,
+        followed by its response buffer of the given size filled with ``sentinel`` (size 0: no
+        response descriptor), each 64-byte aligned, and added as :meth:`add_pair` adds it.
+        Returns ``(heads, response offsets, next free offset)``.  RingError, with nothing
+        added, when the free descriptors or the ``limit`` bytes of memory do not suffice."""
+        self._check()
+        cdef Py_ssize_t n = len(requests), k, need = 0, end = offset, length, size
+        if len(response_sizes) != n:
+            raise ValueError(f"{n} requests but {len(response_sizes)} response sizes")
+        for k in range(n):
+            length = PyBytes_GET_SIZE(<bytes?>requests[k])
+            size = <Py_ssize_t?>response_sizes[k]
+            need += 2 if size else 1
+            end = (end + (length if length else 1) + 63) // 64 * 64
+            if size:
+                end = (end + size + 63) // 64 * 64
+        if need > self._num_free:
+            raise RingError(f"{self.name}: {n} chains of {need} descriptors do not fit: "
+                            f"{self._num_free} of {self.size} free, {self._in_flight} chains "
+                            f"in flight")
+        if end > limit:
+            raise RingError(f"the {limit >> 20} MiB request arena is full ({offset:#x} in use "
+                            f"by requests in flight, {end - offset:#x} more wanted)")
+        cdef Py_buffer view
+        PyObject_GetBuffer(memory, &view, PyBUF_WRITABLE)
+        cdef char *p = <char *>view.buf
+        cdef list heads = [], offsets = []
+        cdef Py_ssize_t at = offset, resp
+        cdef bytes request
+        try:
+            if end > view.len:
+                raise RingError(f"{self.name}: the request memory holds {view.len:#x} bytes, "
+                                f"not {end:#x}")
+            for k in range(n):
+                request = requests[k]
+                length = PyBytes_GET_SIZE(request)
+                size = response_sizes[k]
+                memcpy(p + at, PyBytes_AS_STRING(request), <size_t>length)
+                resp = (at + (length if length else 1) + 63) // 64 * 64
+                if size:
+                    memset(p + resp, sentinel, <size_t>size)
+                    heads.append(self.add_pair(base + at, <uint32_t>length, base + resp,
+                                               <uint32_t>size))
+                    offsets.append(resp)
+                    at = (resp + size + 63) // 64 * 64
+                else:
+                    heads.append(self.add_pair(base + at, <uint32_t>length))
+                    offsets.append(0)
+                    at = resp
+        finally:
+            PyBuffer_Release(&view)
+        return heads, offsets, at
 
     def publish(self) -> int:
         """Make every added chain visible (one release store of ``avail->idx``) and return how

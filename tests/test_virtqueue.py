@@ -236,3 +236,41 @@ def test_ring_error_pickles():
     """RingError crosses the guest agent's pickling."""
     error = pickle.loads(pickle.dumps(RingError("controlq: full")))
     assert isinstance(error, RingError) and str(error) == "controlq: full"
+
+
+def test_add_requests_copies_each_request_beside_its_sentinel_filled_response(ring):
+    """add_requests puts each request's bytes and a sentinel-filled response buffer in the
+    arena, 64-byte aligned, and chains them as add would (a request with no response gets one
+    readable descriptor), so a whole batch is queued in one call."""
+    queue, device, _ = ring
+    arena = Mapping.anonymous(1 << 16, False, "test arena")
+    base = 0x4000_0000
+    try:
+        heads, offsets, end = queue.add_requests(arena, base, 0, [b"abc", b"\x01" * 70, b""],
+                                                 [10, 0, 4], 0xAA, len(arena))
+        assert offsets == [64, 0, 320] and end == 384
+        assert arena.read(0, 3) == b"abc" and arena.read(64, 10) == b"\xaa" * 10
+        assert arena.read(128, 70) == b"\x01" * 70 and arena.read(320, 4) == b"\xaa" * 4
+        assert device.take() == [] and queue.publish() == 3
+        assert device.take() == [
+            (heads[0], [(base, 3, False), (base + 64, 10, True)]),
+            (heads[1], [(base + 128, 70, False)]),
+            (heads[2], [(base + 256, 0, False), (base + 320, 4, True)]),
+        ]
+    finally:
+        arena.close()
+
+
+def test_add_requests_that_do_not_fit_add_nothing(ring):
+    """A batch needing more descriptors than are free, or more arena than ``limit``, raises
+    RingError naming what ran out and leaves the ring untouched (no half-queued batch)."""
+    queue, _, _ = ring
+    arena = Mapping.anonymous(4096, False, "test arena")
+    try:
+        with pytest.raises(RingError, match="5 chains of 10 descriptors do not fit: 8 of 8"):
+            queue.add_requests(arena, 0, 0, [b"x"] * 5, [8] * 5, 0xAA, len(arena))
+        with pytest.raises(RingError, match="request arena is full"):
+            queue.add_requests(arena, 0, 0, [b"x" * 3000, b"y"], [2000, 8], 0xAA, len(arena))
+        assert queue.num_free == 8 and queue.in_flight == 0
+    finally:
+        arena.close()

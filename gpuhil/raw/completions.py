@@ -93,19 +93,28 @@ class Completion(NamedTuple):
     order: int = -1
 
 
-@dataclass
 class Slot:
     """One request in flight: its name, descriptor head and response buffer in the arena;
-    ``used_len`` and ``seconds`` once the device completed it."""
+    ``used_len``, ``seconds`` and ``order`` once the device completed it.  A slotted class
+    with its own __init__ (the driver makes one per command)."""
 
-    name: str
-    head: int
-    response_offset: int
-    response_size: int
-    started: float
-    used_len: int | None = None
-    seconds: float = 0.0
-    order: int = -1
+    __slots__ = ("name", "head", "response_offset", "response_size", "started", "used_len",
+                 "seconds", "order")
+
+    def __init__(self, name: str, head: int, response_offset: int, response_size: int,
+                 started: float) -> None:
+        self.name = name
+        self.head = head
+        self.response_offset = response_offset
+        self.response_size = response_size
+        self.started = started
+        self.used_len: int | None = None
+        self.seconds = 0.0
+        self.order = -1
+
+    def __repr__(self) -> str:
+        return (f"Slot({self.name!r}, head={self.head}, used_len={self.used_len}, "
+                f"order={self.order})")
 
 
 @dataclass

@@ -38,7 +38,6 @@ _TRANSPORT_FEATURES = 1 << TransportFeature.VERSION_1 | 1 << TransportFeature.AC
 
 
 _NAMES: dict[bytes, str] = {}
-_SENTINELS: dict[int, bytes] = {}
 
 
 def _request_name(request: bytes) -> str:
@@ -50,16 +49,6 @@ def _request_name(request: bytes) -> str:
         if len(_NAMES) < 1024:  # fuzzed types are many
             _NAMES[word] = name
     return name
-
-
-def _sentinel(size: int) -> bytes:
-    """``size`` :data:`SENTINEL` bytes, made once per size."""
-    data = _SENTINELS.get(size)
-    if data is None:
-        data = bytes([SENTINEL]) * size
-        if len(_SENTINELS) < 256:
-            _SENTINELS[size] = data
-    return data
 
 
 def response_name(response: bytes) -> str:
@@ -205,14 +194,6 @@ class VirtqueueDriver:
 
     # ---- submission ---------------------------------------------------------------------
 
-    def _alloc(self, size: int) -> int:
-        offset = self._arena_used
-        if offset + size > ARENA_BYTES:
-            raise RingError(f"the {ARENA_BYTES >> 20} MiB request arena is full "
-                            f"({offset:#x} in use by requests in flight, {size:#x} more wanted)")
-        self._arena_used = (offset + size + 63) // 64 * 64
-        return offset
-
     def _publish(self, queue: int) -> None:
         self._queues[queue].publish()
         self._pci.notify(self._notify[queue], queue)
@@ -225,33 +206,20 @@ class VirtqueueDriver:
         if len(requests) != len(response_sizes):
             raise ValueError(f"{len(requests)} requests but {len(response_sizes)} response sizes")
         q = self._queues[queue]
-        add, tickets = q.add, self._tickets[queue]
-        arena, base = self._arena.memory, self._arena.iova
-        write, alloc = arena.write, self._alloc
+        tickets = self._tickets[queue]
         if not any(queue.in_flight for queue in self._queues):
             self._arena_used = 0  # nothing in flight references the arena
-        slots = []
+        requests = [r if type(r) is bytes else bytes(r) for r in requests]
+        heads, offsets, self._arena_used = q.add_requests(
+            self._arena.memory, self._arena.iova, self._arena_used, requests,
+            list(response_sizes), SENTINEL, ARENA_BYTES)
         now = time.monotonic()  # one notify starts them all
-        try:
-            for request, response_size in zip(requests, response_sizes):
-                if type(request) is not bytes:
-                    request = bytes(request)
-                length = len(request)
-                req_off = alloc(length or 1)
-                write(request, req_off)
-                if response_size:
-                    resp_off = alloc(response_size)
-                    write(_sentinel(response_size), resp_off)
-                    head = add([(base + req_off, length)], [(base + resp_off, response_size)])
-                else:
-                    resp_off = 0
-                    head = add([(base + req_off, length)], [])
-                slot = Slot(_request_name(request), head, resp_off, response_size, now)
-                tickets[head] = slot
-                slots.append(slot)
-        finally:
-            if q.unpublished:
-                self._publish(queue)
+        slots = [Slot(_request_name(request), head, offset, size, now)
+                 for request, head, offset, size in zip(requests, heads, offsets, response_sizes)]
+        for slot in slots:
+            tickets[slot.head] = slot
+        if q.unpublished:
+            self._publish(queue)
         return Pending(queue, slots, self._generation)
 
     def send_chain(self, readable: Sequence[tuple[int, int]],
