@@ -411,49 +411,52 @@ cdef class SplitQueue:
         Returns ``(heads, response offsets, next free offset)``.  RingError, with nothing
         added, when the free descriptors or the ``limit`` bytes of memory do not suffice."""
         self._check()
-        cdef Py_ssize_t n = len(requests), k, need = 0, end = offset, length, size
+        cdef Py_ssize_t n = len(requests), k, need = 0, at = offset, length, size, resp
         if len(response_sizes) != n:
             raise ValueError(f"{n} requests but {len(response_sizes)} response sizes")
+        cdef list starts = [], offsets = []  # where each request and response goes
         for k in range(n):
             length = PyBytes_GET_SIZE(<bytes?>requests[k])
             size = <Py_ssize_t?>response_sizes[k]
             need += 2 if size else 1
-            end = (end + (length if length else 1) + 63) // 64 * 64
+            starts.append(at)
+            resp = (at + (length if length else 1) + 63) // 64 * 64
             if size:
-                end = (end + size + 63) // 64 * 64
+                offsets.append(resp)
+                at = (resp + size + 63) // 64 * 64
+            else:
+                offsets.append(0)
+                at = resp
         if need > self._num_free:
             raise RingError(f"{self.name}: {n} chains of {need} descriptors do not fit: "
                             f"{self._num_free} of {self.size} free, {self._in_flight} chains "
                             f"in flight")
-        if end > limit:
+        if at > limit:
             raise RingError(f"the {limit >> 20} MiB request arena is full ({offset:#x} in use "
-                            f"by requests in flight, {end - offset:#x} more wanted)")
+                            f"by requests in flight, {at - offset:#x} more wanted)")
         cdef Py_buffer view
         PyObject_GetBuffer(memory, &view, PyBUF_WRITABLE)
         cdef char *p = <char *>view.buf
-        cdef list heads = [], offsets = []
-        cdef Py_ssize_t at = offset, resp
+        cdef list heads = []
+        cdef Py_ssize_t start
         cdef bytes request
         try:
-            if end > view.len:
+            if at > view.len:
                 raise RingError(f"{self.name}: the request memory holds {view.len:#x} bytes, "
-                                f"not {end:#x}")
+                                f"not {at:#x}")
             for k in range(n):
                 request = requests[k]
                 length = PyBytes_GET_SIZE(request)
                 size = response_sizes[k]
-                memcpy(p + at, PyBytes_AS_STRING(request), <size_t>length)
-                resp = (at + (length if length else 1) + 63) // 64 * 64
+                start = starts[k]
+                memcpy(p + start, PyBytes_AS_STRING(request), <size_t>length)
                 if size:
+                    resp = offsets[k]
                     memset(p + resp, sentinel, <size_t>size)
-                    heads.append(self.add_pair(base + at, <uint32_t>length, base + resp,
+                    heads.append(self.add_pair(base + start, <uint32_t>length, base + resp,
                                                <uint32_t>size))
-                    offsets.append(resp)
-                    at = (resp + size + 63) // 64 * 64
                 else:
-                    heads.append(self.add_pair(base + at, <uint32_t>length))
-                    offsets.append(0)
-                    at = resp
+                    heads.append(self.add_pair(base + start, <uint32_t>length))
         finally:
             PyBuffer_Release(&view)
         return heads, offsets, at

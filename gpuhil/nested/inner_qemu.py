@@ -8,8 +8,9 @@ qtest connection (a :class:`gpuhil.qtest.client.QtestClient`), keeps its stderr 
 warnings and the trace lines) in a file.  With ``ram_mib`` guest RAM is a shared
 ``memory-backend-memfd`` (what QEMU's udmabuf path needs for blob resources on the 2-D
 device), mapped here through QEMU's own fd, so :meth:`InnerQemu.gpu` is a target for
-``RawGpu.open`` as on the host's device tier (the payload runs next to the inner QEMU); :meth:`InnerQemu.close` kills it, waits for it and
-removes the run directory, so nothing is left in the guest.  A QEMU without the qtest
+``RawGpu.open`` as on the host's device tier (the payload runs next to the inner QEMU).
+:meth:`InnerQemu.close` kills it, waits for it and removes the run directory, so nothing is
+left in the guest.  A QEMU without the qtest
 accelerator (Debian 13's 10.0) is :class:`InnerQemuUnavailable`, with nothing started.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from typing import Sequence
 
 from gpuhil._mapping import Mapping
+from gpuhil.devices.dmabuf import parse_fdinfo
 from gpuhil.devices.pci_ids import VIRTIO_GPU
 from gpuhil.errors import GpuhilError
 from gpuhil.qtest import pci
@@ -59,12 +61,12 @@ def dma_bufs(pid: int) -> list[dict]:
     for name in sorted(os.listdir(fd_dir), key=int):
         try:
             with open(os.path.join(fd_dir, name)) as f:
-                info = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+                info = parse_fdinfo(f.read())
         except OSError:
             continue  # closed meanwhile
-        if "exp_name" in info:
-            found.append({"fd": int(name), "size": int(info.get("size", "-1")),
-                          "exp_name": info["exp_name"].strip()})
+        except ValueError:
+            continue  # not a dma-buf
+        found.append({"fd": int(name), "size": info.size, "exp_name": info.exp_name})
     return found
 
 
@@ -171,6 +173,7 @@ class InnerQemu:
             raise InnerQemuError(f"inner QEMU: no virtio-gpu with mapped RAM (functions: "
                                  f"{[f.name for f in self.functions()]}, ram_mib={self.ram_mib})")
         return QtestGpu(found[0], self.ram)
+
     def _death(self) -> tuple[str, str]:
         status = "" if self.process is None else str(self.process.poll())
         return status, self.stderr()[-2000:]

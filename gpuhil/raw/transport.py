@@ -69,8 +69,8 @@ class DmaMemory(Protocol):
 class Transport(Protocol):
     """One virtio PCI function as the raw driver sees it.
 
-    ``name`` (the PCI address, for messages), ``spin_us``, ``closed``; ``config_read``/``config_write``
-    access PCI configuration space (``size`` 1, 2 or 4 bytes, little endian);
+    ``name`` (the PCI address, for messages), ``spin_us``, ``closed``;
+    ``config_read``/``config_write`` access PCI configuration space (``size`` 1, 2 or 4 bytes, little endian);
     ``mmap(bar, offset, length)`` gives a :class:`Window` of a BAR (length None: to its end);
     ``dma(size, iova)`` gives :class:`DmaMemory` of ``size`` bytes (page multiple) that the
     device sees at ``iova``; ``close()`` releases everything (DMA memory still open is
