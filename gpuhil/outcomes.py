@@ -123,18 +123,21 @@ def scan_kernel_log(records: Iterable[KmsgRecord]) -> KernelLogVerdict:
 
     Only the kernel facility counts (userspace writes to /dev/kmsg, like the test markers, do
     not); a BUG/oops text or a level of crit or worse is a failure, warning/err a warning.  A
-    warning splat whose only news is a starved guest CPU (:data:`_STARVED`) is tolerated.
+    warning splat whose only news is a starved guest CPU (:data:`_STARVED`) is tolerated.  A
+    ``pr_cont`` tail split from its head (:attr:`KmsgRecord.continuation`) carries the default
+    level, not its writer's: it counts by its text only (its head counts by its level).
     """
     failures, warnings, tolerated = [], [], []
     for group in _splats(records):
-        fails = [r for r in group if _DMESG_FAIL.search(r.text) or r.level <= _CRIT_LEVEL]
+        fails = [r for r in group if _DMESG_FAIL.search(r.text)
+                 or (r.level <= _CRIT_LEVEL and not r.continuation)]
         if not fails and len(group) > 1 and any(_STARVED.search(r.text) for r in group):
             tolerated.extend(r.line() for r in group)
             continue
         for record in group:
             if record in fails:
                 failures.append(record.line())
-            elif record.level <= WARNING_LEVEL:
+            elif record.level <= WARNING_LEVEL and not record.continuation:
                 warnings.append(record.line())
     return KernelLogVerdict(tuple(failures), tuple(warnings), tuple(tolerated))
 

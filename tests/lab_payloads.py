@@ -79,6 +79,32 @@ def kmsg_since_last_seq() -> tuple[list[str], list[str]]:
             [r.text for r in kmsg.records_since(seq - 1)])
 
 
+def split_pr_cont_records(tries: int = 30) -> list:
+    """The kernel records of ``tries`` sysrq help texts (a pr_info head, then one pr_cont per
+    key) written while another task floods /dev/kmsg, so some tails are split from their head."""
+    import subprocess
+
+    from gpuhil.devices import kmsg
+
+    limit = "/proc/sys/kernel/printk_devkmsg"
+    with open(limit) as f:
+        before = f.read()
+    marker = kmsg.mark("split pr_cont")
+    with open(limit, "w") as f:
+        f.write("on\n")  # no rate limit for the flooding writer
+    flood = subprocess.Popen(["sh", "-c", "while :; do echo gpuhil-flood > /dev/kmsg; done"])
+    try:
+        for _ in range(tries):
+            with open("/proc/sysrq-trigger", "w") as f:
+                f.write("h")
+    finally:
+        flood.kill()
+        flood.wait()
+        with open(limit, "w") as f:
+            f.write(before)
+    return [r for r in kmsg.records_after(marker) if r.from_kernel]
+
+
 def read_text(path: str) -> str:
     """The text of a file in the guest."""
     with open(path) as f:

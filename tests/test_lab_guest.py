@@ -18,6 +18,7 @@ from gpuhil.lab.errors import BootTimeout, GuestDied, GuestPanic, QemuLaunchErro
 from gpuhil.lab.guest import Guest
 from gpuhil.lab.setup import LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
+from gpuhil.outcomes import scan_kernel_log
 from gpuhil.pids import pid_alive
 from tests import lab_payloads
 from tests.conftest import boot_guest
@@ -113,6 +114,15 @@ def test_kmsg_records_since_a_sequence_number(plain_guest: Guest):
     after, with_previous = plain_guest.call(lab_payloads.kmsg_since_last_seq)
     assert after[0] == "gpuhil-after-seq" and "gpuhil-before-seq" not in after
     assert with_previous[:2] == ["gpuhil-before-seq", "gpuhil-after-seq"]
+
+
+def test_split_pr_cont_tails_are_flagged_and_not_warnings(plain_guest: Guest):
+    """A pr_cont tail the kernel could not join to its head comes with the ``c`` flag at the
+    default level 4; the kernel-log verdict must not call it a warning (a CI false alarm)."""
+    records = plain_guest.call(lab_payloads.split_pr_cont_records)
+    tails = [r for r in records if r.continuation]
+    assert tails and all(r.level == 4 for r in tails), [r.line() for r in records][:20]
+    assert scan_kernel_log(records).clean, scan_kernel_log(records).summary()
 
 
 def test_qmp_reports_running_and_events(plain_guest: Guest):
@@ -215,6 +225,7 @@ signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 from gpuhil.lab.guest import Guest
 from gpuhil.lab.setup import LabSetup, sweep_stale_runs
 from gpuhil.lab.spec import GuestSpec
+from gpuhil.outcomes import scan_kernel_log
 guest = Guest(GuestSpec(), setup=LabSetup.default(), boot_timeout=300, name="interrupted")
 guest.launch()
 print(guest.pid, guest.run_dir, flush=True)

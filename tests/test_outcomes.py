@@ -48,6 +48,17 @@ def test_scan_kernel_log_counts_only_kernel_warnings_and_worse() -> None:
     assert scan_kernel_log([parse_record(b"6,1,0,-;hello")]).clean
 
 
+def test_a_split_pr_cont_tail_counts_by_its_text_not_its_default_level() -> None:
+    """fbcon's "Console: switching " + pr_cont("to colour frame buffer device ...") split by
+    another task's message (seen in a CI run): the tail's level 4 is the default, not a warning."""
+    head = parse_record(b"6,40,0,-;Console: switching ")
+    tail = parse_record(b"4,42,0,c;to colour frame buffer device 160x50")
+    assert tail.continuation and not head.continuation
+    assert scan_kernel_log([head, parse_record(b"6,41,0,-;other task"), tail]).clean
+    bug = parse_record(b"4,43,0,c;BUG: unable to handle page fault")
+    assert scan_kernel_log([bug]).failures == ("<4>BUG: unable to handle page fault",)
+
+
 def _splat(message: bytes, seq: int = 10) -> list:
     """A drm_WARN splat as x86 Linux writes it to /dev/kmsg (cut here, message, WARNING, trace)."""
     lines = [b"------------[ cut here ]------------", message,

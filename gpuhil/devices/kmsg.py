@@ -17,12 +17,18 @@ MARK_PREFIX = "gpuhil-mark:"
 
 @dataclass(frozen=True)
 class KmsgRecord:
-    """One kernel log record: syslog facility and level, sequence number and text."""
+    """One kernel log record: syslog facility and level, sequence number and text.
+
+    ``continuation`` is the ``c`` flag: the record is the tail of a ``pr_cont`` message that the
+    kernel could not append to its head (another task logged in between), so its level is the
+    default message level (4), not one its writer chose.
+    """
 
     facility: int
     level: int
     seq: int
     text: str
+    continuation: bool = False
 
     @property
     def from_kernel(self) -> bool:
@@ -39,7 +45,8 @@ def parse_record(raw: bytes) -> KmsgRecord:
     fields = head.split(",")
     prio = int(fields[0]) if fields and fields[0].isdigit() else 0
     seq = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
-    return KmsgRecord(prio >> 3, prio & 7, seq, body.split("\n", 1)[0])
+    continuation = len(fields) > 3 and fields[3] == "c"
+    return KmsgRecord(prio >> 3, prio & 7, seq, body.split("\n", 1)[0], continuation)
 
 
 def read_records() -> list[KmsgRecord]:
