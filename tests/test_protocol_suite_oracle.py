@@ -87,6 +87,26 @@ def test_decoded_commands_cover_every_kind_and_shrink_to_get_display_info():
     assert {"UNDEFINED", "0xffffffff"} & seen  # retyped ones too
 
 
+def test_long_batches_decode_one_draw_per_command_and_span_1_to_128():
+    """The device tier's batches come from one byte draw: command i is decode() of its
+    DRAW_SIZE bytes, and generated batches keep to 1..128 commands."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    draws = bytes(range(3 * fuzz.DRAW_SIZE))
+    assert fuzz.decode_all(draws) == [fuzz.decode(draws[i * fuzz.DRAW_SIZE:][:fuzz.DRAW_SIZE])
+                                      for i in range(3)]
+    lengths = []
+
+    @settings(max_examples=50, derandomize=True, database=None, phases=(Phase.generate,),
+              suppress_health_check=list(HealthCheck), deadline=None)
+    @given(fuzz.long_batches)
+    def collect(batch: list[bytes]) -> None:
+        lengths.append(len(batch))
+
+    collect()
+    assert 1 <= min(lengths) and max(lengths) <= 128 and len(set(lengths)) > 5, lengths
+
+
 def test_sanitize_keeps_2d_creates_and_map_blob_on_disjoint_pool_ids():
     """2D creates get pool ids with bit 1 set and MAP_BLOB ids with it clear (a refused 2D
     create then MAP_BLOB of its id crashes QEMU and has its own test); a poked create id goes
