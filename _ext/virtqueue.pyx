@@ -478,9 +478,31 @@ cdef class SplitQueue:
         cdef uint16_t used_idx = gpuhil_vq_load_acquire(&self._used.idx)
         if used_idx == self._last_used:
             return None
+        self._check_jump(used_idx)
+        return self._take()
+
+    def poll_all(self):
+        """Every completion the device has made since the last poll, in used-ring order, as a
+        list of ``(head, used length)`` (empty: nothing new), their chains freed: one call
+        for a whole batch.  RingError as :meth:`poll`."""
+        self._check()
+        cdef uint16_t used_idx = gpuhil_vq_load_acquire(&self._used.idx)
+        cdef list out = []
+        if used_idx == self._last_used:
+            return out
+        self._check_jump(used_idx)
+        while self._last_used != used_idx:
+            out.append(self._take())
+        return out
+
+    cdef int _check_jump(self, uint16_t used_idx) except -1:
         if <uint16_t>(used_idx - self._last_used) > self._in_flight:
             raise RingError(f"{self.name}: used->idx jumped to {used_idx} with last_used "
                             f"{self._last_used} and only {self._in_flight} chains in flight")
+        return 0
+
+    cdef tuple _take(self):
+        """The used-ring entry at last_used as ``(head, used length)``, its chain freed."""
         cdef vring_used_elem *elem = &self._used.ring[self._last_used % self.size]
         cdef uint32_t head = elem.id, used_len = elem.len
         if head >= self.size or self._chain_len[head] == 0:

@@ -131,6 +131,24 @@ def test_out_of_order_completions_free_their_chains(ring):
     assert queue.num_free == 6 and queue.heads_in_flight() == [heads[1]]
 
 
+def test_poll_all_takes_every_new_completion_in_used_ring_order(ring):
+    """poll_all returns all the completions since the last poll at once, in used-ring order,
+    freeing their chains; then nothing until the device completes more; a bad entry is a
+    RingError as for poll."""
+    queue, device, memory = ring
+    heads = [queue.add([(0x2000, 24)], [(0x3000, 24)]) for _ in range(4)]
+    queue.publish()
+    device.take()
+    assert queue.poll_all() == []
+    for head, length in ((heads[3], 1), (heads[1], 2), (heads[0], 3)):
+        device.complete(head, length)
+    assert queue.poll_all() == [(heads[3], 1), (heads[1], 2), (heads[0], 3)]
+    assert queue.poll_all() == [] and queue.heads_in_flight() == [heads[2]]
+    device.complete(heads[2] + 1, 24)
+    with pytest.raises(RingError, match="not the head of an in-flight chain"):
+        queue.poll_all()
+
+
 def test_full_ring_refuses_a_chain_without_consuming(ring):
     """A chain longer than the free descriptors raises RingError and leaves the ring as it was."""
     queue, _, _ = ring

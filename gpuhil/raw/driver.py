@@ -246,16 +246,19 @@ class VirtqueueDriver:
         tickets = self._tickets[pending.queue]
         deadline = time.monotonic() + timeout
         waiting = {id(s) for s in pending.slots if s.used_len is None}
-        poll = q.poll
+        poll_all, clock, completed = q.poll_all, time.monotonic, self._completed
         while waiting:
-            done = poll()
-            if done is not None:
-                slot = tickets.pop(done[0])
-                slot.used_len = done[1]
-                slot.seconds = time.monotonic() - slot.started
-                slot.order = self._completed[pending.queue]
-                self._completed[pending.queue] += 1
-                waiting.discard(id(slot))  # another Pending's slot on this queue: recorded too
+            done = poll_all()  # all that completed since the last poll, in used-ring order
+            if done:
+                now, order = clock(), completed[pending.queue]
+                for head, used_len in done:
+                    slot = tickets.pop(head)
+                    slot.used_len = used_len
+                    slot.seconds = now - slot.started
+                    slot.order = order
+                    order += 1
+                    waiting.discard(id(slot))  # another Pending's slot on this queue: recorded too
+                completed[pending.queue] = order
                 continue
             left = deadline - time.monotonic()
             if left <= 0 or not q.wait(left, spin_us=self.transport.spin_us):
