@@ -9,6 +9,7 @@ warnings and the trace lines) in a file.  With ``ram_mib`` guest RAM is a shared
 ``memory-backend-memfd`` (what QEMU's udmabuf path needs for blob resources on the 2-D
 device), mapped here through QEMU's own fd, so :meth:`InnerQemu.gpu` is a target for
 ``RawGpu.open`` as on the host's device tier (the payload runs next to the inner QEMU).
+With ``monitor`` its human monitor is :attr:`InnerQemu.monitor` (device_del and the like).
 :meth:`InnerQemu.close` kills it, waits for it and removes the run directory, so nothing is
 left in the guest.  A QEMU without the qtest
 accelerator (Debian 13's 10.0) is :class:`InnerQemuUnavailable`, with nothing started.
@@ -28,6 +29,7 @@ from gpuhil._mapping import Mapping
 from gpuhil.devices.dmabuf import parse_fdinfo
 from gpuhil.devices.pci_ids import VIRTIO_GPU
 from gpuhil.errors import GpuhilError
+from gpuhil.nested.hmp import Hmp
 from gpuhil.qtest import pci
 from gpuhil.qtest.client import QtestClient
 from gpuhil.qtest.ram import GuestRam
@@ -78,7 +80,8 @@ class InnerQemu:
 
     def __init__(self, devices: Sequence[str], *, traces: Sequence[str] = (),
                  memory_mib: int = 64, ram_mib: int | None = None, display: str = "none",
-                 qemu: str = QEMU, start_timeout: float = 300.0) -> None:
+                 options: Sequence[str] = (), monitor: bool = False, qemu: str = QEMU,
+                 start_timeout: float = 300.0) -> None:
         machine = "q35,accel=qtest" + (",memory-backend=mem" if ram_mib else "")
         self.ram_mib = ram_mib
         self.argv = [qemu, "-machine", machine, "-display", display, "-nodefaults",
@@ -89,8 +92,13 @@ class InnerQemu:
             self.argv += ["-trace", event]
         for device in devices:
             self.argv += ["-device", device]
+        self.argv += list(options)
         self.start_timeout = start_timeout
         self.run_dir = tempfile.mkdtemp(prefix="gpuhil-inner-")
+        self.monitor: Hmp | None = None
+        if monitor:
+            self._monitor_path = os.path.join(self.run_dir, "hmp.sock")
+            self.argv += ["-monitor", f"unix:{self._monitor_path},server=on,wait=off"]
         self._stderr_path = os.path.join(self.run_dir, "stderr")
         self.process: subprocess.Popen | None = None
         self.qtest: QtestClient | None = None
@@ -136,6 +144,8 @@ class InnerQemu:
         self.qtest.endianness()  # answers: the machine is up
         if self.ram_mib:
             self.ram = self._map_ram(self.ram_mib << 20)
+        if "-monitor" in self.argv:
+            self.monitor = Hmp(self._monitor_path)
         self.start_seconds = time.monotonic() - started
 
     def _map_ram(self, size: int) -> GuestRam:
@@ -203,6 +213,8 @@ class InnerQemu:
             self.ram = None
         if self.qtest is not None:
             self.qtest.close()
+        if self.monitor is not None:
+            self.monitor.close()
         if self.process is not None and self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)

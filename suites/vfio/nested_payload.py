@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import subprocess
+import tempfile
 
 #: the trace events of QEMU's VFIO region set-up the cases ask for (when the QEMU has them)
 TRACES = ("vfio_region_dmabuf", "vfio_region_mmap")
@@ -60,4 +61,95 @@ def vfio_user(address: str) -> dict:
     out["process_gone"] = not os.path.exists(f"/proc/{pid}")
     out["run_dir_gone"] = not os.path.exists(run_dir)
     out["group_after"] = _group_free(address)
+    return out
+
+
+def has_device(driver: str, qemu: str = "qemu-system-x86_64") -> bool:
+    """Whether this guest's QEMU lists ``driver`` in ``-device help``."""
+    out = subprocess.run([qemu, "-device", "help"], capture_output=True, text=True, timeout=120)
+    return f'name "{driver}"' in out.stdout
+
+
+def vfio_user_protocol() -> dict:
+    """gpuhil's vfio-user server (:class:`gpuhil.nested.vfio_user_server.VfioUserServer`, a
+    function with a memfd RAM BAR 0) on a thread here, then an inner QEMU with
+    ``vfio-user-pci`` on its socket (and QEMU's vfio_user trace events): the dma-bufs the inner
+    QEMU holds once up, whether it mmapped the BAR's memfd, its stderr lines about dma-bufs,
+    the commands the server answered; after both are closed, whether the socket is gone."""
+    import json
+
+    from gpuhil.nested.inner_qemu import InnerQemu, dma_bufs, trace_events
+    from gpuhil.nested.vfio_user_server import VfioUserServer
+
+    traces = [event for event in ("vfio_user_recv_hdr",) if event in trace_events()]
+    out: dict = {}
+    with tempfile.TemporaryDirectory(prefix="gpuhil-vfio-user-") as run_dir:
+        sock = os.path.join(run_dir, "server.sock")
+        with VfioUserServer(sock) as server:
+            device = json.dumps({"driver": "vfio-user-pci",
+                                 "socket": {"type": "unix", "path": sock}})
+            with InnerQemu([device], traces=traces) as inner:
+                out["dma_bufs"] = dma_bufs(inner.pid)
+                with open(f"/proc/{inner.pid}/maps") as maps:
+                    out["bar_mapped"] = server.memfd_name in maps.read()
+                stderr = inner.stderr()
+            out["commands"] = sorted(set(server.commands))
+            out["server_error"] = repr(server.error) if server.error else None
+        out["socket_gone"] = not os.path.exists(sock)
+    lines = stderr.splitlines()
+    out["dma_buf_lines"] = [line for line in lines if "dma-buf" in line or "dmabuf" in line]
+    out["traced"] = sum("vfio_user_recv_hdr" in line for line in lines) if traces else None
+    return out
+
+
+#: bus 0 device of the root port the unplug case puts the vfio-pci function behind
+ROOT_PORT_DEV = 4
+
+
+def _vfio_fds(pid: int) -> list[str]:
+    """What the process holds open under /dev/vfio (its group, the container)."""
+    fd_dir = f"/proc/{pid}/fd"
+    targets = []
+    for name in os.listdir(fd_dir):
+        try:
+            targets.append(os.readlink(os.path.join(fd_dir, name)))
+        except OSError:
+            continue
+    return sorted(t for t in targets if t.startswith("/dev/vfio/"))
+
+
+def device_del(address: str, timeout: float = 30.0, release_wait: float = 5.0) -> dict:
+    """Inner QEMU with the function as ``vfio-pci`` behind a PCIe root port (native hotplug),
+    then ``device_del`` and the slot powered off as a guest would: its dma-bufs, VFIO fds and
+    the group's state before and after (dma-bufs waited for up to ``release_wait`` seconds:
+    ``dma_buf_seconds``, ``dma_buf_fdinfo``), the slot status between, whether ``info qtree``
+    still shows it, and the function's driver afterwards, all while the inner QEMU runs on."""
+    import time
+
+    from gpuhil.nested.hotplug import NATIVE_HOTPLUG, power_off_slot, slot_status
+    from gpuhil.nested.inner_qemu import InnerQemu, dma_bufs
+
+    port = f"pcie-root-port,id=rp0,chassis=1,slot=1,bus=pcie.0,addr={ROOT_PORT_DEV:#x}"
+    out: dict = {}
+    with InnerQemu([port, f"vfio-pci,host={address},bus=rp0,id=vf0"], options=NATIVE_HOTPLUG,
+                   monitor=True) as inner:
+        pid = inner.pid
+        out["before"] = {"dma_bufs": len(dma_bufs(pid)), "vfio_fds": len(_vfio_fds(pid)),
+                         "group": _group_free(address)}
+        out["device_del"] = inner.monitor.command("device_del vf0")
+        out["slot_status"] = slot_status(inner.qtest, ROOT_PORT_DEV)
+        power_off_slot(inner.qtest, ROOT_PORT_DEV)
+        deadline = time.monotonic() + timeout
+        while "vfio-pci" in inner.monitor.command("info qtree") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        out["in_qtree"] = "vfio-pci" in inner.monitor.command("info qtree")
+        unplugged = time.monotonic()
+        while dma_bufs(pid) and time.monotonic() < unplugged + release_wait:
+            time.sleep(0.1)  # memory regions are finalized after an RCU grace period
+        out["dma_buf_seconds"] = round(time.monotonic() - unplugged, 2)
+        out["dma_buf_fdinfo"] = dma_bufs(pid)
+        out["after"] = {"dma_bufs": len(dma_bufs(pid)), "vfio_fds": len(_vfio_fds(pid)),
+                        "group": _group_free(address)}
+        out["alive"] = inner.alive
+    out["driver"] = os.path.basename(os.readlink(f"/sys/bus/pci/devices/{address}/driver"))
     return out

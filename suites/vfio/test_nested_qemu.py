@@ -74,3 +74,20 @@ def test_inner_qemu_exports_edu_mmio_bar(vfio, record_property):
     assert not [line for line in out["dma_buf_lines"] if "unavailable" in line], out
     _traced(out, 0, MIB)
     _released(out)
+
+
+def test_device_del_releases_the_dma_buf_and_the_group(vfio):
+    """device_del of the inner QEMU's vfio-pci function (behind a PCIe root port, the slot
+    powered off as a guest would) closes its dma-buf and VFIO fds and frees the group while
+    QEMU runs on, and the function stays bound to vfio-pci: unplug hands the device back."""
+    from gpuhil.nested.hotplug import SLTSTA_ABP
+
+    out = vfio.call(nested_payload.device_del)
+    assert out["before"]["dma_bufs"] >= 1 and out["before"]["vfio_fds"] >= 1, out
+    assert out["before"]["group"] == "EBUSY" and out["device_del"] == "", out
+    assert out["slot_status"] & SLTSTA_ABP, out  # the attention button, for the guest
+    assert out["in_qtree"] is False and out["alive"] is True, out
+    assert (out["after"]["vfio_fds"], out["after"]["group"], out["driver"]) == \
+        (0, "free", "vfio-pci"), out
+    assert out["after"]["dma_bufs"] == 0, \
+        f"QEMU still holds {out['dma_buf_fdinfo']} {out['dma_buf_seconds']} s after the unplug"
