@@ -21,11 +21,9 @@ SLTSTA_ABP, SLTSTA_PDS = 0x01, 0x40  # attention button pressed; presence detect
 
 def express_cap(client: QtestClient, dev: int) -> int:
     """Config offset of the PCI Express capability of bus 0 device ``dev`` (LookupError)."""
-    at = pci.config_read(client, 0, dev, 0, 0x34, 1)
-    while at:
-        if pci.config_read(client, 0, dev, 0, at, 1) == CAP_ID_EXP:
-            return at
-        at = pci.config_read(client, 0, dev, 0, at + 1, 1)
+    for cap in pci.PciFunction(client, 0, dev, 0).capabilities():
+        if cap.id == CAP_ID_EXP:
+            return cap.position
     raise LookupError(f"PCI 00:{dev:02x}.0 has no PCI Express capability")
 
 

@@ -96,8 +96,8 @@ class InnerQemu:
         self.start_timeout = start_timeout
         self.run_dir = tempfile.mkdtemp(prefix="gpuhil-inner-")
         self.monitor: Hmp | None = None
-        if monitor:
-            self._monitor_path = os.path.join(self.run_dir, "hmp.sock")
+        self._monitor_path = os.path.join(self.run_dir, "hmp.sock") if monitor else None
+        if self._monitor_path:
             self.argv += ["-monitor", f"unix:{self._monitor_path},server=on,wait=off"]
         self._stderr_path = os.path.join(self.run_dir, "stderr")
         self.process: subprocess.Popen | None = None
@@ -144,7 +144,7 @@ class InnerQemu:
         self.qtest.endianness()  # answers: the machine is up
         if self.ram_mib:
             self.ram = self._map_ram(self.ram_mib << 20)
-        if "-monitor" in self.argv:
+        if self._monitor_path:
             self.monitor = Hmp(self._monitor_path)
         self.start_seconds = time.monotonic() - started
 

@@ -140,15 +140,20 @@ def device_del(address: str, timeout: float = 30.0, release_wait: float = 5.0) -
         out["slot_status"] = slot_status(inner.qtest, ROOT_PORT_DEV)
         power_off_slot(inner.qtest, ROOT_PORT_DEV)
         deadline = time.monotonic() + timeout
-        while "vfio-pci" in inner.monitor.command("info qtree") and time.monotonic() < deadline:
+        while True:
+            out["in_qtree"] = "vfio-pci" in inner.monitor.command("info qtree")
+            if not out["in_qtree"] or time.monotonic() >= deadline:
+                break
             time.sleep(0.05)
-        out["in_qtree"] = "vfio-pci" in inner.monitor.command("info qtree")
         unplugged = time.monotonic()
-        while dma_bufs(pid) and time.monotonic() < unplugged + release_wait:
+        while True:
+            left = dma_bufs(pid)
+            if not left or time.monotonic() >= unplugged + release_wait:
+                break
             time.sleep(0.1)  # memory regions are finalized after an RCU grace period
         out["dma_buf_seconds"] = round(time.monotonic() - unplugged, 2)
-        out["dma_buf_fdinfo"] = dma_bufs(pid)
-        out["after"] = {"dma_bufs": len(dma_bufs(pid)), "vfio_fds": len(_vfio_fds(pid)),
+        out["dma_buf_fdinfo"] = left
+        out["after"] = {"dma_bufs": len(left), "vfio_fds": len(_vfio_fds(pid)),
                         "group": _group_free(address)}
         out["alive"] = inner.alive
     out["driver"] = os.path.basename(os.readlink(f"/sys/bus/pci/devices/{address}/driver"))
