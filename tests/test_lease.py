@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -206,3 +207,48 @@ def test_takeover_races_hand_the_lease_to_one_holder_at_a_time(tmp_path, procs):
         events = log.read_text().split()
         assert "DOUBLE" not in events, f"round {round_no}: two holders at once: {events}"
         assert events.count("held") == contenders, f"round {round_no}: {events}"
+
+
+_BUSY_TEST = """
+    import pytest
+    from gpuhil.pytestplugin.keys import SESSION_KEY
+    from gpuhil.pytestplugin.leasing import lease_for_test
+
+    @pytest.fixture
+    def gpu(pytestconfig):
+        with lease_for_test(["gpu-busy"], pytestconfig.stash[SESSION_KEY].settings) as lease:
+            yield lease
+
+    def test_uses_the_gpu(gpu):
+        print("taken over from", gpu.taken_over.pid if gpu.taken_over else None)
+"""
+
+
+@pytest.mark.parametrize("policy, ci, outcome", [
+    ("skip", "", "skipped"), ("fail", "", "errors"), ("", "", "skipped"), ("", "1", "errors"),
+])
+def test_busy_policy_skips_or_fails_naming_the_holder(pytester, tmp_path, procs, monkeypatch,
+                                                      policy, ci, outcome):
+    procs.append(holder := _holder(tmp_path, "gpu-busy"))
+    monkeypatch.setenv("CI", ci)
+    pytester.makepyfile(test_it=_BUSY_TEST)
+    args = ["-p", "gpuhil.pytestplugin.lab", "--gpuhil-target=local", "-p", "no:cacheprovider",
+            "-rsf", f"--gpuhil-lease-dir={tmp_path}", "--gpuhil-lease-timeout=0.3"]
+    result = pytester.runpytest_inprocess(*args, *([f"--gpuhil-lease-busy={policy}"] if policy else []))
+    result.assert_outcomes(**{outcome: 1})
+    effective = policy or ("fail" if ci else "skip")
+    result.stdout.fnmatch_lines([f"*no free lease on gpu-busy within 0.3 s (gpu-busy held by pid "
+                                 f"{holder.pid} (test-holder) since *) "
+                                 f"(--gpuhil-lease-busy={effective})*"])
+
+
+def test_busy_policy_wait_takes_the_gpu_when_its_holder_goes(pytester, tmp_path, procs):
+    procs.append(holder := _holder(tmp_path, "gpu-busy"))
+    pytester.makepyfile(test_it=_BUSY_TEST)
+    threading.Timer(1.0, os.killpg, (holder.pid, signal.SIGKILL)).start()
+    result = pytester.runpytest_inprocess(
+        "-p", "gpuhil.pytestplugin.lab", "--gpuhil-target=local", "-p", "no:cacheprovider", "-s",
+        f"--gpuhil-lease-dir={tmp_path}", "--gpuhil-lease-timeout=0.1", "--gpuhil-lease-busy=wait")
+    result.assert_outcomes(passed=1)
+    # the lease came from the killed holder (its record was left behind): the test waited for it
+    result.stdout.fnmatch_lines([f"*taken over from {holder.pid}"])

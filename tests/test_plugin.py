@@ -34,6 +34,7 @@ def run(pytester: pytest.Pytester):
     (["--gpuhil-guest=cray"], "--gpuhil-guest='cray': unknown configuration"),
     (["--gpuhil-max-guests=two"], "--gpuhil-max-guests='two': expected a whole number"),
     (["--gpuhil-max-guests=-1"], "--gpuhil-max-guests='-1': must be >= 0"),
+    (["--gpuhil-lease-busy=maybe"], "--gpuhil-lease-busy='maybe': expected one of skip, wait, fail"),
 ])
 def test_bad_options_name_option_and_value(pytester, args, message):
     pytester.makepyfile("def test_x(): pass")

@@ -4,7 +4,6 @@ gate a test and apply its expectation entry.  Each fixture that brings a machine
 records it as the test's machine (:data:`~gpuhil.pytestplugin.keys.MACHINE_KEY`)."""
 from __future__ import annotations
 
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -16,13 +15,13 @@ from gpuhil.gating.capabilities import Capabilities
 from gpuhil.handles import (RawGpuDevice, UdmabufDevice, VfioDevice, VirtGpu, bound_to_vfio,
                             qtest_raw_gpu, raw_gpu_bound)
 from gpuhil.host.inventory import HostGpu, host_gpus, select
-from gpuhil.host.lease import Lease, LeaseBusy, acquire_any
 from gpuhil.lab.configurations import is_raw_spec
 from gpuhil.lab.qtest_spec import QtestSpec
 from gpuhil.lab.targets import Target
 from gpuhil.machine import LocalMachine, Machine
 from gpuhil.lab.errors import MissingQemuFeature
 from gpuhil.pytestplugin.gating import apply_expectations, gate
+from gpuhil.pytestplugin.leasing import lease_for_test
 from gpuhil.pytestplugin.keys import (CALL_FAILED_KEY, EXPECTATIONS_KEY, REQUIRES_KEY, SESSION_KEY,
                                       SNAPSHOTS_KEY, use_machine)
 from gpuhil.pytestplugin.pool import GpuhilSession, GuestSlot, spec_for
@@ -194,7 +193,8 @@ def raw_gpu(request: pytest.FixtureRequest, guest: Machine) -> Iterator[RawGpuDe
 
 @pytest.fixture
 def host_gpu(pytestconfig: pytest.Config) -> Iterator[HostGpu]:
-    """A host GPU (pyudev) matching --gpuhil-gpu, leased for the test; skips when there is none."""
+    """A host GPU (pyudev) matching --gpuhil-gpu, leased for the test; skips when there is none,
+    and when all are leased by others follows --gpuhil-lease-busy (skip, wait or fail)."""
     settings = pytestconfig.stash[SESSION_KEY].settings
     found = host_gpus()
     selectors = list(settings.gpu_selectors) + [
@@ -204,11 +204,5 @@ def host_gpu(pytestconfig: pytest.Config) -> Iterator[HostGpu]:
         seen = ", ".join(str(g) for g in found) or "none"
         pytest.skip(f"no host GPU matches {selectors or 'any'} (pyudev found display-class PCI "
                     f"devices: {seen})")
-    try:
-        lease: Lease = acquire_any([g.pci_slot for g in chosen], settings.lease_dir,
-                                   settings.lease_timeout,
-                                   holder=f"{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
-    except LeaseBusy as exc:
-        pytest.skip(str(exc))
-    with lease:
+    with lease_for_test([g.pci_slot for g in chosen], settings) as lease:
         yield next(g for g in chosen if g.pci_slot == lease.resource)

@@ -15,6 +15,7 @@ from gpuhil.host.inventory import SelectorError, parse_selector
 from gpuhil.lab.configurations import CONFIGURATIONS
 from gpuhil.lab.targets import Target, TargetError, parse_target
 from gpuhil.host.lease import DEFAULT_DIRECTORY as DEFAULT_LEASE_DIRECTORY
+from gpuhil.pytestplugin.leasing import BUSY_POLICIES, default_busy_policy
 
 __all__ = ["Settings", "parse_settings", "pytest_addoption"]
 
@@ -54,7 +55,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
            "(host-wide by default, so every user of the host shares them)",
            default=str(DEFAULT_LEASE_DIRECTORY))
     option("--gpuhil-lease-timeout", "gpuhil_lease_timeout", "seconds to wait for a leased host "
-           "resource before skipping", default="60")
+           "resource before the busy policy applies", default="60")
+    option("--gpuhil-lease-busy", "gpuhil_lease_busy", "what a test does when its host resource "
+           f"stays leased by someone else: {', '.join(BUSY_POLICIES)} (default: fail under CI, "
+           "else skip)", default="")
     option("--gpuhil-fuzz-budget", "gpuhil_fuzz_budget", "seconds of qtest fuzzing: rounds of "
            "new seeds instead of the suite's fixed campaign (gpuhil fuzz)", default="")
     option("--gpuhil-fuzz-seed", "gpuhil_fuzz_seed", "first seed of --gpuhil-fuzz-budget's "
@@ -78,6 +82,7 @@ class Settings:
     expectations: tuple[ExpectationFile, ...] = ()
     max_guests: int = 2
     log_dir: Path | None = None  # None: beside the Allure results, else pytest's basetemp
+    lease_busy: str = "skip"  # one of leasing.BUSY_POLICIES
 
 
 def _value(config: pytest.Config, ini: str) -> Any:
@@ -138,7 +143,16 @@ def parse_settings(config: pytest.Config) -> Settings:
         expectations,
         _count(config, "gpuhil_max_guests", "--gpuhil-max-guests"),
         _log_dir(config),
+        _busy_policy(config),
     )
+
+
+def _busy_policy(config: pytest.Config) -> str:
+    raw = str(_value(config, "gpuhil_lease_busy") or "") or default_busy_policy()
+    if raw not in BUSY_POLICIES:
+        raise pytest.UsageError(f"--gpuhil-lease-busy={raw!r}: expected one of "
+                                f"{', '.join(BUSY_POLICIES)}")
+    return raw
 
 
 def _log_dir(config: pytest.Config) -> Path | None:
