@@ -232,8 +232,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("args", nargs="*", metavar="ARG", help="arguments (Python literals, else strings)")
     run.set_defaults(func=cmd_run)
     report = sub.add_parser("report", help="render Allure results into the HTML report (with history)")
-    report.add_argument("--results", default="reports/allure-results",
-                        help="allure-pytest's --alluredir (default: %(default)s)")
+    report.add_argument("--results", action="append", help="allure-pytest's --alluredir, "
+                        "repeatable: machines' runs merged (default: reports/allure-results)")
     report.add_argument("--output", default="reports/html", help="report directory (default: %(default)s)")
     report.add_argument("--no-history", action="store_true",
                         help="do not carry the previous report's history (trends) over")
@@ -298,7 +298,7 @@ def cmd_capabilities(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from gpuhil.report.render import render
 
-    summary = render(args.results, args.output, history=not args.no_history)
+    summary = render(args.results or ["reports/allure-results"], args.output, not args.no_history)
     print(f"{args.output}/index.html: {summary.total} tests, {summary.passed} passed, "
           f"{summary.failed} failed, {summary.broken} broken, {summary.skipped} skipped")
     return 0

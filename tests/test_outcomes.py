@@ -9,9 +9,9 @@ import pytest
 from dataclasses import asdict
 
 from gpuhil.report.environment import (
-    CATEGORIES, FRAGMENTS_DIR, Provenance, categories_json, environment_properties,
-    host_gpu_pci_ids, write_results_metadata,
+    CATEGORIES, Provenance, categories_json, environment_properties, host_gpu_pci_ids,
 )
+from gpuhil.report.machines import FRAGMENTS_DIR, RunOrigin, write_environment, write_fragment
 from gpuhil.devices.kmsg import parse_record
 from gpuhil.lab.errors import GuestDied, GuestPanic, QemuLaunchError
 from gpuhil.outcomes import (
@@ -200,18 +200,43 @@ def test_environment_properties_escape_and_prefix_the_snapshot() -> None:
 
 def test_metadata_merges_every_process_fragment(tmp_path) -> None:
     """xdist: each worker adds its configuration; the lab provenance survives a guest-less
-    controller finishing last."""
+    controller finishing last; a fragment of an older gpuhil (no origin) still counts."""
     lab = Provenance(host_kernel="6.1", qemu="1:11.1", guest_kernel="7.2")
     (tmp_path / FRAGMENTS_DIR).mkdir()
-    for worker, snapshot in ((1, {"venus": {"capset.venus": True}}),
-                             (2, {"virgl": {"capset.virgl": True}})):
-        (tmp_path / FRAGMENTS_DIR / f"{worker}.json").write_text(json.dumps(
-            {"provenance": asdict(lab), "snapshots": snapshot}))
-    write_results_metadata(tmp_path, Provenance(host_kernel="6.1"), {})  # the controller
+    (tmp_path / FRAGMENTS_DIR / "1.json").write_text(json.dumps(
+        {"provenance": asdict(lab), "snapshots": {"venus": {"capset.venus": True}}}))
+    (tmp_path / FRAGMENTS_DIR / "gw1.json").write_text(json.dumps(
+        {"origin": {"machine": "", "gpu": "none"}, "provenance": asdict(lab),
+         "snapshots": {"virgl": {"capset.virgl": True}}}))
+    write_fragment(tmp_path, RunOrigin(""), Provenance(host_kernel="6.1"), {})  # the controller
+    write_environment(tmp_path)
     lines = (tmp_path / "environment.properties").read_text().splitlines()
     assert "lab.qemu=1:11.1" in lines
     assert "capability.venus.capset.venus=True" in lines and "capability.virgl.capset.virgl=True" in lines
     assert json.loads((tmp_path / "categories.json").read_text())[0]["name"].startswith("Infrastructure")
+
+
+def test_environment_of_several_machines_names_each(tmp_path) -> None:
+    """Merged runs: every line is under its machine's name."""
+    write_fragment(tmp_path, RunOrigin("a"), Provenance(qemu="11.1"), {"venus": {"capset.venus": True}})
+    write_fragment(tmp_path, RunOrigin("b x"), Provenance(qemu="10.0"), {})
+    assert [r.origin.machine for r in write_environment(tmp_path)] == ["a", "b x"]
+    lines = (tmp_path / "environment.properties").read_text().splitlines()
+    assert "stack.a=QEMU 11.1" in lines and "stack.b_x=QEMU 10.0" in lines
+    assert "capability.capset.venus.a=True" in lines
+
+
+@pytest.mark.parametrize("status, message, category", [
+    ("skipped", "XFAIL known bug on QEMU 11.1 (f.toml: xfail[0], seen on 11.1): bug", "Known product bug (expectation entry)"),
+    ("skipped", "XFAIL known intermittent bug on QEMU 11.1 (...): bug", "Known intermittent product bug (expectation entry)"),
+    ("passed", "not reproduced on QEMU 11.2 (XPASS known bug ...)", "Known bug not reproduced on a newer stack"),
+    ("failed", "[fail] [XPASS(strict)] known bug on QEMU 11.1 (...): bug", "Known bug fixed? A strict expectation entry's test passed"),
+    ("skipped", "Skipped: requires capset.venus", None),
+])
+def test_known_bugs_have_categories_of_their_own(status, message, category) -> None:
+    matching = [r.name for r in CATEGORIES if status in r.statuses
+                and re.fullmatch(r.message_regex, message)]
+    assert matching[:1] == ([category] if category else [])
 
 
 def test_host_gpu_pci_ids_reads_display_class_functions(tmp_path) -> None:

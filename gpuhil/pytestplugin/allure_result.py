@@ -13,9 +13,10 @@ import pytest
 from gpuhil.machine import Machine
 from gpuhil.outcomes import ALLURE, Outcome, allure_message, classify
 from gpuhil.pytestplugin.evidence import TestRecord
-from gpuhil.pytestplugin.keys import NOT_REPRODUCED_KEY
+from gpuhil.pytestplugin.keys import NOT_REPRODUCED_KEY, ORIGIN_KEY
+from gpuhil.report.machines import RunOrigin
 
-__all__ = ["SEVERITIES", "allure_result", "apply", "guest_config", "suite_labels", "write_result"]
+__all__ = ["SEVERITIES", "add_origin", "allure_result", "apply", "guest_config", "suite_labels", "write_result"]
 
 SEVERITIES = ("blocker", "critical", "normal", "minor", "trivial")
 
@@ -62,7 +63,35 @@ def guest_config(machine: Machine | None) -> str:
     return ", ".join(what)
 
 
-def apply(item: pytest.Item, record: TestRecord, host_gpus: str) -> None:
+def add_origin(item: pytest.Item, origin: RunOrigin) -> None:
+    """The machine and host GPU as parameters of the test's open result (so they key its
+    history: see :mod:`gpuhil.report.machines`)."""
+    result = allure_result(item.config, item.nodeid)
+    if result is None:
+        return
+    from allure_commons.model2 import Parameter
+
+    have = {p.name for p in result.parameters}
+    result.parameters.extend(Parameter(name=k, value=v) for k, v in origin.parameters().items()
+                             if k not in have)
+
+
+def _by_machine(result: Any, origin: RunOrigin) -> None:
+    """The Suites tree starts at the machine: parentSuite becomes the machine and allure-pytest's
+    package moves into the suite; the host label names the machine."""
+    from allure_commons.model2 import Label
+
+    values = {label.name: label.value for label in result.labels}
+    parent, suite = values.get("parentSuite"), values.get("suite")
+    result.labels = [label for label in result.labels
+                     if label.name not in ("parentSuite", "suite", "host")]
+    result.labels.append(Label(name="parentSuite", value=origin.machine))
+    if suite or parent:
+        result.labels.append(Label(name="suite", value=".".join(p for p in (parent, suite) if p)))
+    result.labels.append(Label(name="host", value=origin.machine))
+
+
+def apply(item: pytest.Item, record: TestRecord, origin: RunOrigin) -> None:
     """Decide the outcome and write it, with the labels, into the still-open Allure result."""
     outcome = classify(record.phases, timed_out=bool(record.timeout_kind),
                        kernel_log=record.kernel_log)
@@ -76,7 +105,8 @@ def apply(item: pytest.Item, record: TestRecord, host_gpus: str) -> None:
     if outcome not in (Outcome.PASS, Outcome.SKIP):
         result.status = mapping.status
         details = result.statusDetails or StatusDetails()
-        details.message = allure_message(outcome, details.message or record.interrupted)
+        details.message = allure_message(outcome, details.message or record.interrupted
+                                         or record.failure_text)
         if record.timeout_kind and record.dump:
             details.trace = (record.dump + "\n\n" + (details.trace or "")).strip()
         result.statusDetails = details
@@ -94,12 +124,13 @@ def apply(item: pytest.Item, record: TestRecord, host_gpus: str) -> None:
         labels["severity"] = str(marker.args[0])
     labels["gpuhil.outcome"] = outcome.value
     labels["gpuhil.category"] = mapping.category.value
-    labels["host_gpu"] = host_gpus
+    labels["host_gpu"] = origin.gpu
     labels["guest_config"] = guest_config(record.machine)
     for name, value in labels.items():
         if name not in names or name.startswith("gpuhil."):
             result.labels.append(Label(name=name, value=value))
     result.labels.append(Label(name="tag", value=outcome.value))
+    _by_machine(result, origin)
 
 
 def write_result(config: pytest.Config, nodeid: str, outcome: Outcome, message: str,
@@ -109,14 +140,20 @@ def write_result(config: pytest.Config, nodeid: str, outcome: Outcome, message: 
     if not results:
         return
     from allure_commons.logger import AllureFileLogger
-    from allure_commons.model2 import Label, Status, StatusDetails, TestResult
+    from allure_commons.model2 import Label, Parameter, Status, StatusDetails, TestResult
     from allure_commons.utils import md5, now
 
+    origin = config.stash.get(ORIGIN_KEY, None) or RunOrigin.here()
     mapping = ALLURE[outcome]
     labels = [Label("gpuhil.outcome", outcome.value),
-              Label("gpuhil.category", mapping.category.value), Label("tag", outcome.value)]
+              Label("gpuhil.category", mapping.category.value), Label("tag", outcome.value),
+              Label("host_gpu", origin.gpu)]
+    params = origin.parameters()
     result = TestResult(uuid=str(uuid.uuid4()), name=name or nodeid.rsplit("::", 1)[-1],
-                        fullName=nodeid, historyId=md5(nodeid), start=now(), stop=now(),
+                        fullName=nodeid, start=now(), stop=now(),
+                        historyId=md5(nodeid, *(params[k] for k in sorted(params))),
+                        parameters=[Parameter(name=k, value=v) for k, v in params.items()],
                         status=getattr(Status, mapping.status.upper()), labels=labels,
                         statusDetails=StatusDetails(message=allure_message(outcome, message)))
+    _by_machine(result, origin)
     AllureFileLogger(results, clean=False).report_result(result)

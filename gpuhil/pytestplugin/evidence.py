@@ -45,6 +45,8 @@ class TestRecord:
     outcome: Outcome | None = None
     item: pytest.Item | None = None
     interrupted: str = ""  # why the test has no verdict (Ctrl-C), shown as its message
+    #: a failure pytest raised no exception for (a strict xfail that passed): its report text
+    failure_text: str = ""
 
 
 @dataclass

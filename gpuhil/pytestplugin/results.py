@@ -23,11 +23,13 @@ from typing import Any, Iterator
 import pytest
 
 from gpuhil.outcomes import PhaseResult, TestTimeout, classify
-from gpuhil.pytestplugin.allure_result import SEVERITIES, apply
+from gpuhil.pytestplugin.allure_result import SEVERITIES, add_origin, apply
 from gpuhil.pytestplugin.evidence import SessionState, TestRecord, attach, begin, finish
 from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY, TIMER_KEY, machine_of
 from gpuhil.pytestplugin.watchdog import Watchdog, timeouts
-from gpuhil.report.environment import collect_provenance, host_gpu_pci_ids, write_results_metadata
+from gpuhil.pytestplugin.keys import ORIGIN_KEY
+from gpuhil.report.environment import collect_provenance, host_gpu_pci_ids
+from gpuhil.report.machines import RunOrigin, write_environment, write_fragment
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -36,11 +38,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="per-test timeout (state is dumped before the test is stopped)")
     group.addoption("--gpuhil-inactivity-timeout", type=float, default=None, metavar="SECONDS",
                     help="stop a test whose guest console and QEMU output stay silent this long")
+    group.addoption("--gpuhil-machine", default=None, metavar="NAME",
+                    help="the name this machine's results carry in Allure (history, suites, "
+                         "merged reports); default: the host name (ini: gpuhil_machine)")
     group.addoption("--gpuhil-kernel-log", choices=("check", "attach"), default="check",
                     help="check: guest kernel warnings/BUGs during a test make it dmesg-warn/"
                          "dmesg-fail (default); attach: only attach the kernel log slice")
     parser.addini("gpuhil_timeout", "default per-test timeout in seconds (0: none; unset: 600 for "
                   "a test with a machine)", default="")
+    parser.addini("gpuhil_machine", "the name this machine's results carry (default: the host "
+                  "name)", default="")
     parser.addini("gpuhil_inactivity_timeout", "default inactivity timeout in seconds (0: none)",
                   default="0")
 
@@ -60,7 +67,9 @@ class ReportPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.state = SessionState()
-        self.host_gpus = " ".join(host_gpu_pci_ids()) or "none"
+        name = config.getoption("gpuhil_machine") or config.getini("gpuhil_machine")
+        self.origin = config.stash[ORIGIN_KEY] = RunOrigin.here(
+            name, " ".join(host_gpu_pci_ids()) or "none")
 
     def _record(self, item: pytest.Item) -> TestRecord:
         record = self.state.records.get(item.nodeid)
@@ -109,6 +118,12 @@ class ReportPlugin:
             record.dump_attached = True
             attach("timeout dump", record.dump)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        """Inside allure-pytest's setup wrapper, its result is open: the machine and GPU become
+        parameters before allure-pytest hashes them into the history id (after teardown)."""
+        add_origin(item, self.origin)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Iterator[None]:
         record = self._record(item)
@@ -147,6 +162,8 @@ class ReportPlugin:
         record = self._record(item)
         self._dump_once(record)  # a timeout in setup or teardown (pytest-timeout's span)
         exc = call.excinfo.value if call.excinfo is not None else None
+        if report.failed and exc is None and isinstance(report.longrepr, str):
+            record.failure_text = report.longrepr  # "[XPASS(strict)] <reason>"
         record.phases.append(PhaseResult(report.when, report.outcome, exc))
         outcome = classify(record.phases, timed_out=bool(record.timeout_kind))
         report.user_properties.append(("gpuhil_outcome", outcome.value))
@@ -168,7 +185,7 @@ class ReportPlugin:
         if record is not None and record.item is not None:
             if record.machine is None:  # the test ended before its call phase
                 record.machine = machine_of(record.item)
-            apply(record.item, record, self.host_gpus)
+            apply(record.item, record, self.origin)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Write environment.properties (provenance, capability snapshot) and categories.json."""
@@ -181,5 +198,6 @@ class ReportPlugin:
         single = self.config.stash.get(SNAPSHOT_KEY, None)
         if single is not None and not snapshots:
             snapshots[getattr(single, "configuration", "default")] = single.as_dict()
-        write_results_metadata(Path(results_dir), collect_provenance(self.state.machines),
-                               snapshots)
+        write_fragment(Path(results_dir), self.origin, collect_provenance(self.state.machines),
+                       snapshots)
+        write_environment(Path(results_dir))

@@ -1,13 +1,14 @@
 """What a gpuhil run writes next to its Allure results: ``environment.properties`` (provenance and
 the capability snapshot, shown on the report's overview) and ``categories.json`` (which failures
 are product defects, test defects or infrastructure, matched on the ``[<outcome>]`` prefix of the
-status message, see :mod:`gpuhil.outcomes`)."""
+status message, see :mod:`gpuhil.outcomes`; which skips are known product bugs, matched on the
+expectation entry's xfail reason).  :mod:`gpuhil.report.machines` writes them per run."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -50,11 +51,20 @@ CATEGORIES: tuple[CategoryRule, ...] = (
                  _prefixed(Outcome.DMESG_WARN)),
     CategoryRule("Product defect: timeout (state dumped, then killed)", ("broken",),
                  _prefixed(Outcome.TIMEOUT)),
+    CategoryRule("Known bug fixed? A strict expectation entry's test passed", ("failed",),
+                 rf"(?s)^\[{Outcome.FAIL.value}\] \[XPASS\(strict\)\] .*"),
     CategoryRule("Product defect: failed assertion", ("failed",),
                  rf"(?s)^(?!\[({'|'.join(o.value for o in _SPECIAL)})\]).*"),
     CategoryRule("Test defect: the test code broke", ("broken",), _prefixed(Outcome.ERROR)),
     CategoryRule("Interrupted: the run was stopped before the test ended", ("skipped",),
                  _prefixed(Outcome.INTERRUPTED)),
+    # Known product bugs (expectation entries: the xfail reason names the platform and the bug)
+    CategoryRule("Known product bug (expectation entry)", ("skipped",),
+                 r"(?s)^XFAIL known bug on .*"),
+    CategoryRule("Known intermittent product bug (expectation entry)", ("skipped", "passed"),
+                 r"(?s)^(XFAIL|XPASS) known intermittent bug on .*"),
+    CategoryRule("Known bug not reproduced on a newer stack", ("passed",),
+                 r"(?s)^not reproduced on .*"),
 )
 
 
@@ -193,35 +203,5 @@ def environment_properties(provenance: Provenance,
     return "\n".join(lines) + "\n"
 
 
-FRAGMENTS_DIR = "gpuhil-env"
-
-
-def write_results_metadata(results_dir: Path, provenance: Provenance,
-                           snapshots: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-    """Write ``environment.properties`` and ``categories.json`` into ``results_dir``.
-
-    Every pytest process (each xdist worker, the controller) leaves its provenance and snapshots
-    in ``gpuhil-env/<pid>.json`` and rewrites the properties from all of them, so the last one
-    to finish writes the union of every worker's configurations.
-    """
-    fragments = results_dir / FRAGMENTS_DIR
-    fragments.mkdir(parents=True, exist_ok=True)
-    mine = {"provenance": asdict(provenance), "snapshots": dict(snapshots or {})}
-    (fragments / f"{os.getpid()}.json").write_text(json.dumps(mine, default=str))
-    merged_prov, merged_snaps = provenance, {}
-    for path in sorted(fragments.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        prov = data["provenance"]
-        if prov.get("qemu") and not merged_prov.qemu:
-            merged_prov = Provenance(**{**prov, "gpu_pci_ids": tuple(prov["gpu_pci_ids"])})
-        merged_snaps.update(data["snapshots"])
-    (results_dir / "environment.properties").write_text(
-        environment_properties(merged_prov, merged_snaps))
-    (results_dir / "categories.json").write_text(categories_json())
-
-
 __all__ = ["CATEGORIES", "CategoryRule", "Provenance", "capability_summary", "categories_json",
-           "collect_provenance", "environment_properties", "stack_summary", "git_revision", "host_gpu_pci_ids", "write_results_metadata"]
+           "collect_provenance", "environment_properties", "stack_summary", "git_revision", "host_gpu_pci_ids"]

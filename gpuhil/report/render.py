@@ -1,6 +1,7 @@
 """``gpuhil report``: render Allure results into an HTML report, keeping history for trends.
 
-Allure 2's commandline comes from the npm registry (``allure-commandline``, needs Java) and is
+Several runs' results (one per machine) merge into one report.  Allure 2's commandline comes
+from the npm registry (``allure-commandline``, needs Java) and is
 installed on first use into ``<cache>/allure``.  Before rendering, the previous report's
 ``history/`` is copied into the results so the new report's trend widgets continue the series.
 """
@@ -10,13 +11,17 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from filelock import FileLock
 
 from gpuhil.errors import GpuhilError
 from gpuhil.lab.cache import cache_dir
+from gpuhil.report.machines import FRAGMENTS_DIR, merge_results, write_environment, \
+    write_machine_fixtures
 
 ALLURE_PACKAGE = "allure-commandline"
 
@@ -93,16 +98,36 @@ def write_executor(results_dir: Path, report_dir: Path) -> int:
     return build
 
 
-def render(results_dir: Path | str, report_dir: Path | str, history: bool = True,
-           cache: Path | None = None) -> ReportSummary:
-    """Render ``results_dir`` (allure-pytest output) into ``report_dir`` and return its counts.
+def render(results_dir: Path | str | Sequence[Path | str], report_dir: Path | str,
+           history: bool = True, cache: Path | None = None) -> ReportSummary:
+    """Render ``results_dir`` (allure-pytest output; several: one run per machine, merged) into
+    ``report_dir`` and return its counts.
 
-    With ``history``, the trends continue from the report currently in ``report_dir``.
+    With ``history``, the trends continue from the report currently in ``report_dir``.  Each
+    machine's results get its stack and capability tables (:mod:`gpuhil.report.machines`).
     """
-    results, report = Path(results_dir), Path(report_dir)
-    if not results.is_dir() or not any(results.glob("*-result.json")):
-        raise ReportError(f"no Allure results in {results} (run pytest with --alluredir {results})")
+    sources = [Path(results_dir)] if isinstance(results_dir, (str, Path)) else \
+        [Path(p) for p in results_dir]
+    for results in sources:
+        if not results.is_dir() or not any(results.glob("*-result.json")):
+            raise ReportError(f"no Allure results in {results} (run pytest with --alluredir "
+                              f"{results})")
+    report = Path(report_dir)
     allure = ensure_allure(cache)
+    if len(sources) == 1:
+        return _generate(allure, sources[0], report, history)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    merged = Path(tempfile.mkdtemp(prefix=f".{report.name}-merged-", dir=report.parent))
+    try:
+        merge_results(sources, merged)
+        return _generate(allure, merged, report, history)
+    finally:
+        shutil.rmtree(merged, ignore_errors=True)
+
+
+def _generate(allure: Path, results: Path, report: Path, history: bool) -> ReportSummary:
+    if (results / FRAGMENTS_DIR).is_dir():
+        write_machine_fixtures(results, write_environment(results))
     if history:
         carry_history(report, results)
     write_executor(results, report)
