@@ -17,6 +17,8 @@ from gpuhil.host.lease import LeaseBusy, Owner, acquire, acquire_any, read_owner
 
 from gpuhil.pids import boot_id
 
+pytest_plugins = ["pytester"]
+
 
 def _holder(directory: Path, resource: str, *, fork_orphan: bool = False) -> subprocess.Popen:
     """A process that leases ``resource``, prints 'held' and sleeps.

@@ -18,7 +18,7 @@ from gpuhil.gating.capabilities import Capabilities
 from gpuhil.machine import Machine
 
 __all__ = ["CALL_FAILED_KEY", "EXPECTATIONS_KEY", "MACHINE_KEY", "MUST_HAVE_FAILURE", "NOT_REPRODUCED",
-           "NOT_REPRODUCED_KEY", "ORIGIN_KEY", "POOL_STATS_KEY", "REQUIRES_KEY", "SESSION_KEY", "UNTRIAGED_KEY",
+           "NOT_REPRODUCED_KEY", "ORIGIN_KEY", "PLACE_KEY", "POOL_STATS_KEY", "REQUIRES_KEY", "SESSION_KEY", "UNTRIAGED_KEY",
            "SNAPSHOTS_KEY", "SNAPSHOT_KEY", "TIMER_KEY", "machine_of", "use_machine"]
 
 SESSION_KEY = pytest.StashKey[Any]()
@@ -40,6 +40,8 @@ NOT_REPRODUCED = "gpuhil_not_reproduced"  # its user_properties name on the test
 CALL_FAILED_KEY = pytest.StashKey[bool]()
 #: Where this run's results come from (:class:`gpuhil.report.machines.RunOrigin`; results plugin).
 ORIGIN_KEY = pytest.StashKey[Any]()
+#: The labgrid place the session runs on (:class:`gpuhil.host.labgrid_place.PlaceInfo`; lab plugin).
+PLACE_KEY = pytest.StashKey[Any]()
 #: The watchdog pytest-timeout's timer hook started for the item (results plugin).
 TIMER_KEY = pytest.StashKey[Any]()
 

@@ -41,6 +41,7 @@ from gpuhil.pytestplugin.keys import (EXPECTATIONS_KEY, POOL_STATS_KEY, REQUIRES
 from gpuhil.pytestplugin.options import parse_settings, pytest_addoption  # noqa: F401 - a hook
 from gpuhil.pytestplugin.allure_result import write_result
 from gpuhil.pytestplugin.faults import WorkerFaults
+from gpuhil.pytestplugin.places import hold_place, release_place
 from gpuhil.pytestplugin.pool import GpuhilSession, grouped_by_configuration, resolve_spec
 
 
@@ -66,7 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
                             "(a guest left unsound after it is replaced, not this test's error)")
     config.addinivalue_line("markers", "vfio_ids(vendor, device): the PCI function the "
                             "vfio_device fixture binds (default: ivshmem-plain)")
-    session = config.stash[SESSION_KEY] = GpuhilSession(config, parse_settings(config))
+    session = config.stash[SESSION_KEY] = GpuhilSession(
+        config, hold_place(config, parse_settings(config)))
     config.stash[SNAPSHOTS_KEY] = {}
     config.stash[POOL_STATS_KEY] = {}
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
@@ -76,8 +78,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
-    if session is not None:
-        session.close()
+    try:
+        if session is not None:
+            session.close()
+    finally:
+        release_place(config)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -14,6 +14,7 @@ from gpuhil.gating.expectations import ExpectationError, ExpectationFile, load_d
 from gpuhil.host.inventory import SelectorError, parse_selector
 from gpuhil.lab.configurations import CONFIGURATIONS
 from gpuhil.lab.targets import Target, TargetError, parse_target
+from gpuhil.host.labgrid_place import place_request
 from gpuhil.host.lease import DEFAULT_DIRECTORY as DEFAULT_LEASE_DIRECTORY
 from gpuhil.pytestplugin.leasing import BUSY_POLICIES, default_busy_policy
 
@@ -59,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     option("--gpuhil-lease-busy", "gpuhil_lease_busy", "what a test does when its host resource "
            f"stays leased by someone else: {', '.join(BUSY_POLICIES)} (default: fail under CI, "
            "else skip)", default="")
+    option("--gpuhil-place", "gpuhil_place", "labgrid place (name, alias or +TOKEN of a "
+           "reservation) whose GPUs the session runs on; default: LG_PLACE / LG_TOKEN",
+           default="")
+    option("--gpuhil-coordinator", "gpuhil_coordinator", "labgrid coordinator HOST:PORT; "
+           "default: LG_COORDINATOR, else 127.0.0.1:20408", default="")
     option("--gpuhil-fuzz-budget", "gpuhil_fuzz_budget", "seconds of qtest fuzzing: rounds of "
            "new seeds instead of the suite's fixed campaign (gpuhil fuzz)", default="")
     option("--gpuhil-fuzz-seed", "gpuhil_fuzz_seed", "first seed of --gpuhil-fuzz-budget's "
@@ -83,6 +89,7 @@ class Settings:
     max_guests: int = 2
     log_dir: Path | None = None  # None: beside the Allure results, else pytest's basetemp
     lease_busy: str = "skip"  # one of leasing.BUSY_POLICIES
+    place: tuple[str, str] | None = None  # (labgrid place pattern, coordinator address)
 
 
 def _value(config: pytest.Config, ini: str) -> Any:
@@ -144,6 +151,8 @@ def parse_settings(config: pytest.Config) -> Settings:
         _count(config, "gpuhil_max_guests", "--gpuhil-max-guests"),
         _log_dir(config),
         _busy_policy(config),
+        place_request(str(_value(config, "gpuhil_place") or ""),
+                      str(_value(config, "gpuhil_coordinator") or "")),
     )
 
 

@@ -27,7 +27,7 @@ from gpuhil.pytestplugin.allure_result import SEVERITIES, add_origin, apply
 from gpuhil.pytestplugin.evidence import SessionState, TestRecord, attach, begin, finish
 from gpuhil.pytestplugin.keys import SNAPSHOT_KEY, SNAPSHOTS_KEY, TIMER_KEY, machine_of
 from gpuhil.pytestplugin.watchdog import Watchdog, timeouts
-from gpuhil.pytestplugin.keys import ORIGIN_KEY
+from gpuhil.pytestplugin.keys import ORIGIN_KEY, PLACE_KEY
 from gpuhil.report.environment import collect_provenance, host_gpu_pci_ids
 from gpuhil.report.machines import RunOrigin, write_environment, write_fragment
 
@@ -67,9 +67,25 @@ class ReportPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.state = SessionState()
+        self.origin = self._origin()
+
+    def _origin(self) -> RunOrigin:
+        """--gpuhil-machine, else the labgrid place the lab plugin holds, else the host name;
+        the place's GPUs, else the host's."""
+        config = self.config
         name = config.getoption("gpuhil_machine") or config.getini("gpuhil_machine")
-        self.origin = config.stash[ORIGIN_KEY] = RunOrigin.here(
-            name, " ".join(host_gpu_pci_ids()) or "none")
+        place = config.stash.get(PLACE_KEY, None)
+        if place is not None:
+            gpus = " ".join(f"{g.get('vendor_device', '')}@{g.get('pci') or g.get('render_node') or g['name']}"
+                            for g in place.gpus)
+            origin = RunOrigin(name or place.place, gpus or "none")
+        else:
+            origin = RunOrigin.here(name, " ".join(host_gpu_pci_ids()) or "none")
+        config.stash[ORIGIN_KEY] = origin
+        return origin
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.origin = self._origin()  # every plugin is configured now (the place is held)
 
     def _record(self, item: pytest.Item) -> TestRecord:
         record = self.state.records.get(item.nodeid)
