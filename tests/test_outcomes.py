@@ -192,8 +192,8 @@ def test_environment_properties_escape_and_prefix_the_snapshot() -> None:
     two = environment_properties(prov, {"venus": venus, "virgl": {"capset.virgl": True,
                                                                   "capset.virgl.max_version": 1}})
     lines = two.splitlines()
-    assert lines[1] == ("capabilities=venus: capsets: venus v0; features: resource_blob | "
-                        "virgl: capsets: virgl v1")
+    assert lines[1:3] == ["capabilities.venus=capsets: venus v0; features: resource_blob",
+                          "capabilities.virgl=capsets: virgl v1"]
     assert "capability.venus.capset.venus=True" in lines
     assert "capability.virgl.capset.virgl.max_version=1" in lines
 

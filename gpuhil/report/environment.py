@@ -192,9 +192,9 @@ def environment_properties(provenance: Provenance,
     lines = [f"stack={_escape(stack_summary(provenance))}"]
     if len(snapshots) == 1:
         lines.append(f"capabilities={_escape(capability_summary(next(iter(snapshots.values()))))}")
-    elif snapshots:
-        summary = " | ".join(f"{name}: {capability_summary(snap)}" for name, snap in snapshots.items())
-        lines.append(f"capabilities={_escape(summary)}")
+    else:  # one row per configuration (the full tables are in each machine's set-up step)
+        lines += [f"capabilities.{name}={_escape(capability_summary(snap))}"
+                  for name, snap in snapshots.items()]
     lines += [f"{key}={_escape(value)}" for key, value in provenance.properties().items()]
     for name, snapshot in snapshots.items():
         prefix = "capability." if len(snapshots) == 1 else f"capability.{name}."
