@@ -63,6 +63,13 @@ class PlaceInfo:
         return cls(data["place"], data["acquired"], bool(data["ours"]), data["coordinator"],
                    dict(data.get("tags", {})), tuple(data.get("gpus", ())))
 
+    def gpu_summary(self) -> str:
+        """``vendor:device@pci`` (or the render node, or the resource name) of each GPU, as
+        :func:`gpuhil.report.environment.host_gpu_pci_ids` names a host's; "none" without."""
+        return " ".join(f"{g.get('vendor_device', '')}@"
+                        f"{g.get('pci') or g.get('render_node') or g['name']}"
+                        for g in self.gpus) or "none"
+
     def to_json(self) -> str:
         return json.dumps({"place": self.place, "acquired": self.acquired, "ours": self.ours,
                            "coordinator": self.coordinator, "tags": self.tags,

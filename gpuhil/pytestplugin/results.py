@@ -67,6 +67,7 @@ class ReportPlugin:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.state = SessionState()
+        self._host_gpus = " ".join(host_gpu_pci_ids()) or "none"  # one sysfs walk per session
         self.origin = self._origin()
 
     def _origin(self) -> RunOrigin:
@@ -76,11 +77,9 @@ class ReportPlugin:
         name = config.getoption("gpuhil_machine") or config.getini("gpuhil_machine")
         place = config.stash.get(PLACE_KEY, None)
         if place is not None:
-            gpus = " ".join(f"{g.get('vendor_device', '')}@{g.get('pci') or g.get('render_node') or g['name']}"
-                            for g in place.gpus)
-            origin = RunOrigin(name or place.place, gpus or "none")
+            origin = RunOrigin(name or place.place, place.gpu_summary())
         else:
-            origin = RunOrigin.here(name, " ".join(host_gpu_pci_ids()) or "none")
+            origin = RunOrigin.here(name, self._host_gpus)
         config.stash[ORIGIN_KEY] = origin
         return origin
 
