@@ -28,6 +28,7 @@ import pytest
 from filelock import FileLock
 
 from gpuhil.lab.cache import cache_dir
+from tests.interrupt import ctrl_c_default
 
 ROOT = Path(__file__).resolve().parent.parent
 LABGRID = "labgrid>=26.0"  # the labgrid extra of pyproject.toml
@@ -168,7 +169,8 @@ def _session(lab: Lab, tmp: Path, place: str, *args: str, hold: str = "", name: 
         [str(BIN / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_place.py",
          f"--gpuhil-place={place}", f"--gpuhil-coordinator={lab.address}",
          f"--gpuhil-lease-dir={tmp / 'leases'}", *args],
-        cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=ctrl_c_default)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
@@ -237,9 +239,7 @@ def test_place_acquired_by_another_user_is_busy(lab: Lab, tmp_path: Path) -> Non
         lab.client("-p", "gpu-a", "release", user="qa-engineer")
 
 
-# SIGINT (Ctrl-C) is left out: it passed here twice but hung past 120 s in the CI run of
-# 8e7309f (undiagnosed: the interrupted session or its keeper's release)
-@pytest.mark.parametrize("signum", [signal.SIGKILL])
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_or_interrupted_session_frees_its_place(lab: Lab, tmp_path: Path,
                                                        signum: int) -> None:
     """labgrid's acquisitions never expire: the keeper gives the place back when its session

@@ -16,6 +16,7 @@ import pytest
 
 from gpuhil.lab.setup import LabSetup
 from gpuhil.pids import pid_alive
+from tests.interrupt import ctrl_c_default
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.lab
@@ -46,11 +47,9 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path, Path]:
     argv = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "each", "-p",
             "no:cacheprovider", "--rootdir", str(tmp_path), "--alluredir", str(results),
             str(tmp_path / "test_inner.py")]
-    # SIGINT back to its default: a run started in the background by a non-interactive shell
-    # (nohup ... &, a CI runner) inherits it ignored, and Ctrl-C would then reach no one.
     proc = subprocess.Popen(argv, cwd=tmp_path, start_new_session=True, text=True,
                             stdout=open(tmp_path / "out.log", "w"), stderr=subprocess.STDOUT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=ctrl_c_default)
     return proc, ready, results, release
 
 
