@@ -10,6 +10,8 @@ warnings and the trace lines) in a file.  With ``ram_mib`` guest RAM is a shared
 device), mapped here through QEMU's own fd, so :meth:`InnerQemu.gpu` is a target for
 ``RawGpu.open`` as on the host's device tier (the payload runs next to the inner QEMU).
 With ``monitor`` its human monitor is :attr:`InnerQemu.monitor` (device_del and the like).
+With ``denied_ioctls`` (request -> errno) it runs under :mod:`gpuhil.nested.seccomp`: a kernel
+feature withheld from it, as an older kernel would answer.
 :meth:`InnerQemu.close` kills it, waits for it and removes the run directory, so nothing is
 left in the guest.  A QEMU without the qtest
 accelerator (Debian 13's 10.0) is :class:`InnerQemuUnavailable`, with nothing started.
@@ -30,6 +32,7 @@ from gpuhil.devices.dmabuf import parse_fdinfo
 from gpuhil.devices.pci_ids import VIRTIO_GPU
 from gpuhil.errors import GpuhilError
 from gpuhil.nested.hmp import Hmp
+from gpuhil.nested.seccomp import deny_ioctls
 from gpuhil.qtest import pci
 from gpuhil.qtest.client import QtestClient
 from gpuhil.qtest.ram import GuestRam
@@ -81,7 +84,8 @@ class InnerQemu:
     def __init__(self, devices: Sequence[str], *, traces: Sequence[str] = (),
                  memory_mib: int = 64, ram_mib: int | None = None, display: str = "none",
                  options: Sequence[str] = (), monitor: bool = False, qemu: str = QEMU,
-                 start_timeout: float = 300.0) -> None:
+                 start_timeout: float = 300.0,
+                 denied_ioctls: dict[int, int] | None = None) -> None:
         machine = "q35,accel=qtest" + (",memory-backend=mem" if ram_mib else "")
         self.ram_mib = ram_mib
         self.argv = [qemu, "-machine", machine, "-display", display, "-nodefaults",
@@ -94,6 +98,8 @@ class InnerQemu:
             self.argv += ["-device", device]
         self.argv += list(options)
         self.start_timeout = start_timeout
+        #: ioctl request -> errno the inner QEMU gets instead of the kernel's answer
+        self.denied_ioctls = dict(denied_ioctls or {})
         self.run_dir = tempfile.mkdtemp(prefix="gpuhil-inner-")
         self.monitor: Hmp | None = None
         self._monitor_path = os.path.join(self.run_dir, "hmp.sock") if monitor else None
@@ -123,7 +129,8 @@ class InnerQemu:
                 self.process = subprocess.Popen(
                     [*self.argv, "-qtest", f"unix:{path}", "-qtest-log", "/dev/null"],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                    start_new_session=True)
+                    start_new_session=True,
+                    preexec_fn=deny_ioctls(self.denied_ioctls) if self.denied_ioctls else None)
             while True:
                 try:
                     conn, _ = listener.accept()

@@ -64,6 +64,42 @@ def vfio_user(address: str) -> dict:
     return out
 
 
+def without_dma_buf(address: str, bar: int, withhold: bool) -> dict:
+    """Inner QEMU with ``-device vfio-pci,host=<address>`` on a kernel without VFIO dma-buf:
+    this one's answer to VFIO_DEVICE_FEATURE withheld (``withhold``: ENOTTY, as kernels before
+    the feature answer; gpuhil.nested.seccomp), else the kernel as it is.  Its dma-bufs, its
+    dma-buf lines, the traced mmaps; the BAR ``bar`` written and read back through the inner
+    machine's bus (the device still works); its process and group after it is killed.  Only
+    ``qemu_version`` for a QEMU older than 11.0."""
+    from gpuhil import _vfio
+    from gpuhil.nested.inner_qemu import InnerQemu, dma_bufs, trace_events
+
+    traces = [event for event in TRACES if event in trace_events()]
+    denied = {_vfio.ABI["VFIO_DEVICE_FEATURE"]: errno.ENOTTY} if withhold else None
+    out: dict = {"qemu_version": qemu_version(), "traces": traces}
+    if out["qemu_version"] is None or out["qemu_version"] < (11, 0):
+        return out  # a QEMU that tries no dma-buf per BAR (since 11.0): nothing to see
+    inner = InnerQemu([f"vfio-pci,host={address}"], traces=traces, denied_ioctls=denied)
+    try:
+        out["dma_bufs"] = dma_bufs(inner.pid)
+        ids = tuple(int(open(f"/sys/bus/pci/devices/{address}/{key}").read(), 16)
+                    for key in ("vendor", "device"))
+        function = next(f for f in inner.functions() if (f.vendor, f.device) == ids)
+        window = function.mmap(bar, 0, 4096)
+        pattern = bytes(range(256)) * 16
+        window.write(pattern)
+        out["readback_equal"] = window.read(0, len(pattern)) == pattern
+    finally:
+        pid = inner.pid
+        stderr = inner.close()
+    lines = stderr.splitlines()
+    out["dma_buf_lines"] = [line for line in lines if "dma-buf" in line or "dmabuf" in line]
+    out["mmap_lines"] = [line for line in lines if "vfio_region_mmap" in line]
+    out["process_gone"] = not os.path.exists(f"/proc/{pid}")
+    out["group_after"] = _group_free(address)
+    return out
+
+
 def has_device(driver: str, qemu: str = "qemu-system-x86_64") -> bool:
     """Whether this guest's QEMU lists ``driver`` in ``-device help``."""
     out = subprocess.run([qemu, "-device", "help"], capture_output=True, text=True, timeout=120)
