@@ -21,6 +21,19 @@ def qemu_version(qemu: str = "qemu-system-x86_64") -> tuple[int, int] | None:
     return (int(found[1]), int(found[2])) if found else None
 
 
+def _known_traces() -> list[str]:
+    """The TRACES this guest's QEMU has."""
+    from gpuhil.nested.inner_qemu import trace_events
+
+    known = trace_events()
+    return [event for event in TRACES if event in known]
+
+
+def _dma_buf_lines(lines: list[str]) -> list[str]:
+    """The inner QEMU's stderr lines about dma-bufs."""
+    return [line for line in lines if "dma-buf" in line or "dmabuf" in line]
+
+
 def _group_free(address: str) -> str:
     """Whether this process can open the function's VFIO group now ("free", or the errno)."""
     group = os.path.basename(os.readlink(f"/sys/bus/pci/devices/{address}/iommu_group"))
@@ -37,11 +50,9 @@ def vfio_user(address: str) -> dict:
     dma-bufs and the traced regions; after it is killed: whether its process and run
     directory are gone and the VFIO group can be opened again.  ``unavailable``: why no inner
     QEMU could run (no qtest accelerator)."""
-    from gpuhil.nested.inner_qemu import InnerQemu, InnerQemuUnavailable, dma_bufs, trace_events
+    from gpuhil.nested.inner_qemu import InnerQemu, InnerQemuUnavailable, dma_bufs
 
-    out: dict = {"qemu_version": qemu_version()}
-    known = trace_events()
-    out["traces"] = [event for event in TRACES if event in known]
+    out: dict = {"qemu_version": qemu_version(), "traces": _known_traces()}
     try:
         inner = InnerQemu([f"vfio-pci,host={address}"], traces=out["traces"])
     except InnerQemuUnavailable as exc:
@@ -56,7 +67,7 @@ def vfio_user(address: str) -> dict:
         pid, run_dir = inner.pid, inner.run_dir
         stderr = inner.close()
     lines = stderr.splitlines()
-    out["dma_buf_lines"] = [line for line in lines if "dma-buf" in line or "dmabuf" in line]
+    out["dma_buf_lines"] = _dma_buf_lines(lines)
     out["reset_lines"] = [line for line in lines if "Cannot reset device" in line]
     out["process_gone"] = not os.path.exists(f"/proc/{pid}")
     out["run_dir_gone"] = not os.path.exists(run_dir)
@@ -70,20 +81,25 @@ def without_dma_buf(address: str, bar: int, withhold: bool) -> dict:
     the feature answer; gpuhil.nested.seccomp), else the kernel as it is.  Its dma-bufs, its
     dma-buf lines, the traced mmaps; the BAR ``bar`` written and read back through the inner
     machine's bus (the device still works); its process and group after it is killed.  Only
-    ``qemu_version`` for a QEMU older than 11.0."""
+    ``qemu_version`` for a QEMU older than 11.0; ``unavailable``: why no inner QEMU could run."""
     from gpuhil import _vfio
-    from gpuhil.nested.inner_qemu import InnerQemu, dma_bufs, trace_events
+    from gpuhil.devices.pci import PciDevice
+    from gpuhil.nested.inner_qemu import InnerQemu, InnerQemuUnavailable, dma_bufs
 
-    traces = [event for event in TRACES if event in trace_events()]
     denied = {_vfio.ABI["VFIO_DEVICE_FEATURE"]: errno.ENOTTY} if withhold else None
-    out: dict = {"qemu_version": qemu_version(), "traces": traces}
+    out: dict = {"qemu_version": qemu_version(), "traces": _known_traces()}
     if out["qemu_version"] is None or out["qemu_version"] < (11, 0):
         return out  # a QEMU that tries no dma-buf per BAR (since 11.0): nothing to see
-    inner = InnerQemu([f"vfio-pci,host={address}"], traces=traces, denied_ioctls=denied)
+    host = PciDevice(address)
+    try:
+        inner = InnerQemu([f"vfio-pci,host={address}"], traces=out["traces"],
+                          denied_ioctls=denied)
+    except InnerQemuUnavailable as exc:
+        out["unavailable"] = str(exc)
+        return out
     try:
         out["dma_bufs"] = dma_bufs(inner.pid)
-        ids = tuple(int(open(f"/sys/bus/pci/devices/{address}/{key}").read(), 16)
-                    for key in ("vendor", "device"))
+        ids = (host.vendor, host.device)
         function = next(f for f in inner.functions() if (f.vendor, f.device) == ids)
         window = function.mmap(bar, 0, 4096)
         pattern = bytes(range(256)) * 16
@@ -93,7 +109,7 @@ def without_dma_buf(address: str, bar: int, withhold: bool) -> dict:
         pid = inner.pid
         stderr = inner.close()
     lines = stderr.splitlines()
-    out["dma_buf_lines"] = [line for line in lines if "dma-buf" in line or "dmabuf" in line]
+    out["dma_buf_lines"] = _dma_buf_lines(lines)
     out["mmap_lines"] = [line for line in lines if "vfio_region_mmap" in line]
     out["process_gone"] = not os.path.exists(f"/proc/{pid}")
     out["group_after"] = _group_free(address)
@@ -133,7 +149,7 @@ def vfio_user_protocol() -> dict:
             out["server_error"] = repr(server.error) if server.error else None
         out["socket_gone"] = not os.path.exists(sock)
     lines = stderr.splitlines()
-    out["dma_buf_lines"] = [line for line in lines if "dma-buf" in line or "dmabuf" in line]
+    out["dma_buf_lines"] = _dma_buf_lines(lines)
     out["traced"] = sum("vfio_user_recv_hdr" in line for line in lines) if traces else None
     return out
 
